@@ -1,0 +1,54 @@
+"""Read TFMA evaluation results into plain dicts for model cards and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+
+# EvalConfig metric names → the names twinflow reports.
+REPORTED_METRICS = {
+    "sparse_categorical_accuracy": "accuracy",
+    "sparse_categorical_crossentropy": "loss",
+    "example_count": "example_count",
+}
+BASELINE_MODEL_NAME = "baseline"
+
+
+def _value(metric_value: Any) -> float | None:
+    if metric_value.HasField("double_value"):
+        return metric_value.double_value.value
+    return None
+
+
+def _slice_value(single_slice_key: Any) -> str:
+    kind = single_slice_key.WhichOneof("kind")
+    value = getattr(single_slice_key, kind) if kind else ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_sliced_metrics(eval_uri: str) -> dict[str, dict[str, float]]:
+    """Slice name ('overall' or 'label=3') → reported metrics of the candidate model."""
+    result: dict[str, dict[str, float]] = {}
+    for metrics_for_slice in tfma.load_metrics(eval_uri):
+        parts = [
+            f"{sk.column}={sk.int64_value or sk.bytes_value.decode() or sk.float_value}"
+            for sk in metrics_for_slice.slice_key.single_slice_keys
+        ]
+        name = ",".join(parts) or "overall"
+        values = result.setdefault(name, {})
+        for kv in metrics_for_slice.metric_keys_and_values:
+            key = kv.key
+            if key.model_name == BASELINE_MODEL_NAME or key.is_diff:
+                continue
+            reported = REPORTED_METRICS.get(key.name)
+            if key.name in ("precision", "recall") and key.sub_key.HasField("class_id"):
+                reported = f"{key.name}_class_{key.sub_key.class_id.value}"
+            value = _value(kv.value)
+            if reported and value is not None:
+                values[reported] = value
+    return result
+
+
+def load_overall_metrics(eval_uri: str) -> dict[str, float]:
+    return load_sliced_metrics(eval_uri).get("overall", {})

@@ -1,0 +1,59 @@
+"""The one EvalConfig: same metrics, slices and thresholds for every framework."""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+
+from pipelines.config import EvaluationConfig
+from trainers.common import LABEL_KEY
+from trainers.keras_trainer import PROBABILITIES_KEY
+from trainers.registry import TrainerPlugin
+
+ACCURACY_METRIC = "SparseCategoricalAccuracy"
+
+
+def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: TrainerPlugin) -> tfma.EvalConfig:
+    """Accuracy, loss, per-class precision/recall, confusion matrix; overall and per label.
+
+    A model is blessed when its accuracy is at least the floor and no more than
+    ``max_accuracy_drop`` below the latest blessed model of the same framework.
+    """
+    model_spec = tfma.ModelSpec(label_key=LABEL_KEY, prediction_key=PROBABILITIES_KEY)
+    if plugin.signature_name:
+        model_spec.signature_name = plugin.signature_name
+    class_ids = tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))})
+    return tfma.EvalConfig(
+        model_specs=[model_spec],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                    tfma.MetricConfig(
+                        class_name=ACCURACY_METRIC,
+                        # Thresholds judge the overall slice; per-label slices are reported, not gated.
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()],
+                                threshold=tfma.MetricThreshold(
+                                    value_threshold=tfma.GenericValueThreshold(
+                                        lower_bound={"value": evaluation.accuracy_floor}
+                                    ),
+                                    change_threshold=tfma.GenericChangeThreshold(
+                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                        absolute={"value": -evaluation.max_accuracy_drop},
+                                    ),
+                                ),
+                            )
+                        ],
+                    ),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            ),
+            tfma.MetricsSpec(
+                binarize=class_ids,
+                metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
+            ),
+        ],
+    )

@@ -1,0 +1,131 @@
+"""``create_pipeline``: the one pipeline definition every runner wraps."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+import tensorflow_data_validation as tfdv
+from tfx import v1 as tfx
+from tfx.proto import trainer_pb2, transform_pb2
+
+from components.data_gate.component import DataGate
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.executor import list_sources
+from components.versioned_pusher.component import VersionedPusher
+from pipelines.config import PipelineConfig
+from pipelines.evaluation import build_eval_config
+from trainers.common import TRAINING_CONFIG_KEY
+from trainers.registry import get_trainer
+
+PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
+EVAL_SPLIT = "test"
+
+
+def default_schema_path() -> Path:
+    return Path(str(resources.files("schemas") / "fashion_mnist" / "schema.pbtxt"))
+
+
+def input_fingerprint(data_dir: str | os.PathLike) -> str:
+    """Names, sizes and modification times of every image: changes when the data does.
+
+    ImageExampleGen's cache key includes it, so a re-run over changed folders is not
+    served from TFX's cache while an unchanged one is.
+    """
+    _, files = list_sources(str(data_dir))
+    digest = hashlib.sha256()
+    for source in files:
+        stat = os.stat(source.path)
+        digest.update(f"{source.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def count_classes(data_dir: str | os.PathLike) -> int:
+    class_names, _ = list_sources(str(data_dir))
+    return len(class_names)
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    num_classes: int,
+    data_fingerprint: str = "",
+    metadata_connection_config: object | None = None,
+) -> tfx.dsl.Pipeline:
+    """ExampleGen → stats/schema/validation → gate → Transform → per framework: Trainer → Evaluator → Pusher."""
+    example_gen = ImageExampleGen(
+        input_base=str(config.data_dir),
+        eval_buckets=config.eval_buckets,
+        test_buckets=config.test_buckets,
+        input_fingerprint=data_fingerprint,
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True, semantic_domain_stats_sample_rate=1.0),
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    custom_config = {TRAINING_CONFIG_KEY: config.training.to_dict()}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=custom_config,
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+    )
+    transform.add_upstream_node(data_gate)
+    components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate, transform]
+
+    for name in config.frameworks:
+        plugin = get_trainer(name)
+        trainer = tfx.components.Trainer(
+            run_fn=plugin.run_fn,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
+            custom_config=custom_config,
+        ).with_id(f"Trainer_{name}")
+        baseline = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"
+            ),
+            model_blessing=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.ModelBlessing,
+                producer_component_id=f"Evaluator_{name}",
+                output_key="blessing",
+            ),
+        ).with_id(f"LatestBlessedModel_{name}")
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            eval_config=build_eval_config(config.evaluation, num_classes, plugin),
+            example_splits=[EVAL_SPLIT],
+            module_file=None,
+            **({"module_path": plugin.evaluator_module} if plugin.evaluator_module else {}),
+        ).with_id(f"Evaluator_{name}")
+        pusher = VersionedPusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            model_evaluation=evaluator.outputs["evaluation"],
+            serving_dir=str(config.serving_dir),
+            model_name=name,
+        ).with_id(f"Pusher_{name}")
+        components += [trainer, baseline, evaluator, pusher]
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,190 @@
+"""The results table a run ends with: one row per framework, plus component timings.
+
+Written as Markdown, JSON and a per-class accuracy plot under
+``<pipeline_root>/reports/<run_id>/`` so runs can be compared later.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tfx.utils import path_utils
+
+from components.tfma_results import load_sliced_metrics
+from pipelines.run_record import RunRecord, custom_property
+from trainers.common import LABEL_KEY, read_model_card
+
+
+def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
+    """Everything the comparison needs about one framework's branch of the run."""
+    trainer = record.nodes.get(f"Trainer_{framework}")
+    evaluator = record.nodes.get(f"Evaluator_{framework}")
+    pusher = record.nodes.get(f"Pusher_{framework}")
+    row: dict[str, Any] = {"framework": framework}
+    model = trainer.output("model") if trainer else None
+    if model is None:
+        return {**row, "status": "not trained"}
+    card = read_model_card(path_utils.serving_model_path(model.uri))
+    training = card["training"]
+    class_names = card["class_names"]
+    row.update(
+        device=training["device"],
+        architecture=card["architecture"],
+        parameters=card["parameters"],
+        model_size_bytes=card["size_bytes"],
+        epochs_run=training["epochs_run"],
+        training_seconds=training["seconds"],
+        images_per_second=training["images_per_second"],
+        train_accuracy=training["train"]["accuracy"],
+        train_loss=training["train"]["loss"],
+        eval_accuracy=training["eval"]["accuracy"],
+        eval_loss=training["eval"]["loss"],
+    )
+    evaluation = evaluator.output("evaluation") if evaluator else None
+    if evaluation is not None:
+        sliced = load_sliced_metrics(evaluation.uri)
+        overall = sliced.get("overall", {})
+        row.update(
+            test_accuracy=overall.get("accuracy"),
+            test_loss=overall.get("loss"),
+            test_examples=overall.get("example_count"),
+        )
+        row["per_class_accuracy"] = {
+            name: sliced.get(f"{LABEL_KEY}={index}", {}).get("accuracy") for index, name in enumerate(class_names)
+        }
+    blessing = evaluator.output("blessing") if evaluator else None
+    row["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
+    pushed = pusher.output("pushed_model") if pusher else None
+    row["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
+    if row["pushed"]:
+        row["pushed_to"] = custom_property(pushed, "pushed_destination")
+    return row
+
+
+def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: float) -> dict[str, Any]:
+    rows = [framework_row(record, name) for name in frameworks]
+    report: dict[str, Any] = {
+        "pipeline": record.pipeline_name,
+        "run_id": record.run_id,
+        "wall_seconds": round(wall_seconds, 1),
+        "components": [
+            {"id": n.node_id, "state": n.state, "seconds": round(n.seconds, 1)} for n in record.nodes.values()
+        ],
+        "frameworks": rows,
+    }
+    if len(rows) == 2 and all("test_accuracy" in r for r in rows):
+        a, b = rows
+        report["difference"] = {
+            "frameworks": f"{a['framework']} - {b['framework']}",
+            **{
+                key: _difference(a.get(key), b.get(key))
+                for key in (
+                    "train_accuracy",
+                    "eval_accuracy",
+                    "test_accuracy",
+                    "test_loss",
+                    "training_seconds",
+                    "images_per_second",
+                    "parameters",
+                    "model_size_bytes",
+                )
+            },
+        }
+    return report
+
+
+def _difference(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    rows = report["frameworks"]
+    lines = [
+        f"# twinflow run {report['run_id']} ({report['wall_seconds']:.0f} s end to end)",
+        "",
+        "| framework | train acc | eval acc | test acc | test loss | training s | images/s | parameters | "
+        "model size | device | blessed | pushed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "train_accuracy" not in r:
+            lines.append(f"| {r['framework']} | {r.get('status', '–')} |" + " |" * 10)
+            continue
+        lines.append(
+            f"| {r['framework']} | {_percent(r['train_accuracy'])} | {_percent(r['eval_accuracy'])} | "
+            f"{_percent(r.get('test_accuracy'))} | {_number(r.get('test_loss'))} | {r['training_seconds']:.1f} | "
+            f"{r['images_per_second']:,.0f} | {r['parameters']:,} | {r['model_size_bytes'] / 1e6:.2f} MB | "
+            f"{r['device']} | {'yes' if r['blessed'] else 'no'} | {'yes' if r['pushed'] else 'no'} |"
+        )
+    diff = report.get("difference")
+    if diff:
+        lines.append(
+            f"| Δ ({diff['frameworks']}) | {_number(100 * diff['train_accuracy'], 2)} pp | "
+            f"{_number(100 * diff['eval_accuracy'], 2)} pp | {_number(100 * diff['test_accuracy'], 2)} pp | "
+            f"{_number(diff['test_loss'])} | {_number(diff['training_seconds'], 1)} | "
+            f"{_number(diff['images_per_second'], 0)} | {diff['parameters']:+,} | "
+            f"{diff['model_size_bytes'] / 1e6:+.2f} MB | | | |"
+        )
+    per_class = [r for r in rows if r.get("per_class_accuracy")]
+    if per_class:
+        names = list(per_class[0]["per_class_accuracy"])
+        lines += [
+            "",
+            "## Test accuracy per class",
+            "",
+            "| class | " + " | ".join(r["framework"] for r in per_class) + " |",
+            "|---|" + "---|" * len(per_class),
+        ]
+        for name in names:
+            lines.append(
+                f"| {name} | " + " | ".join(_percent(r["per_class_accuracy"].get(name)) for r in per_class) + " |"
+            )
+    lines += ["", "## Components", "", "| component | state | seconds |", "|---|---|---|"]
+    lines += [f"| {c['id']} | {c['state']} | {c['seconds']:.1f} |" for c in report["components"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
+    """Grouped bars of test accuracy per class, one colour per framework."""
+    rows = [r for r in report["frameworks"] if r.get("per_class_accuracy")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows[0]["per_class_accuracy"])
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.9), 4))
+    for i, row in enumerate(rows):
+        values = [row["per_class_accuracy"].get(n) or 0.0 for n in names]
+        ax.bar([x + i * width for x in range(len(names))], values, width, label=row["framework"])
+    ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(names))], names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Per-class test accuracy, run {report['run_id']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict[str, Any], pipeline_root: Path) -> Path:
+    out = Path(pipeline_root) / "reports" / report["run_id"].replace(":", "-")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(to_markdown(report))
+    plot_per_class(report, out / "per_class_accuracy.png")
+    return out

@@ -1,0 +1,67 @@
+"""What one pipeline run did, read back from ML Metadata: per-component times and outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+_STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+@dataclass
+class NodeRecord:
+    node_id: str
+    state: str
+    seconds: float
+    outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+
+    def output(self, key: str) -> metadata_store_pb2.Artifact | None:
+        artifacts = self.outputs.get(key) or []
+        return artifacts[-1] if artifacts else None
+
+
+@dataclass
+class RunRecord:
+    pipeline_name: str
+    run_id: str
+    nodes: dict[str, NodeRecord]
+
+
+def custom_property(artifact: metadata_store_pb2.Artifact, name: str) -> int | str | float | None:
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def latest_run(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str) -> RunRecord:
+    """The most recent run of ``pipeline_name``, with each node's execution and output artifacts."""
+    store = metadata_store.MetadataStore(connection_config)
+    runs = [
+        c
+        for c in store.get_contexts_by_type("pipeline_run")
+        if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
+    ]
+    if not runs:
+        raise LookupError(f"no run of pipeline {pipeline_name!r} recorded in ML Metadata")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    prefix = f"{pipeline_name}."
+    nodes: dict[str, NodeRecord] = {}
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node_contexts = [c for c in store.get_contexts_by_execution(execution.id) if c.name.startswith(prefix)]
+        node_id = node_contexts[0].name[len(prefix) :] if node_contexts else execution.name
+        seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
+        record = NodeRecord(node_id, _STATE_NAMES.get(execution.last_known_state, "UNKNOWN"), seconds)
+        events = store.get_events_by_execution_ids([execution.id])
+        output_events = [
+            e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+        ]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in output_events])}
+        for event in output_events:
+            key = next((s.key for s in event.path.steps if s.HasField("key")), "")
+            record.outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+        nodes[node_id] = record
+    return RunRecord(pipeline_name, run.name, nodes)
