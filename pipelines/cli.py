@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -105,13 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
     draft.set_defaults(handler=_cmd_draft_schema)
 
-    for register in _EXTRA_VERBS:
-        register(verbs)
     return parser
-
-
-# Other modules add verbs here (e.g. the Kubeflow deployment verbs).
-_EXTRA_VERBS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
+from PIL import Image
 
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tests.image_data import write_image_folders  # noqa: E402
+import pipelines  # noqa: F401  (selects tf-keras before any test imports TensorFlow)
+from tests.image_data import write_image_folders
 
 
 @pytest.fixture(scope="session")
