@@ -47,13 +47,33 @@ def count_classes(data_dir: str | os.PathLike) -> int:
     return len(class_names)
 
 
+def _latest_blessed_model(trainer_id: str, name: str) -> tfx.dsl.Resolver:
+    """The Evaluator's baseline: the latest model of this framework that was blessed."""
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Model, producer_component_id=trainer_id, output_key="model"
+        ),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing,
+            producer_component_id=f"Evaluator_{name}",
+            output_key="blessing",
+        ),
+    ).with_id(f"LatestBlessedModel_{name}")
+
+
 def create_pipeline(
     config: PipelineConfig,
     num_classes: int,
     data_fingerprint: str = "",
     metadata_connection_config: object | None = None,
+    baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen → stats/schema/validation → gate → Transform → per framework: Trainer → Evaluator → Pusher."""
+    """ExampleGen → stats/schema/validation → gate → Transform → per framework: Trainer → Evaluator → Pusher.
+
+    ``baseline=False`` leaves out the latest-blessed-model resolver (the Evaluator then
+    judges by the accuracy floor alone): open-source Kubeflow Pipelines cannot run resolver tasks.
+    """
     example_gen = ImageExampleGen(
         input_base=str(config.data_dir),
         eval_buckets=config.eval_buckets,
@@ -92,21 +112,11 @@ def create_pipeline(
             eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
             custom_config=custom_config,
         ).with_id(f"Trainer_{name}")
-        baseline = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"
-            ),
-            model_blessing=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ModelBlessing,
-                producer_component_id=f"Evaluator_{name}",
-                output_key="blessing",
-            ),
-        ).with_id(f"LatestBlessedModel_{name}")
+        resolver = _latest_blessed_model(trainer.id, name) if baseline else None
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"],
+            baseline_model=resolver.outputs["model"] if resolver else None,
             eval_config=build_eval_config(config.evaluation, num_classes, plugin),
             example_splits=[EVAL_SPLIT],
             module_file=None,
@@ -119,7 +129,7 @@ def create_pipeline(
             serving_dir=str(config.serving_dir),
             model_name=name,
         ).with_id(f"Pusher_{name}")
-        components += [trainer, baseline, evaluator, pusher]
+        components += [trainer, *([resolver] if resolver else []), evaluator, pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
