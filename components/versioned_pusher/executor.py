@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from absl import logging
 from tfx.components.pusher import executor as tfx_pusher
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
@@ -26,6 +25,19 @@ def next_version(model_root: Path) -> int:
     return max([int(time.time()), *(v + 1 for v in existing)])
 
 
+def find_pushed(model_root: Path, source: Path) -> Path | None:
+    """The version already pushed from ``source``, if any: a re-blessed model is not pushed twice."""
+    if not model_root.exists():
+        return None
+    for version in sorted((p for p in model_root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        try:
+            if read_model_card(version).get("source_model") == str(source):
+                return version
+        except (FileNotFoundError, ValueError):
+            continue
+    return None
+
+
 def push_atomically(source: Path, model_root: Path, extra_card: dict[str, Any]) -> Path:
     """Copy ``source`` to ``model_root/<version>`` so that the version appears complete or not at all."""
     model_root.mkdir(parents=True, exist_ok=True)
@@ -36,7 +48,7 @@ def push_atomically(source: Path, model_root: Path, extra_card: dict[str, Any]) 
     try:
         shutil.copytree(source, staging)
         card = read_model_card(staging)
-        card.update(extra_card, version=version)
+        card.update(extra_card, version=version, source_model=str(source))
         write_model_card(staging, card)
         final = model_root / str(version)
         os.rename(staging, final)  # atomic on one filesystem; fails if final exists
@@ -59,16 +71,17 @@ class Executor(tfx_pusher.Executor):
             return
         evaluation = artifact_utils.get_single_instance(input_dict["model_evaluation"])
         model_root = Path(exec_properties["serving_dir"]) / exec_properties["model_name"]
-        final = push_atomically(
-            Path(self.GetModelPath(input_dict)),
-            model_root,
-            {
+        source = Path(self.GetModelPath(input_dict))
+        final = find_pushed(model_root, source)
+        if final is not None:
+            print(f"[push] {exec_properties['model_name']}: this model is already version {final.name}", flush=True)
+        else:
+            card = {
                 "evaluation": load_overall_metrics(evaluation.uri),
                 "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        )
+            }
+            final = push_atomically(source, model_root, card)
         Path(pushed.uri).mkdir(parents=True, exist_ok=True)
         (Path(pushed.uri) / "push.json").write_text(json.dumps({"destination": str(final)}))
         self._MarkPushed(pushed, pushed_destination=str(final), pushed_version=final.name)
-        print(f"[push] {exec_properties['model_name']}: pushed version {final.name} to {final}", flush=True)
-        logging.info("Model pushed to %s", final)
+        print(f"[push] {exec_properties['model_name']}: version {final.name} at {final}", flush=True)
