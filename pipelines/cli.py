@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from pipelines.config import FRAMEWORK_CHOICES, ConfigError, PipelineConfig, load_config
+from pipelines.fashion_mnist import DataPreparationError
+from pipelines.kubeflow.cli import add_kubeflow_verbs
 
 # CLI flag → config key; None values (flag not given) leave the config alone.
 _RUN_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
     draft.set_defaults(handler=_cmd_draft_schema)
 
+    add_kubeflow_verbs(verbs)  # compile, submit, schedule
     return parser
 
 
@@ -114,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, DataPreparationError, FileNotFoundError, ValueError) as err:
         print(f"twinflow {args.verb}: error: {err}", file=sys.stderr)
         return 2
 
