@@ -1,0 +1,182 @@
+"""The compiled KFP v2 spec: it parses, has the pipeline's graph, image, runtime parameters and importable code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.utils import import_utils
+
+from pipelines.cli import main
+from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec
+from pipelines.pipeline import input_fingerprint
+from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
+
+KERAS_TASKS = {
+    "ImageExampleGen",
+    "ImportSchemaGen",
+    "StatisticsGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+    "Trainer_keras",
+    "LatestBlessedModel_keras-model-blessing-resolver",
+    "LatestBlessedModel_keras-model-resolver",
+    "Evaluator_keras",
+    "Pusher_keras",
+}
+KERAS_EDGES = {
+    ("ImageExampleGen", "StatisticsGen"),
+    ("ImportSchemaGen", "StatisticsGen"),
+    ("StatisticsGen", "ExampleValidator"),
+    ("ImportSchemaGen", "ExampleValidator"),
+    ("ExampleValidator", "DataGate"),
+    ("DataGate", "Transform"),
+    ("ImageExampleGen", "Transform"),
+    ("ImportSchemaGen", "Transform"),
+    ("Transform", "Trainer_keras"),
+    ("ImportSchemaGen", "Trainer_keras"),
+    ("LatestBlessedModel_keras-model-blessing-resolver", "LatestBlessedModel_keras-model-resolver"),
+    ("LatestBlessedModel_keras-model-resolver", "Evaluator_keras"),
+    ("Trainer_keras", "Evaluator_keras"),
+    ("ImageExampleGen", "Evaluator_keras"),
+    ("Trainer_keras", "Pusher_keras"),
+    ("Evaluator_keras", "Pusher_keras"),
+}
+PARAMETERS = {"input_base", "input_fingerprint", "schema_file", "serving_dir", "training_config"}
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_to(tmp_path_factory.mktemp("kfp") / "pipeline.yaml", serving_pvc="twinflow-models")
+
+
+@pytest.fixture(scope="module")
+def spec(spec_file: Path) -> dict[str, Any]:
+    return read_spec(spec_file)[0]
+
+
+def test_spec_parses_with_the_kfp_protos(spec_file: Path) -> None:
+    documents = list(yaml.safe_load_all(spec_file.read_text()))
+    pipeline_spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+    platform_spec = json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec())
+    assert pipeline_spec.schema_version == "2.1.0"
+    assert pipeline_spec.pipeline_info.name == "twinflow"
+    assert pipeline_spec.default_pipeline_root == "gs://bucket/twinflow"
+    assert "kubernetes" in platform_spec.platforms
+
+
+def test_spec_has_every_task_and_dependency(spec: dict[str, Any]) -> None:
+    assert set(spec["root"]["dag"]["tasks"]) == KERAS_TASKS
+    assert edges(spec) == KERAS_EDGES
+    evaluator_inputs = spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
+    assert evaluator_inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == (
+        "LatestBlessedModel_keras-model-resolver"
+    )
+
+
+def test_every_container_runs_the_configured_image_through_tfx_entrypoint(spec: dict[str, Any]) -> None:
+    kinds: dict[str, str] = {}
+    for name in spec["root"]["dag"]["tasks"]:
+        body = executor(spec, name)
+        kinds[name] = next(iter(body))
+        if "container" in body:
+            assert body["container"]["image"] == IMAGE
+            assert (
+                body["container"]["command"][-1] == "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+            )
+            assert "{{$}}" in body["container"]["args"]
+    assert {n for n, kind in kinds.items() if kind == "resolver"} == {n for n in KERAS_TASKS if "LatestBlessed" in n}
+    assert {n for n, kind in kinds.items() if kind == "container"} == {
+        n for n in KERAS_TASKS if "LatestBlessed" not in n
+    }
+
+
+def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spec: dict[str, Any]) -> None:
+    definitions = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(definitions) == PARAMETERS
+    assert all(d["parameterType"] == "STRING" and d["isOptional"] and d["description"] for d in definitions.values())
+    assert definitions["input_base"]["defaultValue"] == "gs://bucket/data/fashion_mnist"
+    assert definitions["input_fingerprint"]["defaultValue"] == "v1"
+    assert definitions["schema_file"]["defaultValue"] == IMAGE_SCHEMA_FILE
+    assert definitions["serving_dir"]["defaultValue"] == "/mnt/serving"
+    training = json.loads(definitions["training_config"]["defaultValue"])["training"]
+    assert training["architecture"] == "tiny_cnn" and training["epochs"] == 1
+
+    tasks = spec["root"]["dag"]["tasks"]
+    expected = {
+        ("ImageExampleGen", "input_base"): "input_base",
+        ("ImageExampleGen", "input_fingerprint"): "input_fingerprint",
+        ("ImportSchemaGen", "schema_file"): "schema_file",
+        ("Transform", "custom_config"): "training_config",
+        ("Trainer_keras", "custom_config"): "training_config",
+        ("Pusher_keras", "serving_dir"): "serving_dir",
+    }
+    bound = {
+        (task, name): value["componentInputParameter"]
+        for task, body in tasks.items()
+        for name, value in body.get("inputs", {}).get("parameters", {}).items()
+        if "componentInputParameter" in value
+    }
+    assert bound == expected
+
+
+def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[str, Any]) -> None:
+    platform = read_spec(spec_file)[1]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    label = spec["components"][spec["root"]["dag"]["tasks"]["Pusher_keras"]["componentRef"]["name"]]["executorLabel"]
+    assert executors == {label: {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}}
+
+
+def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]) -> None:
+    executors = []
+    for body in spec["deploymentSpec"]["executors"].values():
+        args = body.get("container", {}).get("args", [])
+        if "--executor_class_path" in args:
+            executors.append(args[args.index("--executor_class_path") + 1])
+    functions = [
+        value["runtimeValue"]["constant"]
+        for task in spec["root"]["dag"]["tasks"].values()
+        for name, value in task.get("inputs", {}).get("parameters", {}).items()
+        if name in ("run_fn", "preprocessing_fn", "module_path") and value.get("runtimeValue", {}).get("constant")
+    ]
+    assert "components.image_example_gen.executor.Executor" in executors
+    assert "components.versioned_pusher.executor.Executor" in executors
+    assert {"trainers.keras_trainer.run_fn", "trainers.preprocessing.preprocessing_fn"} <= set(functions)
+    for path in [*executors, *functions]:
+        module, _, name = path.rpartition(".")
+        assert callable(import_utils.import_func_from_module(module, name)), path
+
+
+def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
+    spec = read_spec(compile_to(tmp_path / "p.yaml", baseline=False))[0]
+    assert set(spec["root"]["dag"]["tasks"]) == {n for n in KERAS_TASKS if "LatestBlessed" not in n}
+    assert all("resolver" not in body for body in spec["deploymentSpec"]["executors"].values())
+    assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
+
+
+def test_compile_cli_reads_classes_and_fingerprint_from_a_local_folder(tiny_folders: Path, tmp_path: Path) -> None:
+    out = tmp_path / "spec.yaml"
+    argv = ["compile", "--image", IMAGE, "--data-dir", str(tiny_folders), "--output", str(out), "--epochs", "2"]
+    assert main(argv) == 0
+    spec = read_spec(out)[0]
+    definitions = spec["root"]["inputDefinitions"]["parameters"]
+    assert definitions["input_base"]["defaultValue"] == str(tiny_folders)
+    assert definitions["input_fingerprint"]["defaultValue"] == input_fingerprint(tiny_folders)
+    assert json.loads(definitions["training_config"]["defaultValue"])["training"]["epochs"] == 2
+    eval_config = spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["parameters"]["eval_config"]
+    assert json.loads(eval_config["runtimeValue"]["constant"])["metrics_specs"][1]["binarize"]["class_ids"] == {
+        "values": [0, 1, 2]
+    }
+
+
+def test_compile_cli_needs_the_class_count_for_object_storage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["compile", "--image", IMAGE, "--data-dir", "gs://bucket/images", "--output", str(tmp_path / "s.yaml")]
+    assert main(argv) == 2
+    assert "--num-classes" in capsys.readouterr().err
+    assert not (tmp_path / "s.yaml").exists()
