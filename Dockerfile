@@ -1,0 +1,74 @@
+# syntax=docker/dockerfile:1
+# twinflow's pipeline image: every step of the compiled Kubeflow pipeline runs in it and
+# imports the project's code by module path (trainers.keras_trainer.run_fn,
+# trainers.preprocessing.preprocessing_fn, components.<name>.executor.Executor).
+#
+#   docker build -t REGISTRY/twinflow:TAG .                                   # CPU
+#   docker build --build-arg TORCH_VARIANT=cu128 -t REGISTRY/twinflow:TAG-gpu .  # torch on CUDA
+#
+# The stack is installed the way scripts/setup.sh installs it: pip --ignore-requires-python
+# (TFX 1.16 declares Requires-Python <3.11) held in check by requirements/constraints.txt.
+# Debian 12 (glibc 2.36), as on the machines the stack was verified on: newer glibc-only
+# wheels of ml-metadata/TFDV are what pins TFX to 1.16 in the first place.
+
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# cpu, or a PyTorch CUDA wheel tag (cu126, cu128 …) for the GPU variant.
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX=https://download.pytorch.org/whl
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# Compilers only here, for the odd sdist (crcmod); the runtime stage never sees them.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+
+# 1. Dependencies, from the lock files alone: this multi-GB layer survives code changes.
+COPY pyproject.toml README.md ./
+COPY requirements/ requirements/
+RUN python -m pip install --no-cache-dir --upgrade "pip>=24" wheel \
+    && python -m pip install --no-cache-dir --ignore-requires-python \
+        --extra-index-url "${TORCH_INDEX}/cpu" \
+        -c requirements/constraints.txt .
+
+# 2. The project itself (a regular, non-editable install into the venv).
+COPY pipelines/ pipelines/
+COPY components/ components/
+COPY trainers/ trainers/
+COPY schemas/ schemas/
+RUN python -m pip install --no-cache-dir --ignore-requires-python --no-deps --force-reinstall \
+        -c requirements/constraints.txt .
+
+# 3. GPU variant: swap the CPU torch wheel for the CUDA build of the same version; every
+#    other pin stays. TensorFlow keeps to the CPU (its CUDA libraries differ from torch's).
+RUN if [ "${TORCH_VARIANT}" != "cpu" ]; then \
+        torch_version="$(sed -n 's/^torch==\([^+]*\)+cpu$/\1/p' requirements/constraints.txt)" \
+        && grep -v '^torch==' requirements/constraints.txt > /tmp/constraints-gpu.txt \
+        && python -m pip install --no-cache-dir --ignore-requires-python \
+            --extra-index-url "${TORCH_INDEX}/${TORCH_VARIANT}" \
+            -c /tmp/constraints-gpu.txt "torch==${torch_version}+${TORCH_VARIANT}"; \
+    fi \
+    && python -m pip check \
+    && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pipelines, components, trainers.keras_trainer"
+
+
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    TF_USE_LEGACY_KERAS=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=build /opt/venv /opt/venv
+# The curated schemas, where 'twinflow compile' points the schema_file parameter by default.
+COPY schemas/ /opt/twinflow/schemas/
+RUN useradd --create-home --uid 10001 --user-group twinflow \
+    && mkdir -p /mnt/serving \
+    && chown twinflow:twinflow /mnt/serving
+USER 10001
+WORKDIR /home/twinflow
+# Kubeflow runs each step with its own command (python -m tfx.orchestration.kubeflow.v2.container…).
+CMD ["twinflow", "--help"]

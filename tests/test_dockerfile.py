@@ -1,0 +1,117 @@
+"""Static checks of the Dockerfile (no Docker engine here): same install route as setup, lean non-root image."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_DIR
+
+ROOT = Path(__file__).parents[1]
+CONSTRAINTS = "requirements/constraints.txt"
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """Instructions per build stage (the ARGs before the first FROM are dropped)."""
+    found: list[list[tuple[str, str]]] = []
+    for instruction in instructions((ROOT / "Dockerfile").read_text()):
+        if instruction[0] == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(instruction)
+    return found
+
+
+def pip_installs(script: str) -> list[list[str]]:
+    """Each ``pip install`` command in a shell text, as tokens (quotes removed)."""
+    commands = re.split(r"&&|;|\|\||\bthen\b|\bfi\b", script)
+    return [shlex.split(c) for c in commands if re.search(r"\bpip install\b", c)]
+
+
+def option(tokens: list[str], name: str) -> str | None:
+    return tokens[tokens.index(name) + 1] if name in tokens else None
+
+
+def runs(stage: list[tuple[str, str]]) -> list[str]:
+    return [args for kind, args in stage if kind == "RUN"]
+
+
+def project_installs(commands: list[list[str]]) -> list[list[str]]:
+    """Installs of the project itself: their target is ``.`` (optionally with extras)."""
+    return [c for c in commands if any(re.fullmatch(r"-?e?\s*'?\.(\[[\w,]+\])?'?", t) for t in c[3:])]
+
+
+def test_image_installs_the_project_the_way_setup_does() -> None:
+    setup = project_installs(pip_installs(re.sub(r"\\\n", " ", (ROOT / "scripts/setup.sh").read_text())))
+    image = project_installs([c for run in runs(stages()[0]) for c in pip_installs(run)])
+    assert setup and len(image) == 2  # dependencies from the lock files, then the code
+    for command in [*setup, *image]:
+        assert "--ignore-requires-python" in command, command
+        assert option(command, "-c") == CONSTRAINTS, command
+    assert "." in image[0] and "." in image[1] and "--no-deps" in image[1]
+
+
+def test_every_pip_install_in_the_image_keeps_no_cache_and_torch_comes_from_the_cpu_index() -> None:
+    commands = [c for stage in stages() for run in runs(stage) for c in pip_installs(run)]
+    assert commands
+    assert all("--no-cache-dir" in c for c in commands), [c for c in commands if "--no-cache-dir" not in c]
+    torch_pin = next(line for line in (ROOT / CONSTRAINTS).read_text().splitlines() if line.startswith("torch=="))
+    assert torch_pin.endswith("+cpu")  # a local version only the PyTorch index serves
+    dependencies = project_installs(commands)[0]
+    assert option(dependencies, "--extra-index-url") == "${TORCH_INDEX}/cpu"
+    assert re.search(r"ARG TORCH_INDEX=https://download\.pytorch\.org/whl\b", (ROOT / "Dockerfile").read_text())
+
+
+def test_gpu_variant_swaps_only_the_torch_pin() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
+    (gpu,) = [c for run in runs(stages()[0]) for c in pip_installs(run) if any("TORCH_VARIANT}" in t for t in c)]
+    assert option(gpu, "-c") == "/tmp/constraints-gpu.txt"
+    assert "grep -v '^torch==' requirements/constraints.txt > /tmp/constraints-gpu.txt" in text
+    assert "--ignore-requires-python" in gpu
+
+
+def test_runtime_stage_is_lean_non_root_and_selects_tf_keras() -> None:
+    build, runtime = stages()
+    assert build[0][1].endswith("AS build") and runtime[0][1].endswith("AS runtime")
+    assert build[0][1].split()[0] == runtime[0][1].split()[0]  # same base: the venv's python is there
+    env = " ".join(args for kind, args in runtime if kind == "ENV")
+    assert "TF_USE_LEGACY_KERAS=1" in env.split()
+    assert "PATH=/opt/venv/bin:$PATH" in env.split()
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in runtime
+    run_text = " ".join(runs(runtime))
+    assert not re.search(r"apt-get install|build-essential|gcc|pip install", run_text)
+    users = [args for kind, args in runtime if kind == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert [kind for kind, _ in runtime].index("USER") > max(i for i, (k, _) in enumerate(runtime) if k == "RUN")
+
+
+def test_image_paths_match_what_compile_defaults_to() -> None:
+    runtime = stages()[1]
+    assert ("COPY", f"schemas/ {IMAGE_SCHEMA_DIR}/") in runtime
+    assert DEFAULT_SERVING_DIR in " ".join(runs(runtime))  # exists and belongs to the non-root user
+
+
+def test_every_package_the_project_ships_is_copied_and_not_ignored() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    copied = {source.rstrip("/") for kind, args in stages()[0] if kind == "COPY" for source in args.split()[:-1]}
+    assert {*packages, pyproject["project"]["readme"], "pyproject.toml", "requirements"} <= copied
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert not ignored & copied
+    assert {".git", ".venv", "work"} <= ignored
+
+
+@pytest.mark.parametrize("package", ["pipelines", "components", "trainers", "schemas"])
+def test_packages_are_importable_as_the_spec_names_them(package: str) -> None:
+    assert (ROOT / package / "__init__.py").is_file()  # regular packages: 'pip install .' ships them
