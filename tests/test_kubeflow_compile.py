@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pipelines.cli import main
 from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec
 from pipelines.pipeline import input_fingerprint
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
+from trainers.registry import TRAINERS
 
 KERAS_TASKS = {
     "ImageExampleGen",
@@ -133,24 +135,53 @@ def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[s
     assert executors == {label: {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}}
 
 
-def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]) -> None:
+def code_paths(spec: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(executor classes, functions, modules) the spec names for containers to import."""
     executors = []
     for body in spec["deploymentSpec"]["executors"].values():
         args = body.get("container", {}).get("args", [])
         if "--executor_class_path" in args:
             executors.append(args[args.index("--executor_class_path") + 1])
-    functions = [
-        value["runtimeValue"]["constant"]
+    constants = {
+        (name, value["runtimeValue"]["constant"])
         for task in spec["root"]["dag"]["tasks"].values()
         for name, value in task.get("inputs", {}).get("parameters", {}).items()
-        if name in ("run_fn", "preprocessing_fn", "module_path") and value.get("runtimeValue", {}).get("constant")
-    ]
-    assert "components.image_example_gen.executor.Executor" in executors
-    assert "components.versioned_pusher.executor.Executor" in executors
-    assert {"trainers.keras_trainer.run_fn", "trainers.preprocessing.preprocessing_fn"} <= set(functions)
+        if value.get("runtimeValue", {}).get("constant")
+    }
+    functions = sorted(v for name, v in constants if name in ("run_fn", "preprocessing_fn"))
+    modules = sorted(v for name, v in constants if name == "module_path")
+    return executors, functions, modules
+
+
+def assert_importable(spec: dict[str, Any]) -> None:
+    executors, functions, modules = code_paths(spec)
     for path in [*executors, *functions]:
         module, _, name = path.rpartition(".")
         assert callable(import_utils.import_func_from_module(module, name)), path
+    for module in modules:  # TFMA hooks an Evaluator loads through module_path
+        imported = importlib.import_module(module)
+        assert callable(imported.custom_eval_shared_model) and callable(imported.custom_extractors), module
+
+
+def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]) -> None:
+    executors, functions, _ = code_paths(spec)
+    assert "components.image_example_gen.executor.Executor" in executors
+    assert "components.versioned_pusher.executor.Executor" in executors
+    assert functions == ["trainers.keras_trainer.run_fn", "trainers.preprocessing.preprocessing_fn"]
+    assert_importable(spec)
+
+
+@pytest.mark.skipif("lightning" not in TRAINERS, reason="the Lightning trainer is not registered yet")
+def test_both_frameworks_get_twin_branches_from_one_transform(tmp_path: Path) -> None:
+    spec = read_spec(compile_to(tmp_path / "both.yaml", framework="both"))[0]
+    twins = {task.replace("keras", "lightning") for task in KERAS_TASKS}
+    assert set(spec["root"]["dag"]["tasks"]) == KERAS_TASKS | twins
+    assert edges(spec) == KERAS_EDGES | {
+        (a.replace("keras", "lightning"), b.replace("keras", "lightning")) for a, b in KERAS_EDGES
+    }
+    assert_importable(spec)
+    trainer = spec["root"]["dag"]["tasks"]["Trainer_lightning"]["inputs"]["parameters"]
+    assert trainer["custom_config"] == {"componentInputParameter": "training_config"}
 
 
 def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
