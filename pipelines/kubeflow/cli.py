@@ -179,9 +179,15 @@ def _data_facts(data_uri: str, num_classes: int | None, fingerprint: str | None)
 def _run_values(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     """(endpoint, parameter values) from the flags; validated against the spec before any request."""
     from pipelines.kubeflow.endpoint import Endpoint
-    from pipelines.kubeflow.specfile import read_spec, run_parameters
+    from pipelines.kubeflow.specfile import read_spec, resolver_tasks, run_parameters
 
     spec, _ = read_spec(args.spec)
+    if resolver_tasks(spec):
+        print(
+            f"twinflow {args.verb}: note: {args.spec} has resolver tasks {resolver_tasks(spec)}, which open-source "
+            "Kubeflow Pipelines cannot run; for it, compile with --no-baseline",
+            file=sys.stderr,
+        )
     values: dict[str, str | None] = {k: getattr(args, k) for k in ("input_base", "input_fingerprint", "schema_file")}
     values["serving_dir"] = args.serving_dir
     for item in args.param:

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -165,7 +166,9 @@ def upload(client: Any, endpoint: Endpoint, spec_path: Path, enable_caching: boo
                 raise KubeflowError(f"{endpoint.host} created pipeline {name!r} but listed no version of it")
             return pipeline.pipeline_id, versions.pipeline_versions[0].pipeline_version_id
         version = client.upload_pipeline_version(
-            str(path), pipeline_version_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", pipeline_id=existing
+            str(path),
+            pipeline_version_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            pipeline_id=existing,
         )
         return existing, version.pipeline_version_id
 

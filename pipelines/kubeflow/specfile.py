@@ -81,3 +81,13 @@ def run_parameters(
         merged.validate()
         params[TRAINING_CONFIG_PARAM] = training_config_json(merged.to_dict())
     return params
+
+
+def resolver_tasks(spec: Mapping[str, Any]) -> list[str]:
+    """Tasks run by a resolver executor, which the open-source KFP backend does not implement."""
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    return sorted(
+        name
+        for name, task in spec["root"]["dag"]["tasks"].items()
+        if "resolver" in executors.get(spec["components"][task["componentRef"]["name"]]["executorLabel"], {})
+    )
