@@ -47,6 +47,7 @@ class FakeKfp:
     pipelines: dict[str, str] = field(default_factory=dict)  # name -> id
     versions: dict[str, list[str]] = field(default_factory=dict)  # pipeline id -> version ids
     experiments: dict[str, str] = field(default_factory=dict)
+    version_names: set[str] = field(default_factory=set)  # KFP refuses a version name twice
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def find(self, method: str, path: str) -> list[Recorded]:
@@ -69,7 +70,10 @@ class FakeKfp:
             self.versions[pipeline_id] = [f"{pipeline_id}-version-1"]
             return 200, {"pipeline_id": pipeline_id, "display_name": name}
         if route == ("POST", "/pipelines/upload_version"):
-            pipeline_id = request.query["pipelineid"][0]
+            pipeline_id, name = request.query["pipelineid"][0], request.query["name"][0]
+            if name in self.version_names:
+                return 409, {"error": f"version {name} already exists", "code": 6, "message": "already exists"}
+            self.version_names.add(name)
             self.versions[pipeline_id].append(f"{pipeline_id}-version-{len(self.versions[pipeline_id]) + 1}")
             return 200, {"pipeline_id": pipeline_id, "pipeline_version_id": self.versions[pipeline_id][-1]}
         if (

@@ -14,7 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
 from pipelines.cli import main
-from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec
+from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
 from pipelines.pipeline import input_fingerprint
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
 from trainers.registry import TRAINERS
@@ -94,6 +94,7 @@ def test_every_container_runs_the_configured_image_through_tfx_entrypoint(spec: 
             )
             assert "{{$}}" in body["container"]["args"]
     assert {n for n, kind in kinds.items() if kind == "resolver"} == {n for n in KERAS_TASKS if "LatestBlessed" in n}
+    assert resolver_tasks(spec) == sorted(n for n in KERAS_TASKS if "LatestBlessed" in n)
     assert {n for n, kind in kinds.items() if kind == "container"} == {
         n for n in KERAS_TASKS if "LatestBlessed" not in n
     }
@@ -188,6 +189,7 @@ def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
     spec = read_spec(compile_to(tmp_path / "p.yaml", baseline=False))[0]
     assert set(spec["root"]["dag"]["tasks"]) == {n for n in KERAS_TASKS if "LatestBlessed" not in n}
     assert all("resolver" not in body for body in spec["deploymentSpec"]["executors"].values())
+    assert resolver_tasks(spec) == []
     assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
 
 

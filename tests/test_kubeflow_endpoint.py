@@ -63,7 +63,9 @@ def test_submit_uploads_the_spec_and_starts_a_run_with_parameters(
     training = json.loads(parameters["training_config"])["training"]
     assert training["epochs"] == 3 and training["architecture"] == "tiny_cnn"  # merged into the compiled defaults
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in fake.requests)
-    assert "run-1" in capsys.readouterr().out
+    output = capsys.readouterr()
+    assert "run-1" in output.out
+    assert "compile with --no-baseline" in output.err  # this spec keeps the LatestBlessedModel resolver
 
 
 def test_a_second_submit_adds_a_version_to_the_same_pipeline(spec_file: Path) -> None:
