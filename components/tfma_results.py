@@ -31,10 +31,7 @@ def load_sliced_metrics(eval_uri: str) -> dict[str, dict[str, float]]:
     """Slice name ('overall' or 'label=3') → reported metrics of the candidate model."""
     result: dict[str, dict[str, float]] = {}
     for metrics_for_slice in tfma.load_metrics(eval_uri):
-        parts = [
-            f"{sk.column}={sk.int64_value or sk.bytes_value.decode() or sk.float_value}"
-            for sk in metrics_for_slice.slice_key.single_slice_keys
-        ]
+        parts = [f"{sk.column}={_slice_value(sk)}" for sk in metrics_for_slice.slice_key.single_slice_keys]
         name = ",".join(parts) or "overall"
         values = result.setdefault(name, {})
         for kv in metrics_for_slice.metric_keys_and_values:

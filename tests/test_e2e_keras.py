@@ -32,6 +32,7 @@ def test_blessed_model_is_pushed_with_a_model_card(keras_run) -> None:
     assert row["test_accuracy"] >= config.evaluation.accuracy_floor
     assert row["test_examples"] == 45
     assert set(row["per_class_accuracy"]) == set(CLASSES)
+    assert all(0.0 <= value <= 1.0 for value in row["per_class_accuracy"].values()), row["per_class_accuracy"]
     (version,) = _pushed_versions(Path(config.serving_dir))
     assert row["pushed_to"] == str(version)
     card = json.loads((version / "model.json").read_text())

@@ -1,6 +1,7 @@
 """ImageExampleGen: folder layouts, the Example contract, deterministic splits, clear errors."""
 
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -138,3 +139,11 @@ def test_bad_layouts_name_the_path(tmp_path: Path, layout: dict, message: str) -
 def test_missing_input_folder(tmp_path: Path) -> None:
     with pytest.raises(ImageFolderError, match="does not exist"):
         list_sources(str(tmp_path / "nope"))
+
+
+def test_written_splits_are_mixed_not_grouped_by_class(tiny_folders: Path, tmp_path: Path) -> None:
+    """Trainers shuffle with a bounded buffer: class-sorted files would starve it of classes."""
+    examples = _run_executor(tiny_folders, tmp_path / "out", eval_buckets=1, test_buckets=1)
+    labels = [e.features.feature["label"].int64_list.value[0] for e in _read_split(examples.uri, "train")]
+    changes = sum(a != b for a, b in itertools.pairwise(labels))
+    assert changes > len(labels) / 3, labels

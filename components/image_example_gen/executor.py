@@ -155,6 +155,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
         class_index = {name: index for index, name in enumerate(class_names)}
+        # Folder order groups images by class, and the DirectRunner's reshuffle keeps
+        # that order; a fixed pseudo-random order makes every written split well mixed,
+        # so a trainer's bounded shuffle buffer sees all classes.
+        files.sort(key=lambda f: hashlib.sha256(f.path.encode()).digest())
 
         with self._make_beam_pipeline() as pipeline:
             keyed = (
