@@ -11,33 +11,14 @@ from pathlib import Path
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from pipelines.config import FRAMEWORK_CHOICES, ConfigError, PipelineConfig, load_config
 from pipelines.fashion_mnist import DataPreparationError
+from pipelines.flags import RUN_FLAGS
 from pipelines.kubeflow.cli import add_kubeflow_verbs
-
-# CLI flag → config key; None values (flag not given) leave the config alone.
-_RUN_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--data-dir": ("data_dir", Path, "folder of class sub-folders (or train/ and test/ holding them)"),
-    "--pipeline-root": ("pipeline_root", Path, "where TFX writes artifacts"),
-    "--metadata-path": ("metadata_path", Path, "SQLite ML Metadata file"),
-    "--serving-dir": ("serving_dir", Path, "where blessed models are pushed: <dir>/<framework>/<version>/"),
-    "--schema": ("schema_path", Path, "curated schema .pbtxt (default: schemas/fashion_mnist/schema.pbtxt)"),
-    "--pipeline-name": ("pipeline_name", str, "pipeline name in ML Metadata"),
-    "--epochs": ("training.epochs", int, "training epochs (early stopping may end sooner)"),
-    "--batch-size": ("training.batch_size", int, "batch size"),
-    "--learning-rate": ("training.learning_rate", float, "learning rate"),
-    "--optimizer": ("training.optimizer", str, "adam or sgd"),
-    "--seed": ("training.seed", int, "random seed"),
-    "--image-size": ("training.image_size", int, "images are resized to this square size"),
-    "--channels": ("training.channels", int, "1 (grayscale) or 3 (RGB)"),
-    "--architecture": ("training.architecture", str, "model architecture name (twin_cnn, tiny_cnn)"),
-    "--accuracy-floor": ("evaluation.accuracy_floor", float, "lowest test accuracy that can be blessed"),
-    "--max-accuracy-drop": ("evaluation.max_accuracy_drop", float, "largest drop vs the last blessed model"),
-}
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with config values (flags override it)")
     parser.add_argument("--framework", choices=FRAMEWORK_CHOICES, help="which trainer(s) to run")
-    for flag, (_, kind, text) in _RUN_FLAGS.items():
+    for flag, (_, kind, text) in RUN_FLAGS.items():
         parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--no-augment", action="store_true", help="turn training-time augmentation off")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component instead of using TFX's cache")
@@ -51,7 +32,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = {key: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (key, _, _) in _RUN_FLAGS.items()}
+    overrides = {key: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (key, _, _) in RUN_FLAGS.items()}
     overrides["framework"] = args.framework
     if args.no_augment:
         overrides["training.augment"] = False

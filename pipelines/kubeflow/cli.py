@@ -10,20 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import FRAMEWORK_CHOICES
+from pipelines.flags import RUN_FLAGS, TRAINING_FLAGS
 
 DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")
 IMAGE_ENV = "TWINFLOW_IMAGE"
-# Training flags a run may change (they travel in the training_config parameter).
-_TRAINING_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--epochs": ("epochs", int, "training epochs"),
-    "--batch-size": ("batch_size", int, "batch size"),
-    "--learning-rate": ("learning_rate", float, "learning rate"),
-    "--optimizer": ("optimizer", str, "adam or sgd"),
-    "--seed": ("seed", int, "random seed"),
-    "--image-size": ("image_size", int, "images are resized to this square size (Transform and trainers alike)"),
-    "--channels": ("channels", int, "1 (grayscale) or 3 (RGB)"),
-    "--architecture": ("architecture", str, "model architecture name (twin_cnn, tiny_cnn)"),
-}
 
 
 def add_kubeflow_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -60,8 +50,6 @@ def add_kubeflow_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def _add_compile_flags(parser: argparse.ArgumentParser) -> None:
-    from pipelines.cli import _RUN_FLAGS  # the same config flags as 'twinflow run'
-
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_SPEC, help=f"spec file to write (default {DEFAULT_SPEC})"
     )
@@ -82,7 +70,7 @@ def _add_compile_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, help="YAML file with config values (flags override it)")
     parser.add_argument("--framework", choices=FRAMEWORK_CHOICES, help="which trainer(s): changes the graph")
-    for flag, (key, kind, text) in _RUN_FLAGS.items():
+    for flag, (key, kind, text) in RUN_FLAGS.items():
         if key.startswith(("training.", "evaluation.")) or key == "pipeline_name":
             parser.add_argument(flag, type=kind, dest=key.replace(".", "__"), metavar=_metavar(flag), help=text)
     parser.add_argument("--no-augment", action="store_true", help="turn training-time augmentation off")
@@ -111,7 +99,7 @@ def _add_run_parameter_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--schema", dest="schema_file", metavar="SCHEMA", help="schema .pbtxt for this run")
     parser.add_argument("--serving-dir", dest="serving_dir", help="serving folder for this run")
-    for flag, (key, kind, text) in _TRAINING_FLAGS.items():
+    for flag, (key, kind, text) in TRAINING_FLAGS.items():
         parser.add_argument(flag, type=kind, dest=f"training__{key}", metavar=_metavar(flag), help=text)
     parser.add_argument("--no-augment", action="store_true", help="turn training-time augmentation off")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="any spec parameter")
