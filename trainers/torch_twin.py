@@ -1,0 +1,304 @@
+"""The Lightning side of the twins, free of TensorFlow: model, data module, trainer, ONNX export.
+
+lightning_trainer.py adds only the TFX glue (reading Transform output, run_fn, model.json),
+so this module can be exercised wherever torch alone is installed, a GPU machine included.
+"""
+
+from __future__ import annotations
+
+import os
+
+# On CPUs shared with other work, OpenMP's default spin-wait at every operator's barrier
+# burns the time slices its own late thread needs: on this project's 2 shared cores that
+# cut twin_cnn training 2-5x. Passive waiting keeps torch's default thread count, costs a
+# few percent on idle cores, and a user's own OMP_WAIT_POLICY still wins. It takes effect
+# only if set before torch is first imported, so lightning_trainer imports torch through here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+from torch.nn import functional as F
+
+from trainers.common import BRIGHTNESS_DELTA, IMAGE_XF_KEY, Stopwatch, architecture
+
+PROBABILITIES_KEY = "probabilities"
+ONNX_OPSET = 17
+_EVAL_BATCH = 1024
+
+Split = tuple[torch.Tensor, torch.Tensor]  # (images NCHW float32, labels int64)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch generators, as keras.utils.set_random_seed seeds Keras's."""
+    pl.seed_everything(seed, workers=False, verbose=False)
+
+
+def split_from_nhwc(images: np.ndarray, labels: np.ndarray) -> Split:
+    """Transform output arrays (NHWC images, labels) → contiguous NCHW float32 and int64 tensors."""
+    nhwc = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return nhwc.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64).reshape(-1))
+
+
+def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> nn.Sequential:
+    """The twin CNN as torch layers (NCHW in, logits out), initialized like Keras.
+
+    Keras starts from Glorot-uniform kernels and zero biases; torch's defaults differ, so
+    the twin sets the same initializers to start both frameworks from the same distribution.
+    """
+    spec = architecture(arch_name)
+    layers: list[nn.Module] = []
+    in_channels, size = channels, image_size
+    for filters in spec.conv_filters:
+        layers += [nn.Conv2d(in_channels, filters, spec.kernel_size, padding="same"), nn.ReLU(), nn.MaxPool2d(2)]
+        in_channels, size = filters, size // 2
+    layers.append(nn.Flatten())
+    features = in_channels * size * size
+    for units in spec.dense_units:
+        layers += [nn.Linear(features, units), nn.ReLU()]
+        features = units
+    layers.append(nn.Linear(features, num_classes))
+    model = nn.Sequential(*layers)
+    for layer in model:
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def augment(images: torch.Tensor) -> torch.Tensor:
+    """keras_trainer.augment for NCHW batches: per-image horizontal flip (p=0.5) and brightness shift."""
+    batch = images.shape[0]
+    flip = torch.rand(batch, 1, 1, 1, device=images.device) < 0.5
+    images = torch.where(flip, images.flip(-1), images)
+    shift = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * BRIGHTNESS_DELTA
+    return images + shift
+
+
+class InMemoryBatches:
+    """Batches sliced from tensors already in memory: one gather per batch, no workers, no collation."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
+        self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Split]:
+        count = len(self.labels)
+        if self.shuffle:
+            for index in torch.randperm(count, generator=self._generator).split(self.batch_size):
+                yield self.images[index], self.labels[index]
+        else:
+            for start in range(0, count, self.batch_size):
+                yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Train and eval splits held as tensors; train batches are augmented after the move to the device.
+
+    Subclasses say where the tensors come from (``load_splits``); loading happens in
+    ``setup``, inside ``fit``, as Keras fills its cache during the first epoch.
+    """
+
+    def __init__(self, batch_size: int, augment: bool, seed: int):
+        super().__init__()
+        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.train: Split | None = None
+        self.eval: Split | None = None
+
+    def load_splits(self) -> tuple[Split, Split]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is None:
+            self.train, self.eval = self.load_splits()
+
+    def train_dataloader(self) -> InMemoryBatches:
+        assert self.train is not None, "setup() first"
+        return InMemoryBatches(*self.train, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> InMemoryBatches:
+        assert self.eval is not None, "setup() first"
+        return InMemoryBatches(*self.eval, self.batch_size, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        images, labels = batch
+        if self.augment and self.trainer is not None and self.trainer.training:
+            images = augment(images)
+        return images, labels
+
+
+class TwinClassifier(pl.LightningModule):
+    """The twin CNN with Keras's loss, metrics and optimizers (Adam eps=1e-7, SGD momentum 0.9)."""
+
+    def __init__(
+        self,
+        architecture: str,
+        image_size: int,
+        channels: int,
+        num_classes: int,
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(architecture, image_size, channels, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _step(self, batch: Split, prefix: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        # Epoch means only, as Keras's verbose=2 reports; no per-step logger writes.
+        self.log_dict(
+            {f"{prefix}loss": loss.detach(), f"{prefix}accuracy": accuracy},
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(labels),
+        )
+        return loss
+
+    def training_step(self, batch: Split, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "")
+
+    def validation_step(self, batch: Split, batch_idx: int) -> None:
+        self._step(batch, "val_")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.hparams.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate, eps=1e-7)
+
+
+class EpochReport(Callback):
+    """Feeds the shared Stopwatch and prints one line per epoch (Keras's verbose=2).
+
+    An epoch ends after its validation pass, where Keras's ``on_epoch_end`` ends it too.
+    """
+
+    def __init__(self, stopwatch: Stopwatch):
+        self._stopwatch = stopwatch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, i: int):
+        self._stopwatch.add_images(len(batch[1]))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        self._stopwatch.end_epoch()
+        images, seconds = self._stopwatch.epochs[-1]
+        metrics = " - ".join(
+            f"{name}: {float(trainer.callback_metrics[name]):.4f}"
+            for name in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if name in trainer.callback_metrics
+        )
+        print(
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs} - {seconds:.1f}s - "
+            f"{images / seconds if seconds else 0:,.0f} images/s - {metrics}",
+            flush=True,
+        )
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO banners (GPU available…, tips) would drown the one line per epoch."""
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def make_trainer(
+    max_epochs: int, patience: int, logs_dir: str, stopwatch: Stopwatch
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """Keras's callbacks as Lightning callbacks: early stopping on val_loss, best-weights checkpoint, TensorBoard."""
+    quiet_lightning()
+    checkpoint = ModelCheckpoint(
+        dirpath=os.path.join(logs_dir, "checkpoints"), monitor="val_loss", mode="min", save_weights_only=True
+    )
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_epochs=max_epochs,
+        callbacks=[
+            EarlyStopping(monitor="val_loss", mode="min", patience=patience),
+            checkpoint,
+            EpochReport(stopwatch),
+        ],
+        logger=TensorBoardLogger(logs_dir, name="", version=""),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,  # only epoch means are logged, so this adds no per-step work
+        default_root_dir=logs_dir,
+    )
+    return trainer, checkpoint
+
+
+def restore_best(module: TwinClassifier, checkpoint: ModelCheckpoint) -> None:
+    """Keras's EarlyStopping(restore_best_weights=True) ends on the best val_loss epoch: so does this twin."""
+    if checkpoint.best_model_path:
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, device: torch.device) -> tuple[float, float]:
+    """(loss, accuracy) over clean data, averaged per example like Keras's ``evaluate``."""
+    images, labels = split
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), _EVAL_BATCH):
+        x = images[start : start + _EVAL_BATCH].to(device)
+        y = labels[start : start + _EVAL_BATCH].to(device)
+        logits = model(x)
+        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+    return total_loss / len(labels), correct / len(labels)
+
+
+def device_name(device: torch.device) -> str:
+    """Worded like keras_trainer.device_name: 'CPU' or 'GPU (<name>)'."""
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return device.type.upper()
+
+
+class ServingModel(nn.Module):
+    """What ONNX exports: NHWC ``image_xf`` (the Transform layout) → class probabilities."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_xf: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(image_xf.permute(0, 3, 1, 2)), dim=-1)
+
+
+def export_onnx(model: nn.Module, image_size: int, channels: int, path: str) -> None:
+    """ONNX graph with a dynamic batch axis: ``image_xf`` [N,H,W,C] float32 → ``probabilities`` [N,K]."""
+    serving = ServingModel(model).to("cpu").eval()
+    example = torch.zeros(2, image_size, image_size, channels)
+    torch.onnx.export(
+        serving,
+        (example,),
+        path,
+        input_names=[IMAGE_XF_KEY],
+        output_names=[PROBABILITIES_KEY],
+        dynamic_axes={IMAGE_XF_KEY: {0: "batch"}, PROBABILITIES_KEY: {0: "batch"}},
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+    )
