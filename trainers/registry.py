@@ -23,6 +23,9 @@ class TrainerPlugin:
 
 TRAINERS: dict[str, TrainerPlugin] = {
     "keras": TrainerPlugin(name="keras", run_fn="trainers.keras_trainer.run_fn", signature_name="serving_default"),
+    "lightning": TrainerPlugin(
+        name="lightning", run_fn="trainers.lightning_trainer.run_fn", evaluator_module="trainers.lightning_evaluation"
+    ),
 }
 
 
