@@ -13,6 +13,8 @@ import pipelines  # noqa: F401  (selects tf-keras before any test imports Tensor
 from tests.image_data import write_image_folders
 
 if TYPE_CHECKING:
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
     from pipelines.config import PipelineConfig
 
 
@@ -92,3 +94,35 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
         "files": {s: [artifact_utils.get_split_uri([examples], s) + "/*"] for s in ("train", "eval", "test")},
         "data_accessor": accessor,
     }
+
+
+def lightning_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
+    """The FnArgs TFX's Trainer would give lightning_trainer.run_fn for ``transform_outputs``."""
+    import dataclasses
+
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from trainers.common import TRAINING_CONFIG_KEY
+
+    config = dataclasses.replace(transform_outputs["config"].training, **training)
+    return FnArgs(
+        working_dir=str(workdir / "working"),
+        train_files=transform_outputs["files"]["train"],
+        eval_files=transform_outputs["files"]["eval"],
+        transform_graph_path=transform_outputs["transform_graph"],
+        transform_output=transform_outputs["transform_graph"],
+        data_accessor=transform_outputs["data_accessor"],
+        serving_model_dir=str(workdir / "serving"),
+        model_run_dir=str(workdir / "model_run"),
+        custom_config={TRAINING_CONFIG_KEY: config.to_dict()},
+    )
+
+
+@pytest.fixture(scope="session")
+def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_outputs: dict) -> FnArgs:
+    """lightning_trainer.run_fn run once on the real Transform output: its FnArgs (serving and run dirs)."""
+    from trainers.lightning_trainer import run_fn
+
+    fn_args = lightning_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
+    run_fn(fn_args)
+    return fn_args
