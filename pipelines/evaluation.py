@@ -5,8 +5,7 @@ from __future__ import annotations
 import tensorflow_model_analysis as tfma
 
 from pipelines.config import EvaluationConfig
-from trainers.common import LABEL_KEY
-from trainers.keras_trainer import PROBABILITIES_KEY
+from trainers.common import LABEL_KEY, PROBABILITIES_KEY
 from trainers.registry import TrainerPlugin
 
 ACCURACY_METRIC = "SparseCategoricalAccuracy"

@@ -24,6 +24,8 @@ FILENAME_KEY = "filename"
 # Transform output contract: the only features trainers read.
 IMAGE_XF_KEY = "image_xf"
 LABEL_XF_KEY = "label_xf"
+# What every served model outputs, and what TFMA reads (EvalConfig prediction_key).
+PROBABILITIES_KEY = "probabilities"
 # Transform-graph vocabulary holding "<label index>:<label name>" lines.
 CLASS_VOCAB_NAME = "class_names"
 

@@ -18,6 +18,7 @@ from trainers.common import (
     IMAGE_KEY,
     IMAGE_XF_KEY,
     LABEL_XF_KEY,
+    PROBABILITIES_KEY,
     Stopwatch,
     architecture,
     directory_size,
@@ -30,7 +31,6 @@ from trainers.common import (
 SHUFFLE_BUFFER = 10_000
 SERVING_EXAMPLES_SIGNATURE = "serving_default"
 SERVING_IMAGE_BYTES_SIGNATURE = "serving_image_bytes"
-PROBABILITIES_KEY = "probabilities"
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:

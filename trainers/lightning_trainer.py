@@ -23,6 +23,7 @@ from trainers.common import (
     CLASS_VOCAB_NAME,
     IMAGE_XF_KEY,
     LABEL_XF_KEY,
+    PROBABILITIES_KEY,
     Stopwatch,
     directory_size,
     input_contract,
@@ -33,7 +34,6 @@ from trainers.common import (
 from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR
 from trainers.torch_twin import (
     ONNX_OPSET,
-    PROBABILITIES_KEY,
     Split,
     TensorDataModule,
     TwinClassifier,
