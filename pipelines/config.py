@@ -86,7 +86,7 @@ class PipelineConfig:
     metadata_path: Path = DEFAULT_WORKDIR / "metadata.sqlite"
     serving_dir: Path = DEFAULT_WORKDIR / "serving"
     schema_path: Path | None = None  # None: the curated Fashion-MNIST schema in schemas/
-    framework: str = "keras"
+    framework: str = "both"  # the side-by-side comparison is what twinflow exists to produce
     eval_buckets: int = 1  # hash buckets (of 10) that go to the eval split
     test_buckets: int = 1  # used only when the source has no test/ folder
     enable_cache: bool = True

@@ -44,6 +44,7 @@ def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConf
 
     values: dict[str, object] = {
         "data_dir": data_dir,
+        "framework": "keras",
         "pipeline_root": root / "pipeline",
         "metadata_path": root / "metadata.sqlite",
         "serving_dir": root / "serving",

@@ -8,10 +8,10 @@ from pipelines.config import ConfigError, PipelineConfig, TrainingConfig, load_c
 
 def test_defaults_are_valid_and_share_training_config() -> None:
     config = load_config()
-    assert config.framework == "keras"
-    assert config.frameworks == ("keras",)
+    assert config.framework == "both"
+    assert config.frameworks == ("keras", "lightning")
     assert config.training == TrainingConfig()
-    assert load_config(framework="both").frameworks == ("keras", "lightning")
+    assert load_config(framework="keras").frameworks == ("keras",)
 
 
 def test_yaml_then_overrides(tmp_path: Path) -> None:
