@@ -174,7 +174,7 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"Per-class test accuracy, run {report['run_id']}")
-    ax.legend()
+    ax.legend(loc="lower left", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
