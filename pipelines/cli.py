@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from components.errors import DataAnomaliesError
 from pipelines.config import FRAMEWORK_CHOICES, ConfigError, PipelineConfig, load_config
 from pipelines.fashion_mnist import DataPreparationError
 from pipelines.flags import RUN_FLAGS
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except DataAnomaliesError as err:
+        print(f"twinflow {args.verb}: stopped by data validation: {err}", file=sys.stderr)
+        return 3
     except (ConfigError, DataPreparationError, FileNotFoundError, ValueError) as err:
         print(f"twinflow {args.verb}: error: {err}", file=sys.stderr)
         return 2

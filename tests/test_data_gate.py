@@ -9,7 +9,8 @@ from tfx.components.example_validator.executor import DEFAULT_FILE_NAME
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
-from components.data_gate.executor import DataAnomaliesError, Executor, check
+from components.data_gate.executor import Executor, check
+from components.errors import DataAnomaliesError
 from components.image_example_gen.executor import make_example
 from pipelines.pipeline import default_schema_path
 

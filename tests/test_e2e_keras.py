@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.data_gate.executor import DataAnomaliesError
-from components.image_example_gen.executor import ImageFolderError, make_example
+from components.errors import ImageFolderError
+from components.image_example_gen.executor import make_example
+from pipelines.cli import main
 from pipelines.local_runner import run_local
 from tests.conftest import tiny_config
 
@@ -79,20 +80,39 @@ def test_unchanged_second_run_is_served_from_cache(keras_run) -> None:
     assert report["frameworks"][0]["pushed_to"] == str(before[0])
 
 
-def test_unknown_class_folder_stops_before_training(keras_run, tiny_folders: Path, tmp_path: Path) -> None:
+def test_unknown_class_folder_stops_before_training(keras_run, tiny_folders: Path, tmp_path: Path, capsys) -> None:
+    """Through the command line, as a user meets it: exit status 3 and every anomaly named."""
     config, _ = keras_run
     data = tmp_path / "data"
     shutil.copytree(tiny_folders, data)
     shutil.copytree(data / "train" / "circle", data / "train" / "zebra")
     serving_before = _tree(Path(config.serving_dir))
-    bad = tiny_config(tmp_path / "run", data, serving_dir=config.serving_dir, schema_path=config.schema_path)
-    with pytest.raises(DataAnomaliesError) as err:
-        run_local(bad)
-    message = str(err.value)
+    run = tmp_path / "run"
+    argv = [
+        "run",
+        "--framework",
+        "keras",
+        "--architecture",
+        "tiny_cnn",
+        "--data-dir",
+        str(data),
+        "--schema",
+        str(config.schema_path),
+        "--serving-dir",
+        str(config.serving_dir),
+        "--pipeline-root",
+        str(run / "pipeline"),
+        "--metadata-path",
+        str(run / "metadata.sqlite"),
+    ]
+    assert main(argv) == 3
+    message = capsys.readouterr().err
+    assert message.startswith("twinflow run: stopped by data validation: data validation found")
     assert "feature 'label_name' [ENUM_TYPE_UNEXPECTED_STRING_VALUES]" in message and "zebra" in message
+    assert "feature 'label' [INT_TYPE_BIG_INT]" in message  # zebra is label 3 of a 0..2 domain
     assert _tree(Path(config.serving_dir)) == serving_before
-    assert not (Path(bad.pipeline_root) / "Transform").exists()
-    assert not (Path(bad.pipeline_root) / "Trainer_keras").exists()
+    assert not (run / "pipeline" / "Transform").exists()
+    assert not (run / "pipeline" / "Trainer_keras").exists()
 
 
 def test_corrupt_image_stops_the_run_naming_the_file(keras_run, tiny_folders: Path, tmp_path: Path) -> None:

@@ -13,9 +13,7 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
-
-class DataAnomaliesError(RuntimeError):
-    """The data does not match the schema; the message lists each anomaly."""
+from components.errors import DataAnomaliesError
 
 
 def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:

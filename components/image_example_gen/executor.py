@@ -22,14 +22,12 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
+from components.errors import ImageFolderError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "eval", "test")
 NUM_BUCKETS = 10
 CLASS_NAMES_FILE = "class_names.json"
-
-
-class ImageFolderError(ValueError):
-    """The input folder does not have the expected layout; the message names the path."""
 
 
 @dataclass(frozen=True)
