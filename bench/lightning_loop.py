@@ -41,6 +41,7 @@ def main() -> int:
 
     import torch
 
+    from core.config import TrainingConfig
     from trainers import torch_twin
     from trainers.common import Stopwatch
 
@@ -77,9 +78,10 @@ def main() -> int:
             accuracy = torch_twin.evaluate(model, evaluation, device)[1]
         else:
             with tempfile.TemporaryDirectory() as logs:
-                trainer, checkpoint = torch_twin.make_trainer(args.epochs, 2, logs, stopwatch)
+                config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, architecture=args.architecture)
+                trainer, checkpoint = torch_twin.make_trainer(config, logs, stopwatch)
                 device = trainer.strategy.root_device
-                trainer.fit(module, datamodule=Data(args.batch_size, augment=True, seed=0))
+                trainer.fit(module, datamodule=Data(args.batch_size, augment=config.augment, seed=0))
                 torch_twin.restore_best(module, checkpoint)
                 accuracy = torch_twin.evaluate(module.model.to(device), evaluation, device)[1]
                 onnx_path = Path(logs, "m.onnx")

@@ -1,6 +1,3 @@
-"""twinflow. TFX 1.16, TFT and TFMA need tf-keras: select it before TensorFlow is imported."""
+"""The pipeline layer: create_pipeline, runners, report and CLI (uses components, trainers and core)."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow C++ INFO lines are noise here
+import core  # noqa: F401  (selects tf-keras before TensorFlow loads)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from pipelines.config import EvaluationConfig
-from trainers.common import LABEL_KEY, PROBABILITIES_KEY
-from trainers.registry import TrainerPlugin
+from core.config import EvaluationConfig
+from core.contract import LABEL_KEY, PROBABILITIES_KEY
+from core.registry import FrameworkPlugin
 
 ACCURACY_METRIC = "SparseCategoricalAccuracy"
 
 
-def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: TrainerPlugin) -> tfma.EvalConfig:
+def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: FrameworkPlugin) -> tfma.EvalConfig:
     """Accuracy, loss, per-class precision/recall, confusion matrix; overall and per label.
 
     A model is blessed when its accuracy is at least the floor and no more than

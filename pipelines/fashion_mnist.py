@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import InputDataError
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CANONICAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 CLASS_NAMES = (
@@ -41,7 +43,7 @@ IDX_FILES = {
 MARKER = ".twinflow-prepared.json"
 
 
-class DataPreparationError(RuntimeError):
+class DataPreparationError(InputDataError):
     """The source IDX files are missing or malformed; the message says which and how to fix it."""
 
 

@@ -1,32 +1,154 @@
-"""Config flags shared by every verb that builds a pipeline (run, compile, submit, schedule)."""
+"""The one flag → config path: every verb (run, compile, submit, schedule) builds its config here.
+
+Each config flag names one key of :class:`core.config.PipelineConfig` and the verbs that take
+it; its type, choices and help come from the config model itself. Flags not given are left
+out of the overrides, so YAML values and defaults show through. Parsers never match a flag
+by prefix (``--optimize`` is not ``--optimizer``).
+"""
 
 from __future__ import annotations
 
+import argparse
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# CLI flag → config key; None values (flag not given) leave the config alone.
-RUN_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--data-dir": ("data_dir", Path, "folder of class sub-folders (or train/ and test/ holding them)"),
-    "--pipeline-root": ("pipeline_root", Path, "where TFX writes artifacts"),
-    "--metadata-path": ("metadata_path", Path, "SQLite ML Metadata file"),
-    "--serving-dir": ("serving_dir", Path, "where blessed models are pushed: <dir>/<framework>/<version>/"),
-    "--schema": ("schema_path", Path, "curated schema .pbtxt (default: schemas/fashion_mnist/schema.pbtxt)"),
-    "--pipeline-name": ("pipeline_name", str, "pipeline name in ML Metadata"),
-    "--epochs": ("training.epochs", int, "training epochs (early stopping may end sooner)"),
-    "--batch-size": ("training.batch_size", int, "batch size"),
-    "--learning-rate": ("training.learning_rate", float, "learning rate"),
-    "--optimizer": ("training.optimizer", str, "adam or sgd"),
-    "--seed": ("training.seed", int, "random seed"),
-    "--image-size": ("training.image_size", int, "images are resized to this square size"),
-    "--channels": ("training.channels", int, "1 (grayscale) or 3 (RGB)"),
-    "--architecture": ("training.architecture", str, "model architecture name (twin_cnn, tiny_cnn)"),
-    "--accuracy-floor": ("evaluation.accuracy_floor", float, "lowest test accuracy that can be blessed"),
-    "--max-accuracy-drop": ("evaluation.max_accuracy_drop", float, "largest drop vs the last blessed model"),
-}
+from pydantic import BaseModel
 
-# The training part alone, keyed by TrainingConfig field: what a Kubeflow run may change.
-TRAINING_FLAGS: dict[str, tuple[str, type, str]] = {
-    flag: (key.removeprefix("training."), kind, text)
-    for flag, (key, kind, text) in RUN_FLAGS.items()
-    if key.startswith("training.")
-}
+from core.config import PipelineConfig, load_config
+from core.registry import framework_choices
+
+RUN, COMPILE, SUBMIT, SCHEDULE = "run", "compile", "submit", "schedule"
+ALL_VERBS = frozenset({RUN, COMPILE, SUBMIT, SCHEDULE})
+PIPELINE_VERBS = frozenset({RUN, COMPILE})  # verbs that build the pipeline graph itself
+KUBEFLOW_RUN_VERBS = frozenset({SUBMIT, SCHEDULE})
+_DEST_PREFIX = "config:"
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A command-line flag feeding one config key (dotted for sections: ``training.epochs``)."""
+
+    flag: str
+    key: str
+    verbs: frozenset[str]
+    constant: bool | None = None  # a switch storing this value (e.g. --no-cache stores False)
+    repeat: bool = False  # may be given several times (a list)
+
+    @property
+    def dest(self) -> str:
+        return _DEST_PREFIX + self.key
+
+
+def _section_flags(
+    section: str, verbs: frozenset[str], switches: dict[str, str] | None = None, skip: tuple[str, ...] = ()
+) -> list[ConfigFlag]:
+    """A flag per field of a config section, named after it; ``switches`` name flags that clear a boolean."""
+    switches = switches or {}
+    return [
+        ConfigFlag(switches[name], f"{section}.{name}", verbs, constant=False)
+        if name in switches
+        else ConfigFlag("--" + name.replace("_", "-"), f"{section}.{name}", verbs)
+        for name in _field_model(section).model_fields
+        if name not in skip
+    ]
+
+
+def _field_model(section: str) -> type[BaseModel]:
+    annotation = PipelineConfig.model_fields[section].annotation
+    assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation
+
+
+CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
+    ConfigFlag("--data-dir", "data_dir", ALL_VERBS),
+    ConfigFlag("--schema", "schema_path", ALL_VERBS),
+    ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS),
+    ConfigFlag("--pipeline-root", "pipeline_root", ALL_VERBS),
+    ConfigFlag("--metadata-path", "metadata_path", frozenset({RUN})),
+    ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS),
+    ConfigFlag("--framework", "framework", PIPELINE_VERBS),
+    ConfigFlag("--eval-buckets", "eval_buckets", PIPELINE_VERBS),
+    ConfigFlag("--test-buckets", "test_buckets", PIPELINE_VERBS),
+    ConfigFlag("--max-bad-images", "max_bad_images", PIPELINE_VERBS),
+    ConfigFlag("--max-image-pixels", "max_image_pixels", PIPELINE_VERBS),
+    ConfigFlag("--no-cache", "enable_cache", frozenset({RUN, COMPILE, SUBMIT}), constant=False),
+    ConfigFlag("--beam-arg", "beam_args", PIPELINE_VERBS, repeat=True),
+    *_section_flags("training", ALL_VERBS),
+    *_section_flags("evaluation", PIPELINE_VERBS),
+    ConfigFlag("--data-fingerprint", "kubeflow.data_fingerprint", frozenset({COMPILE, SUBMIT, SCHEDULE})),
+    *_section_flags(
+        "kubeflow", frozenset({COMPILE}), switches={"baseline": "--no-baseline"}, skip=("data_fingerprint",)
+    ),
+)
+
+
+def _field(key: str) -> Any:
+    section, _, name = key.rpartition(".")
+    model = _field_model(section) if section else PipelineConfig
+    return model.model_fields[name]
+
+
+def _argument_type(annotation: Any) -> tuple[Any, list[Any] | None]:
+    """(argparse type, choices) for a config field's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return type(args[0]), list(args)
+    if origin in (tuple, list):
+        return str, None  # comma-separated, parsed by the model
+    if args and origin is not None:  # Optional[X]
+        return _argument_type(args[0])
+    return (annotation if annotation in (int, float, str) else str), None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--config FILE.yaml`` and every config flag ``verb`` takes."""
+    parser.add_argument("--config", type=Path, help="YAML file with config values (flags override it)")
+    for flag in CONFIG_FLAGS:
+        if verb not in flag.verbs:
+            continue
+        field = _field(flag.key)
+        help_text = field.description or flag.key
+        if flag.constant is not None:
+            action = "store_true" if flag.constant else "store_false"
+            parser.add_argument(flag.flag, dest=flag.dest, action=action, default=argparse.SUPPRESS, help=help_text)
+            continue
+        kind, choices = _argument_type(field.annotation)
+        if flag.key == "framework":
+            help_text = f"{', '.join(framework_choices())}, or a comma-separated list (default {field.default})"
+        parser.add_argument(
+            flag.flag,
+            dest=flag.dest,
+            type=kind,
+            choices=choices,
+            action="append" if flag.repeat else "store",
+            default=argparse.SUPPRESS,
+            metavar=flag.flag.lstrip("-").replace("-", "_").upper(),
+            help=help_text,
+        )
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values given as flags, as a nested mapping (``{"training": {"epochs": 3}}``)."""
+    overrides: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith(_DEST_PREFIX):
+            continue
+        *sections, name = dest.removeprefix(_DEST_PREFIX).split(".")
+        target = overrides
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults (or ``base``), then ``--config``, then flags: the config every verb builds."""
+    return load_config(getattr(args, "config", None), config_overrides(args), base)
+
+
+def flags_for(verb: str) -> Iterable[str]:
+    return (flag.flag for flag in CONFIG_FLAGS if verb in flag.verbs)

@@ -9,13 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pipelines  # noqa: F401  (selects tf-keras before any test imports TensorFlow)
+import core  # noqa: F401  (selects tf-keras before any test imports TensorFlow)
+from tests.helpers import tiny_config, trainer_fn_args
 from tests.image_data import write_image_folders
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from pipelines.config import PipelineConfig
+    from core.config import PipelineConfig
+
+# Fixtures that run a real pipeline or trainer: a test using one is end to end (skipped by make test-fast).
+E2E_FIXTURES = {"keras_run", "transform_outputs", "lightning_trained", "both_run", "data_module"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -31,32 +41,6 @@ def rgb_jpeg(tmp_path: Path) -> Path:
     path = tmp_path / "rgb.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(path, "JPEG")
     return path
-
-
-def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConfig:
-    """A fast, valid PipelineConfig writing everything under ``root``.
-
-    Unless a schema is given, one is drafted from ``data_dir`` (as a user would with
-    ``twinflow draft-schema``).
-    """
-    from pipelines.config import load_config
-    from pipelines.schema_draft import draft_schema
-
-    values: dict[str, object] = {
-        "data_dir": data_dir,
-        "framework": "keras",
-        "pipeline_root": root / "pipeline",
-        "metadata_path": root / "metadata.sqlite",
-        "serving_dir": root / "serving",
-        "training.architecture": "tiny_cnn",
-        "training.epochs": 4,
-        "training.batch_size": 16,
-        "evaluation.accuracy_floor": 0.6,
-    }
-    values.update(overrides)
-    if "schema_path" not in values:
-        values["schema_path"] = draft_schema(data_dir, root / "schema.pbtxt")
-    return load_config(**values)
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +60,11 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
     from tfx.components.util import tfxio_utils
     from tfx.types import artifact_utils, standard_artifacts
 
-    from pipelines.run_record import latest_run
+    from pipelines.run_record import read_run
 
     config, _ = keras_run
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
-    transform = latest_run(metadata, config.pipeline_name).nodes["Transform"]
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    transform = read_run(metadata, config.pipeline_name).nodes["Transform"]
     examples = standard_artifacts.Examples()
     examples.uri = transform.output("transformed_examples").uri
     examples.split_names = artifact_utils.encode_split_names(["train", "eval", "test"])
@@ -97,33 +81,11 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
     }
 
 
-def lightning_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
-    """The FnArgs TFX's Trainer would give lightning_trainer.run_fn for ``transform_outputs``."""
-    import dataclasses
-
-    from tfx.components.trainer.fn_args_utils import FnArgs
-
-    from trainers.common import TRAINING_CONFIG_KEY
-
-    config = dataclasses.replace(transform_outputs["config"].training, **training)
-    return FnArgs(
-        working_dir=str(workdir / "working"),
-        train_files=transform_outputs["files"]["train"],
-        eval_files=transform_outputs["files"]["eval"],
-        transform_graph_path=transform_outputs["transform_graph"],
-        transform_output=transform_outputs["transform_graph"],
-        data_accessor=transform_outputs["data_accessor"],
-        serving_model_dir=str(workdir / "serving"),
-        model_run_dir=str(workdir / "model_run"),
-        custom_config={TRAINING_CONFIG_KEY: config.to_dict()},
-    )
-
-
 @pytest.fixture(scope="session")
 def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_outputs: dict) -> FnArgs:
     """lightning_trainer.run_fn run once on the real Transform output: its FnArgs (serving and run dirs)."""
     from trainers.lightning_trainer import run_fn
 
-    fn_args = lightning_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
+    fn_args = trainer_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
     run_fn(fn_args)
     return fn_args

@@ -5,25 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import load_config
-from pipelines.kubeflow.compiler import Deployment, compile_spec
+from core.config import load_config
+from pipelines.kubeflow.compiler import compile_spec, deployed
 from pipelines.kubeflow.specfile import write_spec
+from tests.helpers import nested
 
 IMAGE = "registry.example.com/twinflow:test"
 
 
-def compile_to(path: Path, framework: str = "keras", **deployment: Any) -> Path:
-    """Compile the Keras pipeline (tiny architecture) for an object-store data location into ``path``."""
-    config = load_config(framework=framework, **{"training.architecture": "tiny_cnn", "training.epochs": 1})
-    values: dict[str, Any] = {
-        "image": IMAGE,
-        "data_uri": "gs://bucket/data/fashion_mnist",
+def compile_to(path: Path, framework: str = "keras", num_classes: int = 10, **values: Any) -> Path:
+    """Compile the Keras pipeline (tiny architecture) for an object-store data location into ``path``.
+
+    ``values`` are config keys, dotted for sections (``kubeflow.serving_pvc``).
+    """
+    given: dict[str, Any] = {
+        "framework": framework,
+        "data_dir": "gs://bucket/data/fashion_mnist",
         "pipeline_root": "gs://bucket/twinflow",
-        "num_classes": 10,
-        "data_fingerprint": "v1",
-        **deployment,
+        "training.architecture": "tiny_cnn",
+        "training.epochs": 1,
+        "kubeflow.image": IMAGE,
+        "kubeflow.data_fingerprint": "v1",
+        **values,
     }
-    spec, platform = compile_spec(config, Deployment(**values))
+    spec, platform = compile_spec(deployed(load_config(overrides=nested(given))), num_classes)
     return write_spec(path, spec, platform)
 
 

@@ -1,10 +1,11 @@
 """Keras trainer pieces on real Transform output: the twin model and the input function."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipelines.config import TrainingConfig
+from core.config import TrainingConfig
 from trainers.keras_trainer import augment, build_model, input_fn
 
 
@@ -19,7 +20,7 @@ def _collect(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def test_input_fn_reads_transform_output_only(transform_outputs: dict) -> None:
     tf_transform_output = tft.TFTransformOutput(transform_outputs["transform_graph"])
-    config = TrainingConfig(batch_size=16, augment=False)
+    config = TrainingConfig(batch_size=16, augment=())
     files, accessor = transform_outputs["files"]["train"], transform_outputs["data_accessor"]
     dataset = input_fn(files, accessor, tf_transform_output, config, training=False)
     first_images, first_labels = next(iter(dataset))
@@ -37,10 +38,10 @@ def test_training_input_is_shuffled_and_augmented_with_labels_kept(transform_out
     tf_transform_output = tft.TFTransformOutput(transform_outputs["transform_graph"])
     files, accessor = transform_outputs["files"]["train"], transform_outputs["data_accessor"]
     clean_images, clean_labels = _collect(
-        input_fn(files, accessor, tf_transform_output, TrainingConfig(augment=False), training=False)
+        input_fn(files, accessor, tf_transform_output, TrainingConfig(augment=()), training=False)
     )
     train_images, train_labels = _collect(
-        input_fn(files, accessor, tf_transform_output, TrainingConfig(augment=True), training=True)
+        input_fn(files, accessor, tf_transform_output, TrainingConfig(), training=True)
     )
     assert sorted(train_labels.tolist()) == sorted(clean_labels.tolist())
     assert train_labels.tolist() != clean_labels.tolist()  # shuffled
@@ -59,3 +60,27 @@ def test_augment_flips_or_shifts_each_image_within_bounds() -> None:
         )
         assert residual < 1e-5  # a pure shift of the image or of its mirror
         assert abs(shift_plain if np.abs(changed - original - shift_plain).max() < 1e-5 else shift_flip) <= 0.2 + 1e-6
+
+
+def test_augmentations_are_a_list_each_doing_only_its_part() -> None:
+    images = tf.random.stateless_normal([64, 5, 5, 1], seed=[1, 2])
+    source = images.numpy()
+    flipped = augment(images, seed=3, augmentations=("flip",)).numpy()
+    for original, changed in zip(source, flipped, strict=True):  # identical or mirrored, never shifted
+        assert np.array_equal(changed, original) or np.array_equal(changed, original[:, ::-1])
+    assert any(not np.array_equal(c, o) for o, c in zip(source, flipped, strict=True))
+    shifted = augment(images, seed=3, augmentations=("brightness",)).numpy()
+    deltas = (shifted - source).reshape(64, -1)
+    assert np.allclose(deltas, deltas[:, :1], atol=1e-6) and np.abs(deltas).max() <= 0.2 + 1e-6  # a shift only
+    np.testing.assert_array_equal(augment(images, seed=3, augmentations=()).numpy(), source)
+
+
+def test_a_diverging_loss_stops_training_and_writes_no_model(transform_outputs: dict, tmp_path) -> None:
+    from core.errors import TrainingDivergedError
+    from tests.helpers import trainer_fn_args
+    from trainers.keras_trainer import run_fn
+
+    fn_args = trainer_fn_args(transform_outputs, tmp_path, learning_rate=1e12, optimizer="sgd", epochs=2)
+    with pytest.raises(TrainingDivergedError, match=r"keras training diverged: the loss is (nan|inf) in epoch 1"):
+        run_fn(fn_args)
+    assert not tf.io.gfile.exists(f"{fn_args.serving_model_dir}/model.json")

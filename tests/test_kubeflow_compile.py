@@ -13,11 +13,10 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
+from components.image_example_gen.listing import list_sources
 from pipelines.cli import main
 from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
-from pipelines.pipeline import input_fingerprint
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
-from trainers.registry import TRAINERS
 
 KERAS_TASKS = {
     "ImageExampleGen",
@@ -55,7 +54,7 @@ PARAMETERS = {"input_base", "input_fingerprint", "schema_file", "serving_dir", "
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_to(tmp_path_factory.mktemp("kfp") / "pipeline.yaml", serving_pvc="twinflow-models")
+    return compile_to(tmp_path_factory.mktemp("kfp") / "pipeline.yaml", **{"kubeflow.serving_pvc": "twinflow-models"})
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +135,34 @@ def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[s
     assert executors == {label: {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}}
 
 
+def test_trainer_and_evaluator_steps_request_cpu_and_memory_and_trainers_gpus_when_asked(tmp_path: Path) -> None:
+    plain = read_spec(compile_to(tmp_path / "cpu.yaml"))[0]
+    resources = {
+        name: executor(plain, name)["container"].get("resources") for name in KERAS_TASKS if "Latest" not in name
+    }
+    assert resources.pop("Trainer_keras") == {
+        "cpuRequest": 2.0,
+        "memoryRequest": pytest.approx(8 * 2**30 / 1e9),
+        "memoryLimit": pytest.approx(8 * 2**30 / 1e9),
+        "resourceCpuRequest": "2",
+        "resourceMemoryRequest": "8Gi",
+        "resourceMemoryLimit": "8Gi",
+    }
+    assert resources.pop("Evaluator_keras")["resourceMemoryRequest"] == "4Gi"
+    assert all(value is None for value in resources.values())  # light steps take the cluster's defaults
+
+    gpu = read_spec(compile_to(tmp_path / "gpu.yaml", **{"kubeflow.trainer_gpus": 2, "kubeflow.trainer_cpu": 4}))[0]
+    trainer = executor(gpu, "Trainer_keras")["container"]["resources"]
+    assert trainer["accelerator"] == {
+        "type": "nvidia.com/gpu",
+        "count": "2",
+        "resourceType": "nvidia.com/gpu",
+        "resourceCount": "2",
+    }
+    assert trainer["resourceCpuRequest"] == "4"
+    assert "accelerator" not in executor(gpu, "Evaluator_keras")["container"]["resources"]
+
+
 def code_paths(spec: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     """(executor classes, functions, modules) the spec names for containers to import."""
     executors = []
@@ -172,7 +199,6 @@ def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]
     assert_importable(spec)
 
 
-@pytest.mark.skipif("lightning" not in TRAINERS, reason="the Lightning trainer is not registered yet")
 def test_both_frameworks_get_twin_branches_from_one_transform(tmp_path: Path) -> None:
     spec = read_spec(compile_to(tmp_path / "both.yaml", framework="both"))[0]
     twins = {task.replace("keras", "lightning") for task in KERAS_TASKS}
@@ -186,7 +212,7 @@ def test_both_frameworks_get_twin_branches_from_one_transform(tmp_path: Path) ->
 
 
 def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
-    spec = read_spec(compile_to(tmp_path / "p.yaml", baseline=False))[0]
+    spec = read_spec(compile_to(tmp_path / "p.yaml", **{"kubeflow.baseline": False}))[0]
     assert set(spec["root"]["dag"]["tasks"]) == {n for n in KERAS_TASKS if "LatestBlessed" not in n}
     assert all("resolver" not in body for body in spec["deploymentSpec"]["executors"].values())
     assert resolver_tasks(spec) == []
@@ -200,7 +226,7 @@ def test_compile_cli_reads_classes_and_fingerprint_from_a_local_folder(tiny_fold
     spec = read_spec(out)[0]
     definitions = spec["root"]["inputDefinitions"]["parameters"]
     assert definitions["input_base"]["defaultValue"] == str(tiny_folders)
-    assert definitions["input_fingerprint"]["defaultValue"] == input_fingerprint(tiny_folders)
+    assert definitions["input_fingerprint"]["defaultValue"] == list_sources(str(tiny_folders)).fingerprint()
     assert json.loads(definitions["training_config"]["defaultValue"])["training"]["epochs"] == 2
     eval_config = spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["parameters"]["eval_config"]
     assert json.loads(eval_config["runtimeValue"]["constant"])["metrics_specs"][1]["binarize"]["class_ids"] == {

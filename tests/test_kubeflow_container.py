@@ -17,8 +17,10 @@ import pytest
 import tensorflow_data_validation as tfdv
 
 from pipelines.kubeflow.specfile import read_spec
-from pipelines.pipeline import default_schema_path
+from schemas import default_schema_path
 from tests.kubeflow_specs import compile_to, executor
+
+pytestmark = pytest.mark.e2e  # two containerized TFX steps: about a minute
 
 RUN_ID = "run-1"
 

@@ -14,12 +14,12 @@ import torch
 from tfx import v1 as tfx
 
 from components.tfma_results import load_sliced_metrics
+from core.registry import get_framework
 from pipelines.evaluation import build_eval_config
-from pipelines.run_record import latest_run
+from pipelines.run_record import read_run
 from trainers import lightning_evaluation
 from trainers.lightning_trainer import export_serving_model, run_fn
 from trainers.onnx_model import OnnxImageClassifier
-from trainers.registry import get_trainer
 from trainers.torch_twin import build_model
 
 CLASSES = ["circle", "square", "stripes"]
@@ -30,7 +30,7 @@ def raw_test_examples(keras_run) -> str:
     """File pattern of ImageExampleGen's raw test split (what the Evaluator reads)."""
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
-    examples = latest_run(metadata, config.pipeline_name).nodes["ImageExampleGen"].output("examples")
+    examples = read_run(metadata, config.pipeline_name).nodes["ImageExampleGen"].output("examples")
     return os.path.join(examples.uri, "Split-test", "*")
 
 
@@ -44,7 +44,7 @@ def _direct(model_dir: str, pattern: str) -> tuple[np.ndarray, np.ndarray]:
 def _eval_config(keras_run, has_baseline: bool) -> tfma.EvalConfig:
     """The pipeline's EvalConfig, completed as the TFX Evaluator completes it before calling the hooks."""
     config, _ = keras_run
-    eval_config = build_eval_config(config.evaluation, len(CLASSES), get_trainer("lightning"))
+    eval_config = build_eval_config(config.evaluation, len(CLASSES), get_framework("lightning"))
     return tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=has_baseline, rubber_stamp=True)
 
 
@@ -131,7 +131,7 @@ def test_run_fn_and_hooks_are_what_the_registry_names() -> None:
     def origin(fn: object) -> tuple[str, str, str | None]:
         return fn.__module__, fn.__qualname__, inspect.getsourcefile(fn)
 
-    plugin = get_trainer("lightning")
+    plugin = get_framework("lightning")
     module, _, name = plugin.run_fn.rpartition(".")
     assert origin(getattr(importlib.import_module(module), name)) == origin(run_fn)
     hooks = importlib.import_module(plugin.evaluator_module)

@@ -11,10 +11,11 @@ import tensorflow_transform as tft
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pipelines.config import TrainingConfig
-from tests.conftest import lightning_fn_args
+from core.architectures import architecture
+from core.config import TrainingConfig
+from tests.helpers import trainer_fn_args
 from trainers import keras_trainer
-from trainers.common import BRIGHTNESS_DELTA, architecture
+from trainers.common import BRIGHTNESS_DELTA
 from trainers.lightning_trainer import TransformedDataModule
 from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR, OnnxImageClassifier
 from trainers.torch_twin import TwinClassifier, augment, build_model, count_parameters, export_onnx
@@ -24,7 +25,7 @@ CLASSES = ["circle", "square", "stripes"]
 
 @pytest.fixture(scope="module")
 def data_module(transform_outputs: dict, tmp_path_factory: pytest.TempPathFactory) -> TransformedDataModule:
-    fn_args = lightning_fn_args(transform_outputs, tmp_path_factory.mktemp("data_module"))
+    fn_args = trainer_fn_args(transform_outputs, tmp_path_factory.mktemp("data_module"))
     module = TransformedDataModule(
         fn_args, tft.TFTransformOutput(fn_args.transform_output), transform_outputs["config"].training
     )
@@ -37,7 +38,7 @@ def _keras_split(transform_outputs: dict, split: str) -> tuple[np.ndarray, np.nd
         transform_outputs["files"][split],
         transform_outputs["data_accessor"],
         tft.TFTransformOutput(transform_outputs["transform_graph"]),
-        TrainingConfig(batch_size=50, augment=False),
+        TrainingConfig(batch_size=50, augment=()),
         training=False,
     )
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=True)
@@ -98,6 +99,19 @@ def test_augment_is_the_keras_augmentation_on_nchw() -> None:
         shifts = np.array([shift for _, shift in results])
         assert 0.4 < flips < 0.6
         assert np.abs(shifts).max() <= BRIGHTNESS_DELTA + 1e-6 and np.abs(shifts).mean() > BRIGHTNESS_DELTA / 3
+
+
+@pytest.mark.parametrize("augmentations", [("flip",), ("brightness",), ()])
+def test_each_augmentation_list_does_in_torch_what_it_does_in_keras(augmentations: tuple[str, ...]) -> None:
+    nhwc = tf.random.stateless_normal([200, 5, 6, 1], seed=[1, 2]).numpy()
+    torch_out = augment(torch.from_numpy(nhwc).permute(0, 3, 1, 2), augmentations).permute(0, 2, 3, 1).numpy()
+    keras_out = keras_trainer.augment(tf.constant(nhwc), seed=3, augmentations=augmentations).numpy()
+    for out in (torch_out, keras_out):
+        results = [_shift_of_plain_or_mirror(a, b, width_axis=1) for a, b in zip(nhwc, out, strict=True)]
+        flips = np.mean([flipped for flipped, _ in results])
+        shifts = np.abs([shift for _, shift in results])
+        assert (0.3 < flips < 0.7) if "flip" in augmentations else flips == 0
+        assert (shifts.max() > BRIGHTNESS_DELTA / 2) if "brightness" in augmentations else shifts.max() < 1e-6
 
 
 def test_augment_only_while_training(data_module: TransformedDataModule) -> None:
@@ -228,3 +242,13 @@ def test_serving_model_predicts_raw_images_through_the_transform_graph(
     np.testing.assert_allclose(model.predict_examples(examples), probabilities, atol=1e-6)
     truth = np.array([CLASSES.index(p.parent.name) for p in files])
     assert (probabilities.argmax(axis=1) == truth).mean() >= 0.5
+
+
+def test_a_diverging_loss_stops_training_and_writes_no_model(transform_outputs: dict, tmp_path: Path) -> None:
+    from core.errors import TrainingDivergedError
+    from trainers.lightning_trainer import run_fn
+
+    fn_args = trainer_fn_args(transform_outputs, tmp_path, learning_rate=1e12, optimizer="sgd", epochs=2)
+    with pytest.raises(TrainingDivergedError, match=r"lightning training diverged: the loss is (nan|inf) in epoch 1"):
+        run_fn(fn_args)
+    assert not Path(fn_args.serving_model_dir, "model.json").exists()

@@ -11,8 +11,9 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from pipelines.config import TrainingConfig
-from trainers.common import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, TRAINING_CONFIG_KEY, parse_class_vocabulary
+from core.config import TrainingConfig
+from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, TRAINING_CONFIG_KEY
+from trainers.common import parse_class_vocabulary
 from trainers.preprocessing import decode_and_resize, preprocessing_fn
 
 
@@ -45,6 +46,7 @@ def test_corrupt_bytes_fail_decoding() -> None:
         decode_and_resize(tf.constant([b"not an image"]), 8, 1)
 
 
+@pytest.mark.slow  # a real tft_beam analysis: about 12 s
 def test_preprocessing_fn_normalizes_with_dataset_statistics(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     raw = []

@@ -1,72 +1,30 @@
-"""What every trainer shares: feature keys, the architecture table, config and model.json.
+"""What every trainer shares beyond the core contracts: config intake, class list, timing, card parts.
 
-Framework modules (keras_trainer, lightning_trainer) import from here and add only
-their ``run_fn``, so they read as twins.
+Framework modules (keras_trainer, lightning_trainer) import from here and from ``core``,
+and add only their ``run_fn``, so they read as twins.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pipelines.config import TrainingConfig
+from core.config import TrainingConfig
+from core.contract import IMAGE_XF_KEY, TRAINING_CONFIG_KEY
+from core.errors import TrainingDivergedError
+from core.model_card import InputContract, SplitMetrics, TensorSpec
 
-# Raw example contract (ImageExampleGen output).
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
-LABEL_NAME_KEY = "label_name"
-FILENAME_KEY = "filename"
-# Transform output contract: the only features trainers read.
-IMAGE_XF_KEY = "image_xf"
-LABEL_XF_KEY = "label_xf"
-# What every served model outputs, and what TFMA reads (EvalConfig prediction_key).
-PROBABILITIES_KEY = "probabilities"
-# Transform-graph vocabulary holding "<label index>:<label name>" lines.
-CLASS_VOCAB_NAME = "class_names"
-
-MODEL_CARD_FILE = "model.json"
-TRAINING_CONFIG_KEY = "training"
-# Augmentation shared by both trainers (train split only): random horizontal flip with
-# p=0.5 and an additive brightness shift drawn uniformly from [-delta, delta].
+# Augmentation shared by both trainers (train split only), each named in TrainingConfig.augment:
+# "flip": random horizontal flip with p=0.5; "brightness": an additive shift drawn
+# uniformly from [-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA].
 BRIGHTNESS_DELTA = 0.2
-
-
-@dataclass(frozen=True)
-class CnnSpec:
-    """A conv-pool stack then dense layers; both frameworks build it from this one spec."""
-
-    conv_filters: tuple[int, ...]
-    kernel_size: int
-    dense_units: tuple[int, ...]
-
-
-ARCHITECTURES: dict[str, CnnSpec] = {
-    # The reference article's twin CNN: conv32-pool-conv64-pool-dense128-dense<classes>,
-    # 'same' padding; 421,642 parameters at 28x28x1 with 10 classes.
-    "twin_cnn": CnnSpec(conv_filters=(32, 64), kernel_size=3, dense_units=(128,)),
-    # A smaller twin for quick runs and tests.
-    "tiny_cnn": CnnSpec(conv_filters=(8, 16), kernel_size=3, dense_units=(32,)),
-}
-
-
-def architecture(name: str) -> CnnSpec:
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
 
 
 def training_config(custom_config: Mapping[str, Any] | None) -> TrainingConfig:
     """The TrainingConfig a pipeline passed through TFX ``custom_config``."""
-    values = (custom_config or {}).get(TRAINING_CONFIG_KEY, {})
-    config = TrainingConfig.from_dict(values)
-    config.validate()
-    return config
+    return TrainingConfig.from_dict((custom_config or {}).get(TRAINING_CONFIG_KEY, {}))
 
 
 def parse_class_vocabulary(lines: list[str | bytes]) -> list[str]:
@@ -89,6 +47,20 @@ def parse_class_vocabulary(lines: list[str | bytes]) -> list[str]:
             f"training labels must be 0..{len(by_index) - 1} with every class present; got {sorted(by_index)}"
         )
     return [by_index[i] for i in expected]
+
+
+def check_finite_loss(framework: str, epoch: int, loss: float, config: TrainingConfig) -> None:
+    """Stop training on a NaN or infinite loss: such a model must never reach evaluation or serving."""
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"{framework} training diverged: the loss is {loss} in epoch {epoch} "
+            f"(learning rate {config.learning_rate}, optimizer {config.optimizer}); no model was written. "
+            "Lower --learning-rate and run again."
+        )
+
+
+def split_metrics(loss: float, accuracy: float) -> SplitMetrics:
+    return SplitMetrics(loss=float(loss), accuracy=float(accuracy))
 
 
 class Stopwatch:
@@ -136,30 +108,10 @@ class Stopwatch:
         }
 
 
-def input_contract(config: TrainingConfig) -> dict[str, Any]:
-    return {
-        "raw": {"image": "encoded JPEG or PNG bytes", "example": "serialized tf.Example with feature 'image'"},
-        "transformed": {
-            "name": IMAGE_XF_KEY,
-            "dtype": "float32",
-            "shape": [config.image_size, config.image_size, config.channels],
-        },
-    }
-
-
-def write_model_card(serving_dir: str | Path, card: dict[str, Any]) -> None:
-    """model.json beside the framework artifact: what a server needs to know about it."""
-    os.makedirs(serving_dir, exist_ok=True)
-    Path(serving_dir, MODEL_CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True))
-
-
-def read_model_card(serving_dir: str | Path) -> dict[str, Any]:
-    path = Path(serving_dir, MODEL_CARD_FILE)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no model card; is {serving_dir} a twinflow serving model?") from None
-
-
-def directory_size(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+def input_contract(config: TrainingConfig) -> InputContract:
+    return InputContract(
+        raw={"image": "encoded image bytes (JPEG, PNG, GIF, BMP)", "example": "serialized tf.Example with 'image'"},
+        transformed=TensorSpec(
+            name=IMAGE_XF_KEY, dtype="float32", shape=[config.image_size, config.image_size, config.channels]
+        ),
+    )

@@ -11,21 +11,19 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from pipelines.config import TrainingConfig
+from core import fs
+from core.architectures import architecture
+from core.config import TrainingConfig
+from core.contract import CLASS_VOCAB_NAME, IMAGE_KEY, IMAGE_XF_KEY, LABEL_XF_KEY, PROBABILITIES_KEY
+from core.model_card import ModelCard, TrainingSummary, write_model_card
 from trainers.common import (
     BRIGHTNESS_DELTA,
-    CLASS_VOCAB_NAME,
-    IMAGE_KEY,
-    IMAGE_XF_KEY,
-    LABEL_XF_KEY,
-    PROBABILITIES_KEY,
     Stopwatch,
-    architecture,
-    directory_size,
+    check_finite_loss,
     input_contract,
     parse_class_vocabulary,
+    split_metrics,
     training_config,
-    write_model_card,
 )
 
 SHUFFLE_BUFFER = 10_000
@@ -48,12 +46,15 @@ def build_model(arch_name: str, image_size: int, channels: int, num_classes: int
     return tf.keras.Sequential(layers, name=arch_name)
 
 
-def augment(images: tf.Tensor, seed: int) -> tf.Tensor:
-    """Random horizontal flip (p=0.5) and brightness shift, per image (train split only)."""
-    flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    shift = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA, seed=seed + 1)
-    return images + shift
+def augment(images: tf.Tensor, seed: int, augmentations: tuple[str, ...] = ("flip", "brightness")) -> tf.Tensor:
+    """The named augmentations, per image (train split only): horizontal flip (p=0.5), brightness shift."""
+    if "flip" in augmentations:
+        flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
+        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    if "brightness" in augmentations:
+        shift = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA, seed=seed + 1)
+        images = images + shift
+    return images
 
 
 def input_fn(
@@ -75,21 +76,24 @@ def input_fn(
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(config.batch_size)
     if training and config.augment:
-        dataset = dataset.map(lambda images, labels: (augment(images, config.seed), labels))
+        dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment), labels))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-class _Throughput(tf.keras.callbacks.Callback):
-    def __init__(self, stopwatch: Stopwatch, batch_size: int):
+class _EpochCheck(tf.keras.callbacks.Callback):
+    """Feeds the shared Stopwatch, and stops training on a non-finite loss (as the Lightning twin does)."""
+
+    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig):
         super().__init__()
         self._stopwatch = stopwatch
-        self._batch_size = batch_size
+        self._config = config
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._stopwatch.add_images(self._batch_size)
+        self._stopwatch.add_images(self._config.batch_size)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._stopwatch.end_epoch()
+        check_finite_loss("keras", epoch + 1, float((logs or {}).get("loss", 0.0)), self._config)
 
 
 def _optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
@@ -168,7 +172,7 @@ def run_fn(fn_args: FnArgs) -> None:
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
             ),
             tf.keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
-            _Throughput(stopwatch, config.batch_size),
+            _EpochCheck(stopwatch, config),
         ],
     )
     train_clean = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config, training=False)
@@ -176,25 +180,23 @@ def run_fn(fn_args: FnArgs) -> None:
     eval_loss, eval_accuracy = model.evaluate(evaluation, verbose=0)
 
     export_serving_model(model, tf_transform_output, class_names, fn_args.serving_model_dir)
-    write_model_card(
-        fn_args.serving_model_dir,
-        {
-            "framework": "keras",
-            "format": "saved_model",
-            "artifact": ".",
-            "signatures": [SERVING_EXAMPLES_SIGNATURE, SERVING_IMAGE_BYTES_SIGNATURE],
-            "class_names": class_names,
-            "input_contract": input_contract(config),
-            "architecture": config.architecture,
-            "parameters": int(model.count_params()),
-            "training": {
-                "config": config.to_dict(),
-                "device": device,
-                "epochs_run": len(history.history["loss"]),
-                **stopwatch.summary(),
-                "train": {"accuracy": float(train_accuracy), "loss": float(train_loss)},
-                "eval": {"accuracy": float(eval_accuracy), "loss": float(eval_loss)},
-            },
-            "size_bytes": directory_size(fn_args.serving_model_dir),
-        },
+    card = ModelCard(
+        framework="keras",
+        format="saved_model",
+        artifact=".",
+        signatures=[SERVING_EXAMPLES_SIGNATURE, SERVING_IMAGE_BYTES_SIGNATURE],
+        class_names=class_names,
+        input_contract=input_contract(config),
+        architecture=config.architecture,
+        parameters=int(model.count_params()),
+        training=TrainingSummary(
+            config=config,
+            device=device,
+            epochs_run=len(history.history["loss"]),
+            **stopwatch.summary(),
+            train=split_metrics(train_loss, train_accuracy),
+            eval=split_metrics(eval_loss, eval_accuracy),
+        ),
+        size_bytes=fs.directory_size(fn_args.serving_model_dir),
     )
+    write_model_card(fn_args.serving_model_dir, card)

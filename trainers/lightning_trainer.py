@@ -9,8 +9,8 @@ torch is imported only through torch_twin, which must set OpenMP's wait policy f
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,18 +18,16 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from pipelines.config import TrainingConfig
+from core import fs
+from core.config import TrainingConfig
+from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, PROBABILITIES_KEY
+from core.model_card import ModelCard, OnnxGraph, TrainingSummary, write_model_card
 from trainers.common import (
-    CLASS_VOCAB_NAME,
-    IMAGE_XF_KEY,
-    LABEL_XF_KEY,
-    PROBABILITIES_KEY,
     Stopwatch,
-    directory_size,
     input_contract,
     parse_class_vocabulary,
+    split_metrics,
     training_config,
-    write_model_card,
 )
 from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR
 from trainers.torch_twin import (
@@ -85,9 +83,12 @@ class TransformedDataModule(TensorDataModule):
 
 def export_serving_model(model: nn.Module, transform_output: str, config: TrainingConfig, path: str) -> None:
     """model.onnx beside a copy of the transform graph: raw bytes are served through the same tft graph."""
-    os.makedirs(path, exist_ok=True)
-    export_onnx(model, config.image_size, config.channels, os.path.join(path, ONNX_FILE))
-    shutil.copytree(transform_output, os.path.join(path, TRANSFORM_GRAPH_DIR), dirs_exist_ok=True)
+    onnx = io.BytesIO()
+    export_onnx(model, config.image_size, config.channels, onnx)
+    fs.gfile().makedirs(path)
+    with fs.gfile().GFile(fs.join(path, ONNX_FILE), "wb") as handle:
+        handle.write(onnx.getvalue())
+    fs.copy_tree(transform_output, fs.join(path, TRANSFORM_GRAPH_DIR))
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -107,9 +108,7 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     parameters = count_parameters(module.model)
     stopwatch = Stopwatch()
-    trainer, checkpoint = make_trainer(
-        config.epochs, config.early_stopping_patience, os.path.join(fn_args.model_run_dir, "logs"), stopwatch
-    )
+    trainer, checkpoint = make_trainer(config, os.path.join(fn_args.model_run_dir, "logs"), stopwatch)
     run_device = trainer.strategy.root_device
     device = device_name(run_device)
     print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {device}", flush=True)
@@ -120,26 +119,24 @@ def run_fn(fn_args: FnArgs) -> None:
     eval_loss, eval_accuracy = evaluate(module.model, data.eval, run_device)
 
     export_serving_model(module.model, fn_args.transform_output, config, fn_args.serving_model_dir)
-    write_model_card(
-        fn_args.serving_model_dir,
-        {
-            "framework": "lightning",
-            "format": "onnx",
-            "artifact": ONNX_FILE,
-            "onnx": {"input": IMAGE_XF_KEY, "layout": "NHWC", "output": PROBABILITIES_KEY, "opset": ONNX_OPSET},
-            "transform_graph": TRANSFORM_GRAPH_DIR,
-            "class_names": class_names,
-            "input_contract": input_contract(config),
-            "architecture": config.architecture,
-            "parameters": parameters,
-            "training": {
-                "config": config.to_dict(),
-                "device": device,
-                "epochs_run": trainer.current_epoch,
-                **stopwatch.summary(),
-                "train": {"accuracy": float(train_accuracy), "loss": float(train_loss)},
-                "eval": {"accuracy": float(eval_accuracy), "loss": float(eval_loss)},
-            },
-            "size_bytes": directory_size(fn_args.serving_model_dir),
-        },
+    card = ModelCard(
+        framework="lightning",
+        format="onnx",
+        artifact=ONNX_FILE,
+        onnx=OnnxGraph(input=IMAGE_XF_KEY, layout="NHWC", output=PROBABILITIES_KEY, opset=ONNX_OPSET),
+        transform_graph=TRANSFORM_GRAPH_DIR,
+        class_names=class_names,
+        input_contract=input_contract(config),
+        architecture=config.architecture,
+        parameters=parameters,
+        training=TrainingSummary(
+            config=config,
+            device=device,
+            epochs_run=trainer.current_epoch,
+            **stopwatch.summary(),
+            train=split_metrics(train_loss, train_accuracy),
+            eval=split_metrics(eval_loss, eval_accuracy),
+        ),
+        size_bytes=fs.directory_size(fn_args.serving_model_dir),
     )
+    write_model_card(fn_args.serving_model_dir, card)

@@ -8,14 +8,15 @@ and by anything that serves or checks a pushed Lightning model.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainers.common import IMAGE_KEY, IMAGE_XF_KEY, read_model_card
+from core import fs
+from core.contract import IMAGE_KEY, IMAGE_XF_KEY
+from core.model_card import read_model_card
 
 # The Lightning serving layout: <model dir>/{model.json, model.onnx, transform_graph/}.
 ONNX_FILE = "model.onnx"
@@ -26,17 +27,19 @@ class OnnxImageClassifier:
     """``model.onnx`` + ``transform_graph/`` from one serving directory."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        self.model_dir = Path(model_dir)
+        self.model_dir = str(model_dir)
         self.card = read_model_card(self.model_dir)
-        self.class_names: list[str] = list(self.card["class_names"])
+        if self.card.format != "onnx" or self.card.onnx is None or self.card.transform_graph is None:
+            raise ValueError(f"{model_dir}: holds a {self.card.format} model, not an ONNX model with a transform graph")
+        self.class_names: list[str] = list(self.card.class_names)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initializers are noise here
-        self.session = ort.InferenceSession(
-            str(self.model_dir / ONNX_FILE), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        with fs.gfile().GFile(fs.join(self.model_dir, self.card.artifact), "rb") as handle:
+            onnx_bytes = handle.read()  # ONNX Runtime reads local files only; the model may sit in a bucket
+        self.session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         (self._input,) = (i.name for i in self.session.get_inputs())
         (self._output,) = (o.name for o in self.session.get_outputs())
-        self._tft_output = tft.TFTransformOutput(str(self.model_dir / TRANSFORM_GRAPH_DIR))
+        self._tft_output = tft.TFTransformOutput(fs.join(self.model_dir, self.card.transform_graph))
         self._tft_layer = self._tft_output.transform_features_layer()
         image_spec = {IMAGE_KEY: self._tft_output.raw_feature_spec()[IMAGE_KEY]}
         layer = self._tft_layer

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,7 +27,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.common import BRIGHTNESS_DELTA, IMAGE_XF_KEY, PROBABILITIES_KEY, Stopwatch, architecture
+from core.architectures import architecture
+from core.config import TrainingConfig
+from core.contract import IMAGE_XF_KEY, PROBABILITIES_KEY
+from trainers.common import BRIGHTNESS_DELTA, Stopwatch, check_finite_loss
 
 ONNX_OPSET = 17
 _EVAL_BATCH = 1024
@@ -82,13 +85,16 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def augment(images: torch.Tensor) -> torch.Tensor:
-    """keras_trainer.augment for NCHW batches: per-image horizontal flip (p=0.5) and brightness shift."""
+def augment(images: torch.Tensor, augmentations: tuple[str, ...] = ("flip", "brightness")) -> torch.Tensor:
+    """keras_trainer.augment for NCHW batches: per-image horizontal flip (p=0.5), brightness shift."""
     batch = images.shape[0]
-    flip = torch.rand(batch, 1, 1, 1, device=images.device) < 0.5
-    images = torch.where(flip, images.flip(-1), images)
-    shift = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * BRIGHTNESS_DELTA
-    return images + shift
+    if "flip" in augmentations:
+        flip = torch.rand(batch, 1, 1, 1, device=images.device) < 0.5
+        images = torch.where(flip, images.flip(-1), images)
+    if "brightness" in augmentations:
+        shift = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * BRIGHTNESS_DELTA
+        images = images + shift
+    return images
 
 
 class InMemoryBatches:
@@ -118,7 +124,7 @@ class TensorDataModule(pl.LightningDataModule):
     ``setup``, inside ``fit``, as Keras fills its cache during the first epoch.
     """
 
-    def __init__(self, batch_size: int, augment: bool, seed: int):
+    def __init__(self, batch_size: int, augment: tuple[str, ...], seed: int):
         super().__init__()
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
         self.train: Split | None = None
@@ -142,7 +148,7 @@ class TensorDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         images, labels = batch
         if self.augment and self.trainer is not None and self.trainer.training:
-            images = augment(images)
+            images = augment(images, self.augment)
         return images, labels
 
 
@@ -192,13 +198,14 @@ class TwinClassifier(pl.LightningModule):
 
 
 class EpochReport(Callback):
-    """Feeds the shared Stopwatch and prints one line per epoch (Keras's verbose=2).
+    """Feeds the shared Stopwatch, prints one line per epoch (Keras's verbose=2), stops on a non-finite loss.
 
     An epoch ends after its validation pass, where Keras's ``on_epoch_end`` ends it too.
     """
 
-    def __init__(self, stopwatch: Stopwatch):
+    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig):
         self._stopwatch = stopwatch
+        self._config = config
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, i: int):
         self._stopwatch.add_images(len(batch[1]))
@@ -218,6 +225,9 @@ class EpochReport(Callback):
             f"{images / seconds if seconds else 0:,.0f} images/s - {metrics}",
             flush=True,
         )
+        if "loss" in trainer.callback_metrics:
+            loss = float(trainer.callback_metrics["loss"])
+            check_finite_loss("lightning", trainer.current_epoch + 1, loss, self._config)
 
 
 def quiet_lightning() -> None:
@@ -226,9 +236,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def make_trainer(
-    max_epochs: int, patience: int, logs_dir: str, stopwatch: Stopwatch
-) -> tuple[pl.Trainer, ModelCheckpoint]:
+def make_trainer(config: TrainingConfig, logs_dir: str, stopwatch: Stopwatch) -> tuple[pl.Trainer, ModelCheckpoint]:
     """Keras's callbacks as Lightning callbacks: early stopping on val_loss, best-weights checkpoint, TensorBoard."""
     quiet_lightning()
     checkpoint = ModelCheckpoint(
@@ -237,11 +245,11 @@ def make_trainer(
     trainer = pl.Trainer(
         accelerator="auto",
         devices=1,
-        max_epochs=max_epochs,
+        max_epochs=config.epochs,
         callbacks=[
-            EarlyStopping(monitor="val_loss", mode="min", patience=patience),
+            EarlyStopping(monitor="val_loss", mode="min", patience=config.early_stopping_patience),
             checkpoint,
-            EpochReport(stopwatch),
+            EpochReport(stopwatch, config),
         ],
         logger=TensorBoardLogger(logs_dir, name="", version=""),
         enable_progress_bar=False,
@@ -293,7 +301,7 @@ class ServingModel(nn.Module):
         return torch.softmax(self.model(image_xf.permute(0, 3, 1, 2)), dim=-1)
 
 
-def export_onnx(model: nn.Module, image_size: int, channels: int, path: str) -> None:
+def export_onnx(model: nn.Module, image_size: int, channels: int, path: str | BinaryIO) -> None:
     """ONNX graph with a dynamic batch axis: ``image_xf`` [N,H,W,C] float32 → ``probabilities`` [N,K]."""
     serving = ServingModel(model).to("cpu").eval()
     example = torch.zeros(2, image_size, image_size, channels)

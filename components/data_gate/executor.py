@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
-from components.errors import DataAnomaliesError
+from core.errors import DataAnomaliesError
 
 
 def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
@@ -39,12 +39,20 @@ def read_anomalies(artifact: Artifact) -> dict[str, anomalies_pb2.Anomalies]:
     return result
 
 
+LABEL_FEATURES = ("label", "label_name")
+SCHEMA_HINT = (
+    "The classes do not match the schema. For your own images, draft a schema from the folders, review it, "
+    "and pass it: twinflow draft-schema --data-dir DATA --out schemas/NAME/schema.pbtxt, then --schema that file"
+)
+
+
 def check(anomalies_by_split: dict[str, anomalies_pb2.Anomalies]) -> None:
     lines = [line for split, a in sorted(anomalies_by_split.items()) for line in describe_anomalies(split, a)]
     if lines:
+        labels_off = any(f in a.anomaly_info for a in anomalies_by_split.values() for f in LABEL_FEATURES)
         raise DataAnomaliesError(
             f"data validation found {len(lines)} anomal{'y' if len(lines) == 1 else 'ies'}; "
-            "the run stops before Transform:\n  - " + "\n  - ".join(lines)
+            "the run stops before Transform:\n  - " + "\n  - ".join(lines) + (f"\n{SCHEMA_HINT}" if labels_off else "")
         )
 
 

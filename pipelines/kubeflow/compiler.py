@@ -20,9 +20,13 @@ from tfx.dsl.components.base.base_component import BaseComponent
 
 from components.image_example_gen.component import ImageExampleGen
 from components.versioned_pusher.component import VersionedPusher
-from pipelines.config import PipelineConfig
+from core.config import KubeflowConfig, PipelineConfig
+from core.errors import ConfigError
 from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_FILE, TRAINING_CONFIG_PARAM
 from pipelines.pipeline import create_pipeline
+
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,15 @@ BINDINGS: tuple[RuntimeBinding, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """Compile-time settings PipelineConfig does not hold; URIs stay strings (a Path would mangle gs://)."""
-
-    image: str
-    data_uri: str
-    pipeline_root: str
-    num_classes: int
-    data_fingerprint: str = ""
-    schema_file: str = IMAGE_SCHEMA_FILE
-    serving_dir: str = DEFAULT_SERVING_DIR
-    serving_pvc: str | None = None  # an existing PVC mounted at serving_dir in every Pusher
-    baseline: bool = True  # False for open-source KFP, whose backend has no resolver executor
+def deployed(config: PipelineConfig) -> PipelineConfig:
+    """What values not given mean in a cluster: the image's curated schema, the serving volume's mount path."""
+    given = config.model_fields_set
+    return config.model_copy(
+        update={
+            "schema_path": config.schema_path if "schema_path" in given else IMAGE_SCHEMA_FILE,
+            "serving_dir": config.serving_dir if "serving_dir" in given else DEFAULT_SERVING_DIR,
+        }
+    )
 
 
 def bind_runtime_parameters(pipeline: tfx.dsl.Pipeline, defaults: Mapping[str, str]) -> dict[str, str]:
@@ -111,39 +111,73 @@ def bind_runtime_parameters(pipeline: tfx.dsl.Pipeline, defaults: Mapping[str, s
     return resolved
 
 
-def build_pipeline(config: PipelineConfig, deployment: Deployment) -> tuple[tfx.dsl.Pipeline, dict[str, str]]:
-    """The pipeline create_pipeline builds, with its runtime parameters bound."""
+def build_pipeline(config: PipelineConfig, num_classes: int) -> tuple[tfx.dsl.Pipeline, dict[str, str]]:
+    """The pipeline create_pipeline builds, with its runtime parameters bound and its steps' resources set."""
+    kubeflow = config.kubeflow
+    fingerprint = kubeflow.data_fingerprint or ""
     pipeline = create_pipeline(
-        config,
-        num_classes=deployment.num_classes,
-        data_fingerprint=deployment.data_fingerprint,
-        baseline=deployment.baseline,
+        config, num_classes=num_classes, data_fingerprint=fingerprint, baseline=kubeflow.baseline
     )
+    for component in pipeline.components:
+        resources = step_resources(component.id, kubeflow)
+        if resources is not None:
+            component.with_platform_config(resources)
     defaults = {
-        "input_base": deployment.data_uri,
-        "input_fingerprint": deployment.data_fingerprint,
-        "schema_file": deployment.schema_file,
-        "serving_dir": deployment.serving_dir,
+        "input_base": config.data_dir,
+        "input_fingerprint": fingerprint,
+        "schema_file": str(config.schema_path),
+        "serving_dir": config.serving_dir,
     }
     return pipeline, bind_runtime_parameters(pipeline, defaults)
 
 
-def compile_spec(config: PipelineConfig, deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(pipeline spec, Kubernetes platform spec or None) as dicts, validated against the KFP protos."""
-    pipeline, defaults = build_pipeline(config, deployment)
+def step_resources(component_id: str, kubeflow: KubeflowConfig) -> ResourceSpec | None:
+    """CPU and memory requests (memory also as the limit) for Trainer and Evaluator steps; GPUs for Trainers."""
+    if component_id.startswith("Trainer_"):
+        cpu, memory_gib, gpus = kubeflow.trainer_cpu, kubeflow.trainer_memory_gib, kubeflow.trainer_gpus
+    elif component_id.startswith("Evaluator_"):
+        cpu, memory_gib, gpus = kubeflow.evaluator_cpu, kubeflow.evaluator_memory_gib, 0
+    else:
+        return None
+    memory_gb = memory_gib * 2**30 / 1e9  # the float fields count GB, as the KFP SDK's set_memory_request does
+    spec = ResourceSpec(
+        cpu_request=cpu,
+        memory_request=memory_gb,
+        memory_limit=memory_gb,
+        resource_cpu_request=f"{cpu:g}",
+        resource_memory_request=f"{memory_gib:g}Gi",
+        resource_memory_limit=f"{memory_gib:g}Gi",
+    )
+    if gpus:
+        spec.accelerator.CopyFrom(
+            ResourceSpec.AcceleratorConfig(
+                type=GPU_RESOURCE, count=gpus, resource_type=GPU_RESOURCE, resource_count=str(gpus)
+            )
+        )
+    return spec
+
+
+def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(pipeline spec, Kubernetes platform spec or None) as dicts, validated against the KFP protos.
+
+    ``config`` is taken as given: pass it through :func:`deployed` for the cluster's defaults.
+    """
+    if not config.kubeflow.image:
+        raise ConfigError("no container image: pass --image (the image built from the Dockerfile)")
+    pipeline, defaults = build_pipeline(config, num_classes)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=deployment.image,
+            default_image=config.kubeflow.image,
             use_pipeline_spec_2_1=True,  # the schema the open-source KFP 2.x backend reads
         ),
         output_dir=tempfile.gettempdir(),
     )
     spec: dict[str, Any] = runner.run(pipeline, write_out=False)["pipelineSpec"]
     _add_parameter_defaults(spec, defaults)
-    if deployment.pipeline_root:
-        spec["defaultPipelineRoot"] = deployment.pipeline_root
+    if "pipeline_root" in config.model_fields_set:
+        spec["defaultPipelineRoot"] = config.pipeline_root
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-    platform = _serving_volume(spec, deployment) if deployment.serving_pvc else None
+    platform = _serving_volume(spec, config) if config.kubeflow.serving_pvc else None
     if platform is not None:
         json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
     return spec, platform
@@ -156,11 +190,11 @@ def _add_parameter_defaults(spec: dict[str, Any], defaults: Mapping[str, str]) -
         definition.update(defaultValue=defaults[name], isOptional=True, description=descriptions[name])
 
 
-def _serving_volume(spec: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+def _serving_volume(spec: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
     """Mount the serving PVC in every Pusher (kfp-kubernetes' format; ``constant`` is read by KFP 2.0 onwards)."""
     executors = {
         spec["components"][task["componentRef"]["name"]]["executorLabel"]: {
-            "pvcMount": [{"constant": deployment.serving_pvc, "mountPath": deployment.serving_dir}]
+            "pvcMount": [{"constant": config.kubeflow.serving_pvc, "mountPath": config.serving_dir}]
         }
         for name, task in spec["root"]["dag"]["tasks"].items()
         if name.startswith("Pusher_")

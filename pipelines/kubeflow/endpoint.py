@@ -22,13 +22,15 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError, TwinflowError
+
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
 HOST_ENV = ("KFP_HOST", "KF_PIPELINES_ENDPOINT")
 NAMESPACE_ENV = "KFP_NAMESPACE"
 TOKEN_ENV = "KFP_TOKEN"
 
 
-class KubeflowError(RuntimeError):
+class KubeflowError(TwinflowError, RuntimeError):
     """The endpoint is unreachable or refused a request; the message says which host and why."""
 
 
@@ -180,7 +182,9 @@ def kfp_cron(expression: str) -> str:
         return " ".join(["0", *fields])
     if len(fields) == 6:
         return " ".join(fields)
-    raise ValueError(f"cron expression {expression!r} must have 5 fields (min hour day month weekday) or 6 (sec first)")
+    raise ConfigError(
+        f"cron expression {expression!r} must have 5 fields (min hour day month weekday) or 6 (sec first)"
+    )
 
 
 def _find_pipeline(client: Any, name: str, namespace: str | None) -> str | None:

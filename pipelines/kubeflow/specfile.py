@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import ConfigError, TrainingConfig
-from trainers.common import TRAINING_CONFIG_KEY
+from core.config import PipelineConfig, TrainingConfig
+from core.contract import TRAINING_CONFIG_KEY
+from core.errors import ConfigError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Where the Dockerfile puts things (tests/test_dockerfile.py keeps the two in step).
@@ -26,7 +27,7 @@ TRAINING_CONFIG_PARAM = "training_config"
 def write_spec(path: Path, spec: dict[str, Any], platform: dict[str, Any] | None = None) -> Path:
     """YAML as the KFP SDK writes it: the pipeline spec, then the platform spec as a second document."""
     if path.suffix not in SPEC_SUFFIXES:
-        raise ValueError(f"{path}: a KFP pipeline spec is written as YAML; use a {' or '.join(SPEC_SUFFIXES)} name")
+        raise ConfigError(f"{path}: a KFP pipeline spec is written as YAML; use a {' or '.join(SPEC_SUFFIXES)} name")
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# PIPELINE DEFINITION\n# Name: {spec['pipelineInfo']['name']}\n# Compiled by twinflow compile\n"
     documents = [spec] if platform is None else [spec, platform]
@@ -37,12 +38,10 @@ def write_spec(path: Path, spec: dict[str, Any], platform: dict[str, Any] | None
 def read_spec(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(pipeline spec, platform spec or None) from a compiled YAML file."""
     if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"pipeline spec {path} does not exist; write it with 'twinflow compile --output {path}'"
-        )
+        raise ConfigError(f"pipeline spec {path} does not exist; write it with 'twinflow compile --output {path}'")
     documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
     if not documents or "root" not in documents[0]:
-        raise ValueError(f"{path} is not a KFP pipeline spec (no 'root' in its first YAML document)")
+        raise ConfigError(f"{path} is not a KFP pipeline spec (no 'root' in its first YAML document)")
     return documents[0], (documents[1] if len(documents) > 1 else None)
 
 
@@ -52,34 +51,43 @@ def parameter_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {name: definition.get("defaultValue") for name, definition in parameters.items()}
 
 
-def training_config_json(values: Mapping[str, Any]) -> str:
+def training_config_json(training: TrainingConfig) -> str:
     """The ``training_config`` value for a training section (same shape create_pipeline passes)."""
-    return json.dumps({TRAINING_CONFIG_KEY: dict(values)}, sort_keys=True)
+    return json.dumps({TRAINING_CONFIG_KEY: training.to_dict()}, sort_keys=True)
 
 
-def run_parameters(
-    spec: Mapping[str, Any], values: Mapping[str, str | None], training: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """Parameter values for one run: those given, with ``training`` merged into the compiled training config.
+def compiled_training(spec: Mapping[str, Any], override: str | None = None) -> dict[str, Any]:
+    """The training section compiled into the spec (or given as a raw ``training_config`` value)."""
+    raw = override or parameter_defaults(spec).get(TRAINING_CONFIG_PARAM) or "{}"
+    try:
+        section = json.loads(raw).get(TRAINING_CONFIG_KEY, {})
+    except (ValueError, AttributeError) as err:
+        raise ConfigError(f"{TRAINING_CONFIG_PARAM} must be JSON {{{TRAINING_CONFIG_KEY!r}: {{...}}}}: {err}") from None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{TRAINING_CONFIG_PARAM}: {TRAINING_CONFIG_KEY!r} must be a mapping, got {section!r}")
+    return section
 
-    Unknown names and invalid training values fail here, before anything reaches the cluster.
+
+def run_parameters(spec: Mapping[str, Any], config: PipelineConfig, extra: Mapping[str, str]) -> dict[str, str]:
+    """Parameter values for one run: the config values that were given, its training section, and ``extra``.
+
+    ``config`` was built on the spec's compiled training section, so its training part is
+    always complete; it is sent only when it differs from the compiled one. Unknown parameter
+    names fail here, before anything reaches the cluster.
     """
     defaults = parameter_defaults(spec)
-    params = {name: value for name, value in values.items() if value is not None}
+    given = config.model_fields_set
+    params = {name: value for name, value in extra.items() if name != TRAINING_CONFIG_PARAM}
+    for key, parameter in (("data_dir", "input_base"), ("schema_path", "schema_file"), ("serving_dir", "serving_dir")):
+        if key in given and getattr(config, key) is not None:
+            params[parameter] = str(getattr(config, key))
+    if config.kubeflow.data_fingerprint is not None:
+        params["input_fingerprint"] = config.kubeflow.data_fingerprint
+    if TRAINING_CONFIG_PARAM in extra or config.training != TrainingConfig.from_dict(compiled_training(spec)):
+        params[TRAINING_CONFIG_PARAM] = training_config_json(config.training)
     unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise ValueError(f"the spec has no parameter(s) {unknown}; it takes {sorted(defaults)}")
-    if training or TRAINING_CONFIG_PARAM in params:
-        raw = params.get(TRAINING_CONFIG_PARAM) or defaults.get(TRAINING_CONFIG_PARAM) or "{}"
-        try:
-            section = json.loads(raw).get(TRAINING_CONFIG_KEY, {})
-        except (ValueError, AttributeError) as err:
-            raise ConfigError(
-                f"{TRAINING_CONFIG_PARAM} must be JSON {{{TRAINING_CONFIG_KEY!r}: {{...}}}}: {err}"
-            ) from None
-        merged = TrainingConfig.from_dict({**section, **(training or {})})
-        merged.validate()
-        params[TRAINING_CONFIG_PARAM] = training_config_json(merged.to_dict())
+        raise ConfigError(f"the spec has no parameter(s) {unknown}; it takes {sorted(defaults)}")
     return params
 
 

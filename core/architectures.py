@@ -1,0 +1,30 @@
+"""The model architectures both frameworks build, by name: one spec, two implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CnnSpec:
+    """A conv-pool stack then dense layers; both frameworks build it from this one spec."""
+
+    conv_filters: tuple[int, ...]
+    kernel_size: int
+    dense_units: tuple[int, ...]
+
+
+ARCHITECTURES: dict[str, CnnSpec] = {
+    # The reference article's twin CNN: conv32-pool-conv64-pool-dense128-dense<classes>,
+    # 'same' padding; 421,642 parameters at 28x28x1 with 10 classes.
+    "twin_cnn": CnnSpec(conv_filters=(32, 64), kernel_size=3, dense_units=(128,)),
+    # A smaller twin for quick runs and tests.
+    "tiny_cnn": CnnSpec(conv_filters=(8, 16), kernel_size=3, dense_units=(32,)),
+}
+
+
+def architecture(name: str) -> CnnSpec:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None

@@ -1,0 +1,233 @@
+"""The one typed configuration every runner, component and trainer reads (pydantic models).
+
+Values come from three layers, later ones winning: the defaults below, an optional YAML
+file, and command-line flags (``pipelines.flags`` maps each flag to one key here). Values
+are checked strictly: a YAML ``"2"`` is not an int and ``"false"`` is not a bool, and NaN or
+infinite numbers are refused. Trainers receive the training part as a plain dict
+(``TrainingConfig.model_dump``) through TFX ``custom_config``, so both frameworks see the
+exact same hyperparameters.
+
+Paths are strings, not ``pathlib.Path``: they may be ``gs://`` or ``s3://`` URIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.architectures import ARCHITECTURES
+from core.errors import ConfigError
+from core.registry import resolve_frameworks
+
+DEFAULT_WORKDIR = "work"
+AUGMENTATIONS = ("flip", "brightness")
+
+
+class _Section(BaseModel):
+    """Strict, frozen, no unknown keys, finite numbers only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, validate_default=True)
+
+
+def _comma_list(value: Any) -> Any:
+    """'a,b' → ('a', 'b'); 'none' or '' → (); lists and tuples pass through."""
+    if isinstance(value, str):
+        parts = tuple(part.strip() for part in value.split(",") if part.strip())
+        return () if parts in ((), ("none",)) else parts
+    return value
+
+
+class TrainingConfig(_Section):
+    """Hyperparameters shared verbatim by every trainer (and by Transform: image size, channels)."""
+
+    epochs: int = Field(5, gt=0, description="training epochs (early stopping may end sooner)")
+    batch_size: int = Field(64, gt=0, description="batch size")
+    learning_rate: float = Field(1e-3, gt=0, description="learning rate")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd")
+    seed: int = Field(42, description="random seed")
+    image_size: int = Field(28, ge=4, le=1024, description="images are resized to this square size")
+    channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB)")
+    architecture: str = Field("twin_cnn", description=f"model architecture: {', '.join(ARCHITECTURES)}")
+    augment: tuple[Literal["flip", "brightness"], ...] = Field(
+        AUGMENTATIONS,
+        strict=False,
+        description="training-time augmentations, comma-separated: flip (horizontal), brightness; or none",
+    )
+    early_stopping_patience: int = Field(2, ge=0, description="epochs without a better eval loss before stopping")
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_list(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(ARCHITECTURES)}")
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _no_repeats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"augmentation listed twice: {value}")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainingConfig:
+        """What a trainer received through custom_config (JSON: lists for tuples)."""
+        try:
+            return cls.model_validate(dict(values), strict=False)
+        except ValidationError as err:
+            raise ConfigError(describe(err, "training")) from None
+
+
+class EvaluationConfig(_Section):
+    """The thresholds that decide whether a model is blessed (same for every framework)."""
+
+    accuracy_floor: float = Field(0.80, ge=0, le=1, description="lowest test accuracy that can be blessed")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="largest drop vs the last blessed model")
+
+
+class KubeflowConfig(_Section):
+    """What ``twinflow compile`` fixes in the spec beyond the pipeline itself."""
+
+    image: str | None = Field(None, description="container image built from the Dockerfile (default $TWINFLOW_IMAGE)")
+    num_classes: int | None = Field(None, ge=2, description="number of classes (required unless --data-dir is local)")
+    data_fingerprint: str | None = Field(None, description="cache key of the data: change it when the data changes")
+    serving_pvc: str | None = Field(None, description="existing PersistentVolumeClaim mounted at the serving dir")
+    baseline: bool = Field(True, description="keep the latest-blessed-model resolver (open-source KFP cannot run it)")
+    trainer_cpu: float = Field(2.0, gt=0, description="CPUs requested by each Trainer step")
+    trainer_memory_gib: float = Field(8.0, gt=0, description="memory (GiB) requested by each Trainer step")
+    trainer_gpus: int = Field(0, ge=0, description="NVIDIA GPUs requested by each Trainer step")
+    evaluator_cpu: float = Field(1.0, gt=0, description="CPUs requested by each Evaluator step")
+    evaluator_memory_gib: float = Field(4.0, gt=0, description="memory (GiB) requested by each Evaluator step")
+
+
+class PipelineConfig(_Section):
+    """Where data comes from, where outputs land, which trainers run, and how."""
+
+    pipeline_name: str = Field("twinflow", min_length=1, description="pipeline name in ML Metadata")
+    data_dir: str = Field(
+        f"{DEFAULT_WORKDIR}/data/fashion_mnist",
+        min_length=1,
+        description="images: a folder of class sub-folders (or train/ and test/ holding them); a path or URI",
+    )
+    pipeline_root: str = Field(f"{DEFAULT_WORKDIR}/pipeline", min_length=1, description="where TFX writes artifacts")
+    metadata_path: str = Field(f"{DEFAULT_WORKDIR}/metadata.sqlite", min_length=1, description="SQLite ML Metadata")
+    serving_dir: str = Field(
+        f"{DEFAULT_WORKDIR}/serving",
+        min_length=1,
+        description="where blessed models are pushed: <dir>/<framework>/<v>/",
+    )
+    schema_path: str | None = Field(
+        None, description="curated schema .pbtxt (default: schemas/fashion_mnist/schema.pbtxt)"
+    )
+    framework: str = Field("both", description="keras, lightning, both, all, or a comma-separated list")
+    eval_buckets: int = Field(1, ge=1, le=8, description="hash buckets (of 10) that go to the eval split")
+    test_buckets: int = Field(1, ge=1, le=8, description="hash buckets (of 10) held out as test without a test/ folder")
+    max_bad_images: float = Field(
+        0.0, ge=0, description="unusable image files to leave out instead of stopping: a count, or a fraction below 1"
+    )
+    max_image_pixels: int = Field(
+        64_000_000, gt=0, description="larger images count as unusable (a decompression-bomb guard)"
+    )
+    enable_cache: bool = Field(True, description="reuse TFX's cached component outputs")
+    beam_args: tuple[str, ...] = Field(
+        ("--direct_running_mode=in_memory", "--direct_num_workers=1"), strict=False, description="Beam arguments"
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+
+    @field_validator("framework")
+    @classmethod
+    def _known_frameworks(cls, value: str) -> str:
+        resolve_frameworks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _buckets_leave_training_data(self) -> PipelineConfig:
+        if self.eval_buckets + self.test_buckets > 9:
+            raise ValueError("eval_buckets + test_buckets must leave at least one bucket (of 10) for training")
+        return self
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return resolve_frameworks(self.framework)
+
+
+def describe(err: ValidationError, prefix: str = "") -> str:
+    """pydantic's errors, one clause each: ``training.epochs: Input should be greater than 0 (got 0)``."""
+    lines = []
+    for item in err.errors():
+        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key; known keys here: {', '.join(_known_keys(item['loc'][:-1], prefix))}"
+        got = "" if item["type"] in ("missing", "extra_forbidden") or not item["loc"] else f" (got {item['input']!r})"
+        lines.append(f"{location or 'config'}: {message}{got}")
+    return "; ".join(lines)
+
+
+def _known_keys(section: tuple[Any, ...], prefix: str) -> list[str]:
+    model: type[BaseModel] = TrainingConfig if prefix == "training" else PipelineConfig
+    for name in section:
+        annotation = model.model_fields[str(name)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged key by key, ``changes`` winning."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file as a nested mapping; every problem is a ConfigError naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    yaml_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> PipelineConfig:
+    """``base`` (defaults), then the YAML file (if any), then ``overrides`` (nested, from flags); validated."""
+    values: dict[str, Any] = dict(base or {})
+    if yaml_path is not None:
+        values = merge(values, read_yaml(yaml_path))
+        _validate(values, f"config file {yaml_path}: ")  # name the file when the problem is in it
+    return _validate(merge(values, overrides or {}))
+
+
+def _validate(values: dict[str, Any], where: str = "") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(where + describe(err)) from None

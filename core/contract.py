@@ -1,0 +1,18 @@
+"""The data contracts between stages: Example keys, Transform output keys, what models output."""
+
+# Raw example contract (ImageExampleGen output).
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+LABEL_NAME_KEY = "label_name"
+FILENAME_KEY = "filename"
+# Transform output contract: the only features trainers read.
+IMAGE_XF_KEY = "image_xf"
+LABEL_XF_KEY = "label_xf"
+# What every served model outputs, and what TFMA reads (EvalConfig prediction_key).
+PROBABILITIES_KEY = "probabilities"
+# Transform-graph vocabulary holding "<label index>:<label name>" lines.
+CLASS_VOCAB_NAME = "class_names"
+# The key of the training section in TFX custom_config (Transform and every Trainer read it).
+TRAINING_CONFIG_KEY = "training"
+
+SPLITS = ("train", "eval", "test")

@@ -1,0 +1,108 @@
+"""``model.json``: the one typed definition of what a served model folder says about itself.
+
+Trainers write it beside the framework artifact; the pusher adds what it knows at push time;
+the report, the server and the ONNX loader read it. Written and read only here, through
+TensorFlow's file layer, as strict JSON (no NaN). ``schema_version`` changes when a field's
+meaning does; a reader refuses versions it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core import fs
+from core.config import TrainingConfig
+from core.errors import ModelCardError
+
+MODEL_CARD_FILE = "model.json"
+SCHEMA_VERSION = 1
+
+
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SplitMetrics(_Card):
+    accuracy: float = Field(ge=0, le=1)
+    loss: float = Field(ge=0)
+
+
+class TrainingSummary(_Card):
+    config: TrainingConfig
+    device: str
+    epochs_run: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    images_per_second: float = Field(ge=0)
+    first_epoch_images_per_second: float = Field(ge=0)
+    train: SplitMetrics
+    eval: SplitMetrics
+
+
+class TensorSpec(_Card):
+    name: str
+    dtype: str
+    shape: list[int]
+
+
+class InputContract(_Card):
+    """What a caller sends: raw image bytes or tf.Examples; what the model itself reads after Transform."""
+
+    raw: dict[str, str]
+    transformed: TensorSpec
+
+
+class OnnxGraph(_Card):
+    input: str
+    layout: Literal["NHWC"]
+    output: str
+    opset: int
+
+
+class ModelCard(_Card):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    framework: str
+    format: Literal["saved_model", "onnx"]
+    artifact: str = Field(description="the framework artifact, relative to the model folder ('.' for a SavedModel)")
+    signatures: list[str] = Field(default_factory=list)
+    onnx: OnnxGraph | None = None
+    transform_graph: str | None = Field(None, description="folder of the Transform graph, relative to the model")
+    class_names: list[str] = Field(min_length=2)
+    input_contract: InputContract
+    architecture: str
+    parameters: int = Field(gt=0)
+    training: TrainingSummary
+    size_bytes: int = Field(ge=0)
+    # Written by the pusher.
+    version: int | None = None
+    source_model: str | None = None
+    evaluation: dict[str, float] | None = None
+    pushed_at: str | None = None
+
+
+def card_path(model_dir: str) -> str:
+    return fs.join(str(model_dir), MODEL_CARD_FILE)
+
+
+def write_model_card(model_dir: str, card: ModelCard) -> None:
+    io = fs.gfile()
+    io.makedirs(str(model_dir))
+    fs.write_text(card_path(model_dir), card.model_dump_json(indent=2) + "\n")
+
+
+def read_model_card(model_dir: str) -> ModelCard:
+    """The card of a model folder; a missing or malformed file is a ModelCardError naming it and the field."""
+    path = card_path(model_dir)
+    if not fs.gfile().exists(path):
+        raise ModelCardError(f"{path}: no model card; is {model_dir} a twinflow model folder?")
+    text = fs.read_text(path)
+    try:
+        return ModelCard.model_validate_json(text)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise ModelCardError(
+            f"{path}: not a valid twinflow model card (schema version {SCHEMA_VERSION}): {problems}"
+        ) from None

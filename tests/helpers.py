@@ -1,0 +1,77 @@
+"""Helpers the tests share: configs for tiny runs, FnArgs for trainers, reading serving folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from core.config import PipelineConfig
+
+
+def nested(values: dict[str, Any]) -> dict[str, Any]:
+    """{"training.epochs": 3} → {"training": {"epochs": 3}}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        target = out
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return out
+
+
+def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConfig:
+    """A fast, valid PipelineConfig writing everything under ``root`` (dotted keys for sections).
+
+    Unless a schema is given, one is drafted from ``data_dir`` (as a user would with
+    ``twinflow draft-schema``).
+    """
+    from core.config import load_config
+    from pipelines.schema_draft import draft_schema
+
+    values: dict[str, object] = {
+        "data_dir": str(data_dir),
+        "framework": "keras",
+        "pipeline_root": str(root / "pipeline"),
+        "metadata_path": str(root / "metadata.sqlite"),
+        "serving_dir": str(root / "serving"),
+        "training.architecture": "tiny_cnn",
+        "training.epochs": 4,
+        "training.batch_size": 16,
+        "evaluation.accuracy_floor": 0.6,
+    }
+    values.update(overrides)
+    if "schema_path" not in values:
+        values["schema_path"] = str(draft_schema(data_dir, root / "schema.pbtxt"))
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+    return load_config(overrides=nested(values))
+
+
+def trainer_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
+    """The FnArgs TFX's Trainer would give a run_fn for ``transform_outputs``."""
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from core.contract import TRAINING_CONFIG_KEY
+
+    config = transform_outputs["config"].training.model_copy(update=training)
+    return FnArgs(
+        working_dir=str(workdir / "working"),
+        train_files=transform_outputs["files"]["train"],
+        eval_files=transform_outputs["files"]["eval"],
+        transform_graph_path=transform_outputs["transform_graph"],
+        transform_output=transform_outputs["transform_graph"],
+        data_accessor=transform_outputs["data_accessor"],
+        serving_model_dir=str(workdir / "serving"),
+        model_run_dir=str(workdir / "model_run"),
+        custom_config={TRAINING_CONFIG_KEY: config.to_dict()},
+    )
+
+
+def pushed_versions(serving_dir: str | Path, framework: str) -> list[Path]:
+    """Complete versions of one framework, oldest first (as every twinflow reader sees them)."""
+    from core.versions import complete_versions
+
+    return [Path(v.path) for v in complete_versions(str(Path(serving_dir) / framework))]
