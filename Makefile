@@ -21,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest -v tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -v -m "not e2e" tests
+	$(BIN)/python -m pytest -q -m "not e2e and not slow" tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,23 +1,30 @@
-"""Run the pipeline with TFX's LocalDagRunner on an embedded SQLite ML Metadata store."""
+"""Run the pipeline with TFX's LocalDagRunner on an embedded SQLite ML Metadata store.
+
+Before TFX starts (and before TensorFlow loads): the run takes its locks, checks its inputs,
+and stops at once when nothing changed since the last completed run. The report is built
+from this run's own records in ML Metadata, by its run id.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from core import fs
+from core.config import PipelineConfig
+from pipelines.run_guard import exclusive_run, preflight, record_run, run_fingerprint, unchanged_since
+from pipelines.run_log import run_log
+from schemas import default_schema_path
 
-from pipelines.config import PipelineConfig
-from pipelines.pipeline import count_classes, create_pipeline, input_fingerprint
-from pipelines.report import build_report, to_markdown, write_report
-from pipelines.run_record import latest_run
+if TYPE_CHECKING:
+    from ml_metadata.proto import metadata_store_pb2
 
 
 class ComponentProgress(threading.Thread):
@@ -49,6 +56,9 @@ class ComponentProgress(threading.Thread):
                 continue
 
     def poll(self) -> None:
+        from ml_metadata import metadata_store
+        from ml_metadata.proto import metadata_store_pb2
+
         store = metadata_store.MetadataStore(self._metadata)
         executions = store.get_executions()
         if self._first_id is None:
@@ -65,15 +75,12 @@ class ComponentProgress(threading.Thread):
             node = contexts[0][len(self._prefix) :] if contexts else execution.name
             name = metadata_store_pb2.Execution.State.Name(state).lower()
             took = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-            suffix = f" ({took:.1f} s)" if state in _DONE_STATES else ""
-            print(f"[{time.strftime('%H:%M:%S')}] {node}: {name}{suffix}", flush=True)
-
-
-_DONE_STATES = (
-    metadata_store_pb2.Execution.COMPLETE,
-    metadata_store_pb2.Execution.CACHED,
-    metadata_store_pb2.Execution.FAILED,
-)
+            done = state in (
+                metadata_store_pb2.Execution.COMPLETE,
+                metadata_store_pb2.Execution.CACHED,
+                metadata_store_pb2.Execution.FAILED,
+            )
+            print(f"[{time.strftime('%H:%M:%S')}] {node}: {name}{f' ({took:.1f} s)' if done else ''}", flush=True)
 
 
 @contextlib.contextmanager
@@ -92,35 +99,92 @@ def _host_argv_hidden() -> Iterator[None]:
         sys.argv = saved
 
 
-def run_local(config: PipelineConfig) -> dict[str, Any]:
-    """Run every component, then build, print and save the results report."""
-    data_dir = Path(config.data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(
-            f"data directory {data_dir} does not exist; run 'twinflow prepare-data' for Fashion-MNIST "
-            "or pass --data-dir pointing at folders of class sub-folders of images"
-        )
-    Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
+def new_run_id() -> str:
+    """Like LocalDagRunner's own run ids (ISO time), but chosen here so the report can find its run."""
+    return datetime.datetime.now().isoformat()
+
+
+def log_path(config: PipelineConfig, run_id: str) -> Path:
+    """``<pipeline_root>/logs/<run id>.log``; under work/logs when the pipeline root is a URI (copied up after)."""
+    base = Path("work") if fs.is_remote(config.pipeline_root) else Path(config.pipeline_root)
+    return base / "logs" / f"{run_id.replace(':', '-')}.log"
+
+
+def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Run every component, then build, print and save the results report.
+
+    With ``log``, TensorFlow's and TFX's own output go to the run's log file (and to the
+    terminal too with ``verbose``). A run with nothing new to do returns the last report.
+    """
+    schema_path = config.schema_path or str(default_schema_path())
+    listing = preflight(config, schema_path)
+    with exclusive_run(config):
+        data_fingerprint = listing.fingerprint()
+        fingerprint = run_fingerprint(config, data_fingerprint, schema_path)
+        last = unchanged_since(config, fingerprint)
+        if last is not None:
+            return _report_unchanged(config, last)
+        run_id = new_run_id()
+        path = log_path(config, run_id)
+        output = run_log(path, verbose) if log else contextlib.nullcontext(path)
+        with output:
+            print(f"[run] {run_id}: {len(listing.files):,} images in {len(listing.class_names)} classes", flush=True)
+            if log:
+                print(f"[run] full log: {path}", flush=True)
+            report, report_dir = _run_tfx(config, run_id, len(listing.class_names), data_fingerprint)
+        if fs.is_remote(config.pipeline_root) and log:
+            fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
+        record_run(config, fingerprint, report, report_dir)
+        return report
+
+
+def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerprint: str) -> tuple[dict, str]:
+    from tfx import v1 as tfx
+    from tfx.dsl.compiler import compiler
+    from tfx.orchestration.portable import runtime_parameter_utils
+    from tfx.orchestration.portable.launcher import constants
+
+    from pipelines.pipeline import create_pipeline
+    from pipelines.report import build_report, to_markdown, write_report
+    from pipelines.run_record import read_run
+
+    if not fs.is_remote(config.pipeline_root):
+        Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     Path(config.metadata_path).parent.mkdir(parents=True, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(
-        config,
-        num_classes=count_classes(data_dir),
-        data_fingerprint=input_fingerprint(data_dir),
-        metadata_connection_config=metadata,
+        config, num_classes=num_classes, data_fingerprint=data_fingerprint, metadata_connection_config=metadata
     )
+    ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     progress = ComponentProgress(metadata, config.pipeline_name)
     progress.poll()
     progress.start()
     started = time.perf_counter()
     try:
         with _host_argv_hidden():
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     finally:
         progress.stop()
     wall = time.perf_counter() - started
-    report = build_report(latest_run(metadata, config.pipeline_name), config.frameworks, wall)
-    out = write_report(report, Path(config.pipeline_root))
+    report = build_report(read_run(metadata, config.pipeline_name, run_id), config.frameworks, wall)
+    out = write_report(report, config.pipeline_root)
     print("\n" + to_markdown(report))
     print(f"report written to {out}")
-    return report
+    return report, out
+
+
+def _report_unchanged(config: PipelineConfig, last: Any) -> dict[str, Any]:
+    from core.versions import complete_versions
+
+    report = json.loads(fs.read_text(fs.join(last.report, "report.json")))
+    served = []
+    for framework in config.frameworks:
+        versions = complete_versions(fs.join(config.serving_dir, framework))
+        served.append(f"{framework} version {versions[-1].number}" if versions else f"{framework}: nothing")
+    print(
+        f"nothing changed since run {last.run_id} (finished {last.finished}): same config, data, schema and code; "
+        f"nothing was run or pushed. Served: {', '.join(served)}. Report: {last.report}/report.md",
+        flush=True,
+    )
+    return {**report, "unchanged_since": last.run_id}

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-from importlib import resources
-from pathlib import Path
-
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import trainer_pb2, transform_pb2
 
 from components.data_gate.component import DataGate
+from components.finite_evaluator.component import FiniteEvaluator
 from components.image_example_gen.component import ImageExampleGen
-from components.image_example_gen.executor import list_sources
 from components.versioned_pusher.component import VersionedPusher
-from pipelines.config import PipelineConfig
+from core.config import PipelineConfig
+from core.contract import TRAINING_CONFIG_KEY
+from core.registry import get_framework
 from pipelines.evaluation import build_eval_config
-from trainers.common import TRAINING_CONFIG_KEY
-from trainers.registry import get_trainer
+from schemas import default_schema_path
 
 PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
 EVAL_SPLIT = "test"
-
-
-def default_schema_path() -> Path:
-    return Path(str(resources.files("schemas") / "fashion_mnist" / "schema.pbtxt"))
-
-
-def input_fingerprint(data_dir: str | os.PathLike) -> str:
-    """Names, sizes and modification times of every image: changes when the data does.
-
-    ImageExampleGen's cache key includes it, so a re-run over changed folders is not
-    served from TFX's cache while an unchanged one is.
-    """
-    _, files = list_sources(str(data_dir))
-    digest = hashlib.sha256()
-    for source in files:
-        stat = os.stat(source.path)
-        digest.update(f"{source.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def count_classes(data_dir: str | os.PathLike) -> int:
-    class_names, _ = list_sources(str(data_dir))
-    return len(class_names)
 
 
 def _latest_blessed_model(trainer_id: str, name: str) -> tfx.dsl.Resolver:
@@ -79,6 +52,8 @@ def create_pipeline(
         eval_buckets=config.eval_buckets,
         test_buckets=config.test_buckets,
         input_fingerprint=data_fingerprint,
+        max_bad_images=config.max_bad_images,
+        max_image_pixels=config.max_image_pixels,
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
     statistics_gen = tfx.components.StatisticsGen(
@@ -102,7 +77,7 @@ def create_pipeline(
     components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate, transform]
 
     for name in config.frameworks:
-        plugin = get_trainer(name)
+        plugin = get_framework(name)
         trainer = tfx.components.Trainer(
             run_fn=plugin.run_fn,
             examples=transform.outputs["transformed_examples"],
@@ -113,7 +88,7 @@ def create_pipeline(
             custom_config=custom_config,
         ).with_id(f"Trainer_{name}")
         resolver = _latest_blessed_model(trainer.id, name) if baseline else None
-        evaluator = tfx.components.Evaluator(
+        evaluator = FiniteEvaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=resolver.outputs["model"] if resolver else None,

@@ -7,14 +7,18 @@ Written as Markdown, JSON and a per-class accuracy plot under
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from tfx.utils import path_utils
 
+from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
+from core import fs
+from core.contract import LABEL_KEY
+from core.model_card import read_model_card
 from pipelines.run_record import RunRecord, custom_property
-from trainers.common import LABEL_KEY, read_model_card
 
 
 def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
@@ -27,20 +31,20 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     if model is None:
         return {**row, "status": "not trained"}
     card = read_model_card(path_utils.serving_model_path(model.uri))
-    training = card["training"]
-    class_names = card["class_names"]
+    training = card.training
+    class_names = card.class_names
     row.update(
-        device=training["device"],
-        architecture=card["architecture"],
-        parameters=card["parameters"],
-        model_size_bytes=card["size_bytes"],
-        epochs_run=training["epochs_run"],
-        training_seconds=training["seconds"],
-        images_per_second=training["images_per_second"],
-        train_accuracy=training["train"]["accuracy"],
-        train_loss=training["train"]["loss"],
-        eval_accuracy=training["eval"]["accuracy"],
-        eval_loss=training["eval"]["loss"],
+        device=training.device,
+        architecture=card.architecture,
+        parameters=card.parameters,
+        model_size_bytes=card.size_bytes,
+        epochs_run=training.epochs_run,
+        training_seconds=training.seconds,
+        images_per_second=training.images_per_second,
+        train_accuracy=training.train.accuracy,
+        train_loss=training.train.loss,
+        eval_accuracy=training.eval.accuracy,
+        eval_loss=training.eval.loss,
     )
     evaluation = evaluator.output("evaluation") if evaluator else None
     if evaluation is not None:
@@ -74,6 +78,11 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
         ],
         "frameworks": rows,
     }
+    example_gen = record.nodes.get("ImageExampleGen")
+    examples = example_gen.output("examples") if example_gen else None
+    ingest = read_ingest_report(examples.uri) if examples is not None else None
+    if ingest is not None:
+        report["data"] = ingest.model_dump()
     if len(rows) == 2 and all("test_accuracy" in r for r in rows):
         a, b = rows
         report["difference"] = {
@@ -149,9 +158,34 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | " + " | ".join(_percent(r["per_class_accuracy"].get(name)) for r in per_class) + " |"
             )
+    lines += _data_markdown(report.get("data"))
     lines += ["", "## Components", "", "| component | state | seconds |", "|---|---|---|"]
     lines += [f"| {c['id']} | {c['state']} | {c['seconds']:.1f} |" for c in report["components"]]
     return "\n".join(lines) + "\n"
+
+
+def _data_markdown(data: dict[str, Any] | None) -> list[str]:
+    """What ImageExampleGen found: examples per split and class, and everything worth a warning."""
+    if not data:
+        return []
+    counts = data["class_counts"]
+    totals = {split: sum(c[split] for c in counts.values()) for split in ("train", "eval", "test")}
+    lines = [
+        "",
+        "## Data",
+        "",
+        f"{data['images']:,} images in {len(counts)} classes: "
+        + ", ".join(f"{n:,} {split}" for split, n in totals.items()),
+    ]
+    if data.get("converted"):
+        converted = ", ".join(f"{n:,} {fmt}" for fmt, n in data["converted"].items())
+        lines.append(f"Re-encoded as PNG for TensorFlow: {converted}.")
+    if data.get("skipped"):
+        skipped = ", ".join(f"{n:,} {ext}" for ext, n in data["skipped"].items())
+        lines.append(f"Files that are not images, not read: {skipped}.")
+    lines += [f"- **warning:** {w}" for w in data.get("warnings", [])]
+    lines += [f"- left out: {b}" for b in data.get("bad_files", [])]
+    return lines
 
 
 def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
@@ -181,10 +215,14 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def write_report(report: dict[str, Any], pipeline_root: Path) -> Path:
-    out = Path(pipeline_root) / "reports" / report["run_id"].replace(":", "-")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(to_markdown(report))
-    plot_per_class(report, out / "per_class_accuracy.png")
+def write_report(report: dict[str, Any], pipeline_root: str) -> str:
+    """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, per_class_accuracy.png."""
+    out = fs.join(pipeline_root, "reports", report["run_id"].replace(":", "-"))
+    fs.gfile().makedirs(out)
+    fs.write_text(fs.join(out, "report.json"), json.dumps(report, indent=2, allow_nan=False))
+    fs.write_text(fs.join(out, "report.md"), to_markdown(report))
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = plot_per_class(report, Path(tmp) / "per_class_accuracy.png")
+        if plot is not None:
+            fs.gfile().copy(str(plot), fs.join(out, plot.name), overwrite=True)
     return out

@@ -37,16 +37,20 @@ def custom_property(artifact: metadata_store_pb2.Artifact, name: str) -> int | s
     return getattr(value, kind) if kind else None
 
 
-def latest_run(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str) -> RunRecord:
-    """The most recent run of ``pipeline_name``, with each node's execution and output artifacts."""
+def read_run(
+    connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, run_id: str | None = None
+) -> RunRecord:
+    """One run of ``pipeline_name`` (the most recent without ``run_id``), each node's execution and outputs."""
     store = metadata_store.MetadataStore(connection_config)
     runs = [
         c
         for c in store.get_contexts_by_type("pipeline_run")
-        if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
+        if (run_id is None or c.name == run_id)
+        and any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
     ]
     if not runs:
-        raise LookupError(f"no run of pipeline {pipeline_name!r} recorded in ML Metadata")
+        which = f"run {run_id!r}" if run_id else "no run"
+        raise LookupError(f"{which} of pipeline {pipeline_name!r} is not recorded in ML Metadata")
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     prefix = f"{pipeline_name}."
     nodes: dict[str, NodeRecord] = {}

@@ -10,9 +10,12 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
 from components.data_gate.executor import Executor, check
-from components.errors import DataAnomaliesError
 from components.image_example_gen.executor import make_example
-from pipelines.pipeline import default_schema_path
+from core.errors import DataAnomaliesError
+from schemas import default_schema_path
+
+
+pytestmark = pytest.mark.slow  # real TFDV statistics and validation: seconds each
 
 
 def _stats(tmp_path: Path, examples: list[tf.train.Example]) -> object:

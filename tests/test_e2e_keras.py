@@ -1,25 +1,64 @@
 """End to end on tiny generated images: every component for real (LocalDagRunner, Beam, MLMD)."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.errors import ImageFolderError
 from components.image_example_gen.executor import make_example
+from core.errors import ImageFolderError
 from pipelines.cli import main
 from pipelines.local_runner import run_local
-from tests.conftest import tiny_config
+from tests.helpers import pushed_versions, tiny_config
 
 pytestmark = pytest.mark.e2e
 CLASSES = ["circle", "square", "stripes"]
 
 
 def _pushed_versions(serving_dir: Path) -> list[Path]:
-    return sorted(p for p in (serving_dir / "keras").iterdir() if not p.name.startswith("."))
+    return pushed_versions(serving_dir, "keras")
+
+
+def cli_args(config) -> list[str]:
+    """The ``twinflow run`` command line that builds exactly ``config`` (tiny_config's values)."""
+    return [
+        "run",
+        "--framework",
+        config.framework,
+        "--architecture",
+        config.training.architecture,
+        "--epochs",
+        str(config.training.epochs),
+        "--batch-size",
+        str(config.training.batch_size),
+        "--accuracy-floor",
+        str(config.evaluation.accuracy_floor),
+        "--data-dir",
+        config.data_dir,
+        "--schema",
+        str(config.schema_path),
+        "--serving-dir",
+        config.serving_dir,
+        "--pipeline-root",
+        config.pipeline_root,
+        "--metadata-path",
+        config.metadata_path,
+    ]
+
+
+def twinflow(*argv: str) -> subprocess.CompletedProcess:
+    """The installed command line in its own process, as a user runs it."""
+    command = [sys.executable, "-m", "pipelines.cli", *argv]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": ""}
+    )
 
 
 def _tree(path: Path) -> dict[str, int]:
@@ -67,28 +106,50 @@ def test_both_serving_signatures_predict(keras_run, tiny_folders: Path) -> None:
     assert [n.decode() for n in by_bytes["class_names"].numpy()[0]] == CLASSES
 
 
-def test_unchanged_second_run_is_served_from_cache(keras_run) -> None:
-    config, _ = keras_run
+def test_unchanged_second_run_does_nothing_says_so_and_names_what_is_served(keras_run) -> None:
+    config, first = keras_run
     before = _pushed_versions(Path(config.serving_dir))
-    report = run_local(config)
+    started = time.perf_counter()
+    result = twinflow(*cli_args(config))
+    took = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert f"nothing changed since run {first['run_id']}" in result.stdout
+    assert f"Served: keras version {before[-1].name}" in result.stdout
+    assert result.stderr == ""
+    assert took < 30, took
+    assert _pushed_versions(Path(config.serving_dir)) == before
+
+
+def test_a_changed_threshold_re_judges_the_cached_model_and_pushes_nothing_new(keras_run) -> None:
+    config, first = keras_run
+    before = _pushed_versions(Path(config.serving_dir))
+    changed = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"accuracy_floor": 0.55})})
+    report = run_local(changed)
+    assert report["run_id"] != first["run_id"]
     states = {c["id"]: c["state"] for c in report["components"]}
     cached = {k for k, v in states.items() if v == "CACHED"}
     assert {"ImageExampleGen", "StatisticsGen", "Transform", "Trainer_keras"} <= cached, states
-    # The Evaluator runs again only because its baseline input changed: the first run's
-    # model is now the latest blessed one. The pusher sees that model is already pushed.
-    assert _pushed_versions(Path(config.serving_dir)) == before
+    assert states["Evaluator_keras"] == "COMPLETE"  # new thresholds: judged again
+    assert _pushed_versions(Path(config.serving_dir)) == before  # the same model is not pushed twice
     assert report["frameworks"][0]["pushed_to"] == str(before[0])
 
 
-def test_unknown_class_folder_stops_before_training(keras_run, tiny_folders: Path, tmp_path: Path, capsys) -> None:
-    """Through the command line, as a user meets it: exit status 3 and every anomaly named."""
+def test_a_second_run_at_the_same_time_is_refused_naming_the_holder(keras_run, tmp_path: Path) -> None:
+    from pipelines.run_guard import exclusive_run
+
     config, _ = keras_run
-    data = tmp_path / "data"
-    shutil.copytree(tiny_folders, data)
-    shutil.copytree(data / "train" / "circle", data / "train" / "zebra")
-    serving_before = _tree(Path(config.serving_dir))
-    run = tmp_path / "run"
-    argv = [
+    with exclusive_run(config):  # this process is mid-run
+        started = time.perf_counter()
+        result = twinflow(*cli_args(config))
+        took = time.perf_counter() - started
+    assert result.returncode == 5
+    assert result.stderr.startswith(f"twinflow run: error: another twinflow run is using {config.metadata_path}: ")
+    assert f"pid {os.getpid()}" in result.stderr and "Traceback" not in result.stderr
+    assert took < 30, took
+
+
+def _argv(config, data: Path, run: Path, schema: Path) -> list[str]:
+    return [
         "run",
         "--framework",
         "keras",
@@ -97,7 +158,7 @@ def test_unknown_class_folder_stops_before_training(keras_run, tiny_folders: Pat
         "--data-dir",
         str(data),
         "--schema",
-        str(config.schema_path),
+        str(schema),
         "--serving-dir",
         str(config.serving_dir),
         "--pipeline-root",
@@ -105,11 +166,40 @@ def test_unknown_class_folder_stops_before_training(keras_run, tiny_folders: Pat
         "--metadata-path",
         str(run / "metadata.sqlite"),
     ]
-    assert main(argv) == 3
+
+
+def test_unknown_class_folder_is_refused_at_once_with_the_draft_schema_command(
+    keras_run, tiny_folders: Path, tmp_path: Path, capsys
+) -> None:
+    config, _ = keras_run
+    data = tmp_path / "data"
+    shutil.copytree(tiny_folders, data)
+    shutil.copytree(data / "train" / "circle", data / "train" / "zebra")
+    serving_before = _tree(Path(config.serving_dir))
+    run = tmp_path / "run"
+    assert main(_argv(config, data, run, Path(config.schema_path))) == 2
+    message = capsys.readouterr().err
+    assert message.startswith(f"twinflow run: error: the classes in {data} do not match the schema")
+    assert "classes not in the schema: ['zebra']" in message
+    assert f"twinflow draft-schema --data-dir {data} --out schemas/data/schema.pbtxt" in message
+    assert _tree(Path(config.serving_dir)) == serving_before
+    assert not run.exists()  # refused before anything ran
+
+
+def test_a_schema_violation_stops_at_the_data_gate_before_training(
+    keras_run, tiny_folders: Path, tmp_path: Path, capsys
+) -> None:
+    """Through the command line, as a user meets it: exit status 3 and every anomaly named."""
+    config, _ = keras_run
+    schema = tmp_path / "strict.pbtxt"
+    schema.write_text(Path(config.schema_path).read_text().replace("max: 2", "max: 1"))  # one label too few
+    serving_before = _tree(Path(config.serving_dir))
+    run = tmp_path / "run"
+    assert main(_argv(config, tiny_folders, run, schema)) == 3
     message = capsys.readouterr().err
     assert message.startswith("twinflow run: stopped by data validation: data validation found")
-    assert "feature 'label_name' [ENUM_TYPE_UNEXPECTED_STRING_VALUES]" in message and "zebra" in message
-    assert "feature 'label' [INT_TYPE_BIG_INT]" in message  # zebra is label 3 of a 0..2 domain
+    assert "feature 'label' [INT_TYPE_BIG_INT]" in message  # stripes is label 2 of a 0..1 domain
+    assert "twinflow draft-schema" in message
     assert _tree(Path(config.serving_dir)) == serving_before
     assert not (run / "pipeline" / "Transform").exists()
     assert not (run / "pipeline" / "Trainer_keras").exists()
@@ -122,6 +212,6 @@ def test_corrupt_image_stops_the_run_naming_the_file(keras_run, tiny_folders: Pa
     victim = data / "train" / "square" / "square_0003.png"
     victim.write_bytes(victim.read_bytes()[:40])
     serving_before = _tree(Path(config.serving_dir))
-    with pytest.raises(ImageFolderError, match=r"square/square_0003\.png: corrupt or not an image"):
+    with pytest.raises(ImageFolderError, match=r"square/square_0003\.png \(40 bytes\): the image data is corrupt"):
         run_local(tiny_config(tmp_path / "run", data, serving_dir=config.serving_dir, schema_path=config.schema_path))
     assert _tree(Path(config.serving_dir)) == serving_before

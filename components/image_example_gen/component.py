@@ -8,6 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.image_example_gen import executor
+from components.image_example_gen.images import DEFAULT_MAX_PIXELS
 
 
 class ImageExampleGenSpec(types.ComponentSpec):
@@ -17,6 +18,9 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "test_buckets": ExecutionParameter(type=int),
         # Changes when the files do, so TFX's cache never serves stale examples.
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
+        # Unusable files left out instead of stopping the run: a count from 1, a fraction below.
+        "max_bad_images": ExecutionParameter(type=float, optional=True),
+        "max_image_pixels": ExecutionParameter(type=int, optional=True),
     }
     INPUTS: dict = {}
     OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
@@ -28,18 +32,34 @@ class ImageExampleGen(base_component.BaseComponent):
     Splits are decided by a hash of each file's bytes, out of 10 buckets: ``eval_buckets``
     of them go to eval, and when the source has no ``test/`` folder, ``test_buckets`` more
     go to test. Identical images therefore always land in the same split.
+
+    Every format Pillow decodes is accepted (re-encoded as PNG where TensorFlow cannot read
+    it). The run stops, naming every file, when more than ``max_bad_images`` files cannot be
+    used (corrupt, empty, above ``max_image_pixels``, unreadable names); it also stops on a
+    class without training images, fewer than 2 classes, an empty eval or test split, or
+    identical images under two classes. What was found is written to ``ingest_report.json``.
     """
 
     SPEC_CLASS = ImageExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, input_base: str, eval_buckets: int = 1, test_buckets: int = 1, input_fingerprint: str = ""):
+    def __init__(
+        self,
+        input_base: str,
+        eval_buckets: int = 1,
+        test_buckets: int = 1,
+        input_fingerprint: str = "",
+        max_bad_images: float = 0.0,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         super().__init__(
             spec=ImageExampleGenSpec(
                 input_base=input_base,
                 eval_buckets=eval_buckets,
                 test_buckets=test_buckets,
                 input_fingerprint=input_fingerprint,
+                max_bad_images=float(max_bad_images),
+                max_image_pixels=max_image_pixels,
                 examples=types.Channel(type=standard_artifacts.Examples),
             )
         )

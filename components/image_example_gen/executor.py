@@ -1,80 +1,45 @@
 """Beam work of ImageExampleGen: stream image files into gzipped TFRecords of tf.Examples.
 
-Only file paths are held in memory; image bytes are read inside the Beam pipeline.
+Only file paths are held in memory; image bytes are read inside the Beam pipeline. Every
+file that cannot be used is collected, not raised at once, so one run names them all; what
+the data holds (per-class counts, duplicates, skipped files) is checked after the pass,
+before anything downstream can train on it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
 from tfx.components.example_gen import write_split
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
-from tfx.utils import io_utils
 
-from components.errors import ImageFolderError
+from components.image_example_gen.images import DEFAULT_MAX_PIXELS, UnusableImage, ingest
+from components.image_example_gen.ingest import (
+    EXAMPLES_SHOWN,
+    INGEST_REPORT_FILE,
+    DuplicateGroup,
+    IngestReport,
+    check_bad_files,
+    check_classes,
+    check_conflicting_labels,
+    check_split_sizes,
+)
+from components.image_example_gen.listing import BadFile, SourceFile, list_sources
+from core import fs
+from core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, SPLITS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-SPLITS = ("train", "eval", "test")
 NUM_BUCKETS = 10
 CLASS_NAMES_FILE = "class_names.json"
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    path: str
-    label_name: str
-    source_split: str  # "train" (to be hashed into train/eval[/test]) or "test"
-
-
-def _sub_dirs(path: str) -> list[str]:
-    return sorted(
-        name
-        for name in tf.io.gfile.listdir(path)
-        if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(path, name.rstrip("/")))
-    )
-
-
-def list_sources(input_base: str) -> tuple[list[str], list[SourceFile]]:
-    """Class names (sorted folder names, all splits together) and every image file to read."""
-    if not tf.io.gfile.isdir(input_base):
-        raise ImageFolderError(f"input folder {input_base} does not exist or is not a directory")
-    top = [name.rstrip("/") for name in _sub_dirs(input_base)]
-    roots = {"train": os.path.join(input_base, "train"), "test": os.path.join(input_base, "test")}
-    if "train" not in top:
-        roots = {"train": input_base}
-    elif set(top) - {"train", "test"}:
-        extra = sorted(set(top) - {"train", "test"})
-        raise ImageFolderError(
-            f"{input_base}: has a train/ folder, so only train/ and test/ may sit beside it; found {extra}"
-        )
-    files: list[SourceFile] = []
-    for source_split, root in roots.items():
-        class_dirs = [name.rstrip("/") for name in _sub_dirs(root)]
-        if not class_dirs:
-            raise ImageFolderError(f"{root}: no class sub-folders found (expected {root}/<class name>/<image files>)")
-        for label_name in class_dirs:
-            class_dir = os.path.join(root, label_name)
-            images = sorted(
-                name
-                for name in tf.io.gfile.listdir(class_dir)
-                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-            )
-            if not images:
-                raise ImageFolderError(f"{class_dir}: class folder holds no {'/'.join(IMAGE_EXTENSIONS)} files")
-            files.extend(SourceFile(os.path.join(class_dir, name), label_name, source_split) for name in images)
-    class_names = sorted({f.label_name for f in files})
-    return class_names, files
+_SCRATCH = "_ingest"  # per-run side outputs of the Beam pass, read back by the executor
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -86,56 +51,65 @@ def make_example(image: bytes, label: int, label_name: str, filename: str) -> tf
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image": _bytes_feature(image),
-                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                "label_name": _bytes_feature(label_name.encode()),
-                "filename": _bytes_feature(filename.encode()),
+                IMAGE_KEY: _bytes_feature(image),
+                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                LABEL_NAME_KEY: _bytes_feature(label_name.encode()),
+                FILENAME_KEY: _bytes_feature(filename.encode()),
             }
         )
     )
 
 
-def check_decodable(image: bytes, path: str) -> None:
-    """Fail fast, naming the file, on bytes that are not a complete JPEG or PNG image."""
-    try:
-        with Image.open(io.BytesIO(image)) as decoded:
-            if decoded.format not in ("PNG", "JPEG"):
-                raise ImageFolderError(f"{path}: is a {decoded.format} image; only JPEG and PNG are accepted")
-            decoded.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ImageFolderError(f"{path}: corrupt or not an image ({len(image)} bytes): {err}") from err
-
-
-def split_of(image: bytes, source_split: str, eval_buckets: int, test_buckets: int) -> str:
+def split_of(digest: bytes, source_split: str, eval_buckets: int, test_buckets: int) -> str:
     """Deterministic split by content hash, out of NUM_BUCKETS buckets."""
     if source_split == "test":
         return "test"
-    bucket = int.from_bytes(hashlib.sha256(image).digest()[:8], "big") % NUM_BUCKETS
+    bucket = int.from_bytes(digest[:8], "big") % NUM_BUCKETS
     if bucket < eval_buckets:
         return "eval"
-    if source_split == "train" and test_buckets and bucket < eval_buckets + test_buckets:
+    if test_buckets and bucket < eval_buckets + test_buckets:
         return "test"
     return "train"
 
 
 class _ReadImage(beam.DoFn):
-    def __init__(self, input_base: str, class_index: dict[str, int], eval_buckets: int, test_buckets: int):
+    """A file → (split, Example) on the main output; a ``bad`` record, or a ``seen`` record per good image."""
+
+    def __init__(self, input_base: str, class_index: dict[str, int], buckets: tuple[int, int], max_pixels: int):
         self._input_base = input_base
         self._class_index = class_index
-        self._eval_buckets = eval_buckets
-        self._test_buckets = test_buckets
+        self._eval_buckets, self._test_buckets = buckets
+        self._max_pixels = max_pixels
 
     def process(self, source: SourceFile):
-        with tf.io.gfile.GFile(source.path, "rb") as handle:
-            image = handle.read()
-        check_decodable(image, source.path)
-        filename = os.path.relpath(source.path, self._input_base)
-        example = make_example(image, self._class_index[source.label_name], source.label_name, filename)
-        yield split_of(image, source.source_split, self._eval_buckets, self._test_buckets), example
+        try:
+            with tf.io.gfile.GFile(source.path, "rb") as handle:
+                data = handle.read()
+            image = ingest(data, self._max_pixels)
+        except UnusableImage as err:
+            yield beam.pvalue.TaggedOutput("bad", (source.path, source.size, str(err)))
+            return
+        except (tf.errors.OpError, OSError) as err:
+            yield beam.pvalue.TaggedOutput("bad", (source.path, source.size, f"cannot be read: {err}"))
+            return
+        digest = hashlib.sha256(data).digest()
+        split = split_of(digest, source.source_split, self._eval_buckets, self._test_buckets)
+        filename = os.path.relpath(source.path, self._input_base) if "://" not in source.path else source.path
+        label = self._class_index[source.label_name]
+        yield split, make_example(image.data, label, source.label_name, filename)
+        fmt = image.source_format if image.converted else ""
+        yield beam.pvalue.TaggedOutput("seen", (digest.hex(), (source.path, source.label_name, split, fmt)))
+
+
+def _write_json(path: str):
+    def write(value: Any) -> None:
+        fs.write_text(path, json.dumps(value))
+
+    return write
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Lists the folders, then reads, encodes, splits and writes the images with Beam."""
+    """Lists the folders, then reads, checks, encodes, splits and writes the images with Beam."""
 
     def Do(
         self,
@@ -145,43 +119,124 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     ) -> None:
         input_base = exec_properties["input_base"]
         eval_buckets = int(exec_properties["eval_buckets"])
-        test_buckets = int(exec_properties["test_buckets"])
-        class_names, files = list_sources(input_base)
-        has_test_folder = any(f.source_split == "test" for f in files)
-        if has_test_folder:
-            test_buckets = 0
+        max_bad_images = float(exec_properties.get("max_bad_images") or 0)
+        max_pixels = int(exec_properties.get("max_image_pixels") or DEFAULT_MAX_PIXELS)
+        listing = list_sources(input_base)
+        class_names = listing.class_names
+        check_classes(class_names, listing.class_counts(), input_base)
+        test_buckets = 0 if listing.has_test_folder else int(exec_properties["test_buckets"])
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
         class_index = {name: index for index, name in enumerate(class_names)}
         # Folder order groups images by class, and the DirectRunner's reshuffle keeps
         # that order; a fixed pseudo-random order makes every written split well mixed,
         # so a trainer's bounded shuffle buffer sees all classes.
-        files.sort(key=lambda f: hashlib.sha256(f.path.encode()).digest())
+        files = sorted(listing.files, key=lambda f: hashlib.sha256(f.path.encode("utf-8", "replace")).digest())
+        scratch = fs.join(examples.uri, _SCRATCH)
+        fs.gfile().makedirs(scratch)
 
         with self._make_beam_pipeline() as pipeline:
-            keyed = (
+            read = (
                 pipeline
                 | "ListFiles" >> beam.Create(files, reshuffle=True)
-                | "ReadImages" >> beam.ParDo(_ReadImage(input_base, class_index, eval_buckets, test_buckets))
+                | "ReadImages"
+                >> beam.ParDo(
+                    _ReadImage(input_base, class_index, (eval_buckets, test_buckets), max_pixels)
+                ).with_outputs("bad", "seen", main="examples")
             )
-            parts = keyed | "Partition" >> beam.Partition(lambda kv, _: SPLITS.index(kv[0]), len(SPLITS))
+            parts = read.examples | "Partition" >> beam.Partition(lambda kv, _: SPLITS.index(kv[0]), len(SPLITS))
             for split, part in zip(SPLITS, parts, strict=True):
                 _ = (
                     part
                     | f"Drop key {split}" >> beam.Values()
                     | f"Write {split}"
                     >> write_split.WriteSplit(
-                        artifact_utils.get_split_uri([examples], split),
-                        example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                        artifact_utils.get_split_uri([examples], split), example_gen_pb2.FORMAT_TFRECORDS_GZIP
                     )
                 )
+            _ = (
+                read.bad
+                | "Bad files" >> beam.combiners.ToList()
+                | "Write bad" >> beam.Map(_write_json(fs.join(scratch, "bad.json")))
+            )
+            by_content = read.seen | "By content" >> beam.GroupByKey() | "Members" >> beam.Map(lambda kv: list(kv[1]))
+            _ = (
+                by_content
+                | "Repeated" >> beam.Filter(lambda members: len(members) > 1)
+                | "All repeated" >> beam.combiners.ToList()
+                | "Write repeated" >> beam.Map(_write_json(fs.join(scratch, "repeated.json")))
+            )
+            _ = (
+                read.seen
+                | "Count key" >> beam.Map(lambda kv: (json.dumps(kv[1][1:]), 1))
+                | "Count" >> beam.CombinePerKey(sum)
+                | "All counts" >> beam.combiners.ToList()
+                | "Write counts" >> beam.Map(_write_json(fs.join(scratch, "counts.json")))
+            )
 
-        io_utils.write_string_file(
-            os.path.join(examples.uri, CLASS_NAMES_FILE), json.dumps({"class_names": class_names}, indent=1)
-        )
+        report = self._check_and_report(input_base, listing, class_names, scratch, max_bad_images)
+        fs.write_text(fs.join(examples.uri, INGEST_REPORT_FILE), report.to_json())
+        fs.gfile().rmtree(scratch)
+        fs.write_text(fs.join(examples.uri, CLASS_NAMES_FILE), json.dumps({"class_names": class_names}, indent=1))
         examples.set_string_custom_property("class_names", json.dumps(class_names))
         examples.set_string_custom_property(
             "payload_format", example_gen_pb2.PayloadFormat.Name(example_gen_pb2.FORMAT_TF_EXAMPLE)
         )
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
-        examples.set_int_custom_property("num_files", len(files))
+        examples.set_int_custom_property("num_files", report.images)
+        for warning in report.warnings:
+            print(f"[data] warning: {warning}", flush=True)
+
+    @staticmethod
+    def _check_and_report(
+        input_base: str, listing: Any, class_names: list[str], scratch: str, max_bad_images: float
+    ) -> IngestReport:
+        bad = listing.bad + [BadFile(path, size, reason) for path, size, reason in _read_scratch(scratch, "bad.json")]
+        check_bad_files(bad, len(listing.files) + len(listing.bad), max_bad_images)
+
+        counts: dict[str, Counter[str]] = {name: Counter() for name in class_names}
+        converted: Counter[str] = Counter()
+        for key, count in _read_scratch(scratch, "counts.json"):
+            label_name, split, fmt = json.loads(key)
+            counts[label_name][split] += count
+            if fmt:
+                converted[fmt] += count
+        repeated = []
+        for members in _read_scratch(scratch, "repeated.json"):
+            paths, labels, splits, _ = (list(column) for column in zip(*sorted(members), strict=True))
+            repeated.append(DuplicateGroup(paths=paths, labels=labels, splits=splits))
+        repeated.sort(key=lambda g: g.paths)
+        check_conflicting_labels(repeated)
+        warnings = check_classes(class_names, counts, input_base)
+        check_split_sizes({split: sum(c[split] for c in counts.values()) for split in SPLITS}, input_base)
+
+        leaks = [g for g in repeated if "test" in g.splits and {"train", "eval"} & set(g.splits)]
+        copies = sum(len(g.paths) - 1 for g in repeated)
+        if leaks:
+            warnings.append(
+                f"{len(leaks)} image(s) sit both in training data and in test (identical content), e.g. "
+                + "; ".join(" = ".join(g.paths[:2]) for g in leaks[:EXAMPLES_SHOWN])
+                + ": test accuracy is optimistic for them"
+            )
+        if copies:
+            warnings.append(f"{copies} extra copies of identical images (same class)")
+        if bad:
+            warnings.append(f"{len(bad)} unusable file(s) left out (--max-bad-images)")
+        return IngestReport(
+            images=sum(sum(c.values()) for c in counts.values()),
+            class_counts={name: {split: counts[name][split] for split in SPLITS} for name in class_names},
+            bad_files=[b.describe() for b in sorted(bad, key=lambda b: b.path)],
+            skipped=dict(sorted(listing.skipped.items())),
+            converted=dict(sorted(converted.items())),
+            duplicates=copies,
+            duplicate_examples=repeated[:EXAMPLES_SHOWN],
+            leaks=len(leaks),
+            leak_examples=leaks[:EXAMPLES_SHOWN],
+            warnings=warnings,
+        )
+
+
+def _read_scratch(folder: str, name: str) -> list[Any]:
+    """A side output the Beam pass wrote (ToList writes [] for none; a missing file reads as none)."""
+    path = fs.join(folder, name)
+    return json.loads(fs.read_text(path)) if fs.gfile().exists(path) else []

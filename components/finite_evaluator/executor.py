@@ -1,0 +1,51 @@
+"""TFX's Evaluator, except that a model with a NaN or infinite metric is never blessed.
+
+TFMA's thresholds compare with ``<`` and ``>``, which a NaN passes: a model whose loss is NaN
+(it answers NaN probabilities, and its argmax accuracy can still clear a floor) would be
+blessed. After TFMA has judged, any non-finite overall metric turns the blessing into NOT_BLESSED.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from absl import logging
+from tfx.components.evaluator import constants
+from tfx.components.evaluator import executor as tfx_evaluator
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.types.artifact import Artifact
+from tfx.utils import io_utils
+
+from components.tfma_results import load_overall_metrics
+
+NON_FINITE_PROPERTY = "non_finite_metrics"
+
+
+def non_finite(metrics: dict[str, float]) -> list[str]:
+    return sorted(name for name, value in metrics.items() if not math.isfinite(value))
+
+
+class Executor(tfx_evaluator.Executor):
+    def Do(
+        self,
+        input_dict: dict[str, list[Artifact]],
+        output_dict: dict[str, list[Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        super().Do(input_dict, output_dict, exec_properties)
+        evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+        bad = non_finite(load_overall_metrics(evaluation.uri))
+        if not bad:
+            return
+        blessing.set_string_custom_property(NON_FINITE_PROPERTY, ", ".join(bad))
+        if blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY) == constants.BLESSED_VALUE:
+            blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
+            if io_utils.fileio.exists(blessed_file):
+                io_utils.fileio.remove(blessed_file)
+            io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
+            blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE)
+        logging.warning("Evaluator: non-finite metrics %s; the model is not blessed", bad)
+        print(f"[evaluate] non-finite metrics {bad}: the model is not blessed", flush=True)

@@ -1,0 +1,191 @@
+"""What a local run checks before TFX starts: one run at a time, inputs that can work, anything new to do.
+
+- **One run at a time.** A run holds a lock on its ML Metadata store and on its serving
+  folder; a second run on either is refused at once, naming the holder.
+- **Pre-flight.** The folder's layout, its classes and the schema's label domain are checked
+  before TensorFlow loads, and the serving folder must be writable.
+- **Nothing changed.** A run whose config, data, schema and code equal those of the last
+  completed run, whose pushed versions are all still served, does nothing: it says so and
+  which versions are served (TFX would otherwise re-run both Evaluators, whose baseline
+  input is now the very model they judge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from components.image_example_gen.ingest import check_classes
+from components.image_example_gen.listing import Listing, list_sources
+from core import fs
+from core.config import PipelineConfig
+from core.errors import ConfigError, InputDataError, RunLockedError
+
+LOCK_SUFFIX = ".twinflow.lock"
+LAST_RUN_FILE = "last_run.json"
+_CODE_PACKAGES = ("core", "components", "trainers", "pipelines")
+
+
+def _lock_path(target: str) -> str:
+    """The lock file of a metadata file (beside it) or of a serving folder (inside it)."""
+    return os.path.join(target, LOCK_SUFFIX) if os.path.isdir(target) else target + LOCK_SUFFIX
+
+
+@contextlib.contextmanager
+def exclusive_run(config: PipelineConfig) -> Iterator[None]:
+    """Hold the metadata store and the (local) serving folder for this run; refuse if another run holds either."""
+    targets = [config.metadata_path] + ([] if fs.is_remote(config.serving_dir) else [config.serving_dir])
+    with contextlib.ExitStack() as stack:
+        for target in targets:
+            stack.enter_context(_hold(target))
+        yield
+
+
+@contextlib.contextmanager
+def _hold(target: str) -> Iterator[None]:
+    path = _lock_path(target)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    holder_file = Path(path + ".holder")
+    lock = filelock.FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        holder = _read_holder(holder_file)
+        raise RunLockedError(
+            f"another twinflow run is using {target}: {holder}. Wait for it to finish, or stop it; "
+            "two runs on one metadata store or serving folder would mix their results"
+        ) from None
+    try:
+        holder_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": " ".join(["twinflow", *sys.argv[1:]])[:300],
+                }
+            )
+        )
+        yield
+    finally:
+        holder_file.unlink(missing_ok=True)
+        lock.release()
+
+
+def _read_holder(holder_file: Path) -> str:
+    try:
+        holder = json.loads(holder_file.read_text())
+    except (OSError, ValueError):
+        return "a process that has not said who it is"
+    return f"pid {holder['pid']} on {holder['host']}, started {holder['started']} ({holder['command']})"
+
+
+def preflight(config: PipelineConfig, schema_path: str) -> Listing:
+    """Layout, classes and schema checked before TensorFlow loads; the serving folder must be writable."""
+    listing = list_sources(config.data_dir)
+    check_classes(listing.class_names, listing.class_counts(), config.data_dir)
+    _check_schema_classes(config, schema_path, listing.class_names)
+    _check_writable(config.serving_dir)
+    return listing
+
+
+def _check_schema_classes(config: PipelineConfig, schema_path: str, class_names: list[str]) -> None:
+    from pipelines.schema_draft import schema_classes
+
+    expected = schema_classes(schema_path)
+    if expected == class_names:
+        return
+    name = Path(config.data_dir.rstrip("/")).name or "my_data"
+    unknown = [c for c in class_names if c not in expected]
+    missing = [c for c in expected if c not in class_names]
+    detail = "; ".join(
+        part
+        for part in (
+            f"classes not in the schema: {unknown}" if unknown else "",
+            f"schema classes with no folder: {missing}" if missing else "",
+        )
+        if part
+    )
+    raise InputDataError(
+        f"the classes in {config.data_dir} do not match the schema {schema_path} ({detail}). "
+        "For your own images, draft a schema, review it, and pass it:\n"
+        f"  twinflow draft-schema --data-dir {config.data_dir} --out schemas/{name}/schema.pbtxt\n"
+        f"  twinflow run --data-dir {config.data_dir} --schema schemas/{name}/schema.pbtxt ..."
+    )
+
+
+def _check_writable(serving_dir: str) -> None:
+    if fs.is_remote(serving_dir):
+        return
+    path = Path(serving_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the serving folder {serving_dir} is not writable ({existing} is read-only or not a folder): "
+            "blessed models could not be pushed; pass --serving-dir with a writable folder"
+        )
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The last completed run of a pipeline root: what it was run on and what it left served."""
+
+    fingerprint: str
+    run_id: str
+    finished: str
+    pushed: dict[str, str | None]  # framework → pushed version folder (None: not pushed)
+    report: str
+
+
+def run_fingerprint(config: PipelineConfig, data_fingerprint: str, schema_path: str) -> str:
+    """Config, data, schema and twinflow's own code: a run is a no-op only when none of them changed."""
+    digest = hashlib.sha256()
+    digest.update(config.model_dump_json().encode())
+    digest.update(data_fingerprint.encode())
+    digest.update(Path(schema_path).read_bytes())
+    root = Path(__file__).resolve().parent.parent
+    for package in _CODE_PACKAGES:
+        for source in sorted((root / package).rglob("*.py")):
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _last_run_path(config: PipelineConfig) -> str:
+    return fs.join(config.pipeline_root, LAST_RUN_FILE)
+
+
+def unchanged_since(config: PipelineConfig, fingerprint: str) -> LastRun | None:
+    """The last run, if this one would repeat it exactly and everything it pushed is still served."""
+    from core.versions import is_complete
+
+    if not config.enable_cache or not Path(config.metadata_path).exists():
+        return None
+    path = _last_run_path(config)
+    if not fs.gfile().exists(path):
+        return None
+    try:
+        last = LastRun(**json.loads(fs.read_text(path)))
+    except (ValueError, TypeError):
+        return None
+    if last.fingerprint != fingerprint or set(last.pushed) != set(config.frameworks):
+        return None
+    if any(version is not None and not is_complete(version) for version in last.pushed.values()):
+        return None
+    return last
+
+
+def record_run(config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_dir: str) -> None:
+    pushed = {row["framework"]: row.get("pushed_to") for row in report["frameworks"]}
+    last = LastRun(fingerprint, report["run_id"], time.strftime("%Y-%m-%d %H:%M:%S"), pushed, report_dir)
+    fs.write_text(_last_run_path(config), json.dumps(last.__dict__, indent=1))

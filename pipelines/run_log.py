@@ -1,0 +1,61 @@
+"""A run's full log in a file, and only twinflow's own lines on the terminal.
+
+TensorFlow, absl, Beam and TFX write INFO lines, deprecation notices and CUDA-factory
+warnings to stderr by the hundred. During a run, file descriptor 2 (where both Python and
+TensorFlow's C++ core write) goes to the log file; standard output, where twinflow prints
+its progress and the trainers their epochs, goes to the terminal and into the log too.
+With ``verbose`` the terminal also shows everything the log gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+class _Tee(threading.Thread):
+    """Copies what is written to a pipe into the log and, optionally, to a terminal descriptor."""
+
+    def __init__(self, read_fd: int, log: BinaryIO, echo_fd: int | None):
+        super().__init__(daemon=True)
+        self._read_fd, self._log, self._echo_fd = read_fd, log, echo_fd
+
+    def run(self) -> None:
+        while chunk := os.read(self._read_fd, 65536):
+            self._log.write(chunk)
+            self._log.flush()
+            if self._echo_fd is not None:
+                os.write(self._echo_fd, chunk)
+        os.close(self._read_fd)
+
+
+@contextlib.contextmanager
+def _redirect(fd: int, log: BinaryIO, echo: bool) -> Iterator[None]:
+    saved = os.dup(fd)
+    read_fd, write_fd = os.pipe()
+    tee = _Tee(read_fd, log, saved if echo else None)
+    tee.start()
+    os.dup2(write_fd, fd)
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(saved, fd)  # closes the pipe's last write end: the tee sees end of file
+        tee.join(timeout=10)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def run_log(path: str | Path, verbose: bool = False) -> Iterator[Path]:
+    """Send stderr (and a copy of stdout) to ``path`` for the duration; yields the log's path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as log, _redirect(1, log, echo=True), _redirect(2, log, echo=verbose):
+        yield path

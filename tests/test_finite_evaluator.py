@@ -1,0 +1,64 @@
+"""A model with a NaN metric is never blessed, even when TFMA's thresholds let it through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from google.protobuf import json_format
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+from components.finite_evaluator.executor import NON_FINITE_PROPERTY, Executor, non_finite
+from core.config import EvaluationConfig
+from core.contract import CLASS_VOCAB_NAME
+from core.registry import get_framework
+from pipelines.evaluation import build_eval_config
+from pipelines.run_record import read_run
+from trainers.common import parse_class_vocabulary
+from trainers.keras_trainer import export_serving_model
+
+
+def test_non_finite_names_each_bad_metric() -> None:
+    assert non_finite({"accuracy": 0.5, "loss": float("nan"), "x": float("inf")}) == ["loss", "x"]
+    assert non_finite({"accuracy": 0.5}) == []
+
+
+def _nan_model(transform_graph: str, path: Path) -> None:
+    """The Keras serving export of a model that answers NaN for every class (a diverged model)."""
+    output = tft.TFTransformOutput(transform_graph)
+    classes = parse_class_vocabulary(output.vocabulary_by_name(CLASS_VOCAB_NAME))
+    inputs = tf.keras.Input(shape=(28, 28, 1), name="image_xf")
+    logits = tf.keras.layers.Dense(len(classes))(tf.keras.layers.Flatten()(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Lambda(lambda x: x * float("nan"))(logits))
+    export_serving_model(model, output, classes, str(path))
+
+
+def test_a_nan_model_that_clears_the_floor_is_not_blessed(keras_run, transform_outputs: dict, tmp_path: Path) -> None:
+    from tfx import v1 as tfx
+
+    config, _ = keras_run
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    raw = read_run(metadata, config.pipeline_name).nodes["ImageExampleGen"].output("examples")
+    examples = standard_artifacts.Examples()
+    examples.uri, examples.split_names = raw.uri, '["train", "eval", "test"]'
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    _nan_model(transform_outputs["transform_graph"], Path(path_utils.serving_model_path(model.uri)))
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+    # A floor of 0.2: argmax of NaN is class 0, a third of the test images, so TFMA alone would bless it.
+    eval_config = build_eval_config(EvaluationConfig(accuracy_floor=0.2), 3, get_framework("keras"))
+    Executor().Do(
+        {"examples": [examples], "model": [model]},
+        {"evaluation": [evaluation], "blessing": [blessing]},
+        {
+            "eval_config": json_format.MessageToJson(eval_config),
+            "example_splits": json.dumps(["test"]),
+        },
+    )
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert blessing.get_string_custom_property(NON_FINITE_PROPERTY) == "loss"
+    assert Path(blessing.uri, "NOT_BLESSED").exists() and not Path(blessing.uri, "BLESSED").exists()
