@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import tensorflow_model_analysis as tfma
@@ -13,6 +14,9 @@ REPORTED_METRICS = {
     "example_count": "example_count",
 }
 BASELINE_MODEL_NAME = "baseline"
+# What blessing and pushing judge a model by. Per-class precision is NaN for a class the model
+# never predicts (0/0), which a good model may do on a small test split: it is left out of those checks.
+HEADLINE_METRICS = ("accuracy", "loss")
 
 
 def _value(metric_value: Any) -> float | None:
@@ -49,3 +53,13 @@ def load_sliced_metrics(eval_uri: str) -> dict[str, dict[str, float]]:
 
 def load_overall_metrics(eval_uri: str) -> dict[str, float]:
     return load_sliced_metrics(eval_uri).get("overall", {})
+
+
+def non_finite_headline(metrics: dict[str, float]) -> list[str]:
+    """The headline metrics that are NaN or infinite: such a model is never blessed or pushed."""
+    return [name for name in HEADLINE_METRICS if name in metrics and not math.isfinite(metrics[name])]
+
+
+def finite_only(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics that have a value (strict JSON has no NaN); undefined ones are left out."""
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}

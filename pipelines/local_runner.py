@@ -119,19 +119,17 @@ def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) 
     schema_path = config.schema_path or str(default_schema_path())
     listing = preflight(config, schema_path)
     with exclusive_run(config):
-        data_fingerprint = listing.fingerprint()
-        fingerprint = run_fingerprint(config, data_fingerprint, schema_path)
-        last = unchanged_since(config, fingerprint)
-        if last is not None:
-            return _report_unchanged(config, last)
         run_id = new_run_id()
         path = log_path(config, run_id)
-        output = run_log(path, verbose) if log else contextlib.nullcontext(path)
-        with output:
+        with run_log(path, verbose) if log else contextlib.nullcontext(path):
+            fingerprint = run_fingerprint(config, listing.fingerprint(), schema_path)
+            last = unchanged_since(config, fingerprint)
+            if last is not None:
+                return _report_unchanged(config, last)
             print(f"[run] {run_id}: {len(listing.files):,} images in {len(listing.class_names)} classes", flush=True)
             if log:
                 print(f"[run] full log: {path}", flush=True)
-            report, report_dir = _run_tfx(config, run_id, len(listing.class_names), data_fingerprint)
+            report, report_dir = _run_tfx(config, run_id, len(listing.class_names), listing.fingerprint())
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir)
@@ -140,9 +138,8 @@ def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) 
 
 def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerprint: str) -> tuple[dict, str]:
     from tfx import v1 as tfx
-    from tfx.dsl.compiler import compiler
+    from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
-    from tfx.orchestration.portable.launcher import constants
 
     from pipelines.pipeline import create_pipeline
     from pipelines.report import build_report, to_markdown, write_report

@@ -7,12 +7,14 @@ Written as Markdown, JSON and a per-class accuracy plot under
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from tfx.utils import path_utils
 
+from components.finite_evaluator.executor import NON_FINITE_PROPERTY
 from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
 from core import fs
@@ -60,6 +62,9 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
         }
     blessing = evaluator.output("blessing") if evaluator else None
     row["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
+    non_finite = custom_property(blessing, NON_FINITE_PROPERTY) if blessing is not None else None
+    if non_finite:
+        row["not_blessed_because"] = f"non-finite test metrics: {non_finite}"
     pushed = pusher.output("pushed_model") if pusher else None
     row["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
     if row["pushed"]:
@@ -104,8 +109,25 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     return report
 
 
+def strict_json(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers, and a reader must see 'no value'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def _difference(a: Any, b: Any) -> float | None:
     return None if a is None or b is None else a - b
+
+
+def _blessed(row: dict[str, Any]) -> str:
+    if row["blessed"]:
+        return "yes"
+    return f"no ({row['not_blessed_because']})" if row.get("not_blessed_because") else "no"
 
 
 def _percent(value: float | None) -> str:
@@ -133,7 +155,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {r['framework']} | {_percent(r['train_accuracy'])} | {_percent(r['eval_accuracy'])} | "
             f"{_percent(r.get('test_accuracy'))} | {_number(r.get('test_loss'))} | {r['training_seconds']:.1f} | "
             f"{r['images_per_second']:,.0f} | {r['parameters']:,} | {r['model_size_bytes'] / 1e6:.2f} MB | "
-            f"{r['device']} | {'yes' if r['blessed'] else 'no'} | {'yes' if r['pushed'] else 'no'} |"
+            f"{r['device']} | {_blessed(r)} | {'yes' if r['pushed'] else 'no'} |"
         )
     diff = report.get("difference")
     if diff:
@@ -219,7 +241,7 @@ def write_report(report: dict[str, Any], pipeline_root: str) -> str:
     """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, per_class_accuracy.png."""
     out = fs.join(pipeline_root, "reports", report["run_id"].replace(":", "-"))
     fs.gfile().makedirs(out)
-    fs.write_text(fs.join(out, "report.json"), json.dumps(report, indent=2, allow_nan=False))
+    fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))
     with tempfile.TemporaryDirectory() as tmp:
         plot = plot_per_class(report, Path(tmp) / "per_class_accuracy.png")

@@ -10,12 +10,14 @@ With ``verbose`` the terminal also shows everything the log gets.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 
 class _Tee(threading.Thread):
@@ -53,9 +55,40 @@ def _redirect(fd: int, log: BinaryIO, echo: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _info_logging(stream: TextIO) -> Iterator[None]:
+    """Python logging (absl, TFX, Beam) at INFO to ``stream``: the log file gets the whole story."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+
+
+@contextlib.contextmanager
 def run_log(path: str | Path, verbose: bool = False) -> Iterator[Path]:
-    """Send stderr (and a copy of stdout) to ``path`` for the duration; yields the log's path."""
+    """Send stderr (and a copy of stdout) to ``path`` for the duration; yields the log's path.
+
+    An exception leaving the run is written to the log with its traceback before it goes
+    on to the caller, which shows the user its message alone.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as log, _redirect(1, log, echo=True), _redirect(2, log, echo=verbose):
-        yield path
+    # Logging and tracebacks go to descriptor 2 itself, not to sys.stderr (a host such as pytest may replace it).
+    with (
+        path.open("ab") as log,
+        _redirect(1, log, echo=True),
+        _redirect(2, log, echo=verbose),
+        os.fdopen(os.dup(2), "w", buffering=1) as stderr,
+        _info_logging(stderr),
+    ):
+        try:
+            yield path
+        except BaseException:
+            traceback.print_exc(file=stderr)
+            raise

@@ -14,7 +14,6 @@ from components.image_example_gen.executor import make_example
 from core.errors import DataAnomaliesError
 from schemas import default_schema_path
 
-
 pytestmark = pytest.mark.slow  # real TFDV statistics and validation: seconds each
 
 

@@ -212,6 +212,6 @@ def test_corrupt_image_stops_the_run_naming_the_file(keras_run, tiny_folders: Pa
     victim = data / "train" / "square" / "square_0003.png"
     victim.write_bytes(victim.read_bytes()[:40])
     serving_before = _tree(Path(config.serving_dir))
-    with pytest.raises(ImageFolderError, match=r"square/square_0003\.png \(40 bytes\): the image data is corrupt"):
+    with pytest.raises(ImageFolderError, match=r"square/square_0003\.png \(40 bytes\): not an image Pillow can read"):
         run_local(tiny_config(tmp_path / "run", data, serving_dir=config.serving_dir, schema_path=config.schema_path))
     assert _tree(Path(config.serving_dir)) == serving_before

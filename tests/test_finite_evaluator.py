@@ -11,7 +11,8 @@ from google.protobuf import json_format
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components.finite_evaluator.executor import NON_FINITE_PROPERTY, Executor, non_finite
+from components.finite_evaluator.executor import NON_FINITE_PROPERTY, Executor
+from components.tfma_results import finite_only, non_finite_headline
 from core.config import EvaluationConfig
 from core.contract import CLASS_VOCAB_NAME
 from core.registry import get_framework
@@ -21,9 +22,13 @@ from trainers.common import parse_class_vocabulary
 from trainers.keras_trainer import export_serving_model
 
 
-def test_non_finite_names_each_bad_metric() -> None:
-    assert non_finite({"accuracy": 0.5, "loss": float("nan"), "x": float("inf")}) == ["loss", "x"]
-    assert non_finite({"accuracy": 0.5}) == []
+def test_only_headline_metrics_decide_and_undefined_ones_are_left_out_of_cards() -> None:
+    nan = float("nan")
+    assert non_finite_headline({"accuracy": 0.5, "loss": nan}) == ["loss"]
+    assert non_finite_headline({"accuracy": float("inf"), "loss": 0.1}) == ["accuracy"]
+    # A class the model never predicts has precision 0/0: normal, not a reason to refuse.
+    assert non_finite_headline({"accuracy": 0.9, "loss": 0.3, "precision_class_2": nan}) == []
+    assert finite_only({"accuracy": 0.9, "precision_class_2": nan}) == {"accuracy": 0.9}
 
 
 def _nan_model(transform_graph: str, path: Path) -> None:

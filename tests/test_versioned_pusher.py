@@ -106,6 +106,9 @@ def test_non_finite_metrics_are_never_pushed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"non-finite evaluation metrics \['loss'\]"):
         push(make_model(str(tmp_path / "src")), str(root), {"accuracy": 0.5, "loss": float("nan")})
     assert not root.exists() or list(root.iterdir()) == []
+    # An undefined per-class precision (a class never predicted) is left out of the card, not refused.
+    version = push(make_model(str(tmp_path / "ok")), str(root), {"accuracy": 0.9, "precision_class_1": float("nan")})
+    assert read_model_card(version.path).evaluation == {"accuracy": 0.9}
 
 
 def test_a_push_to_an_object_store_writes_the_marker_last_and_readers_skip_versions_without_it() -> None:

@@ -2,12 +2,12 @@
 
 TFMA's thresholds compare with ``<`` and ``>``, which a NaN passes: a model whose loss is NaN
 (it answers NaN probabilities, and its argmax accuracy can still clear a floor) would be
-blessed. After TFMA has judged, any non-finite overall metric turns the blessing into NOT_BLESSED.
+blessed. After TFMA has judged, a non-finite overall accuracy or loss turns the blessing into
+NOT_BLESSED.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -18,13 +18,9 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
-from components.tfma_results import load_overall_metrics
+from components.tfma_results import load_overall_metrics, non_finite_headline
 
 NON_FINITE_PROPERTY = "non_finite_metrics"
-
-
-def non_finite(metrics: dict[str, float]) -> list[str]:
-    return sorted(name for name, value in metrics.items() if not math.isfinite(value))
 
 
 class Executor(tfx_evaluator.Executor):
@@ -37,7 +33,7 @@ class Executor(tfx_evaluator.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
-        bad = non_finite(load_overall_metrics(evaluation.uri))
+        bad = non_finite_headline(load_overall_metrics(evaluation.uri))
         if not bad:
             return
         blessing.set_string_custom_property(NON_FINITE_PROPERTY, ", ".join(bad))

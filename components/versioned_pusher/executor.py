@@ -10,7 +10,6 @@ without it (core.versions).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -21,7 +20,7 @@ from tfx.components.pusher import executor as tfx_pusher
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
-from components.tfma_results import load_overall_metrics
+from components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
 from core import fs
 from core.errors import ModelCardError
 from core.model_card import ModelCard, read_model_card, write_model_card
@@ -67,9 +66,10 @@ def _assemble(source: str, target: str, version: int, evaluation: dict[str, floa
 
 def push(source: str, model_root: str, evaluation: dict[str, float]) -> Version:
     """Push ``source`` as a new, complete version under ``model_root``; returns it."""
-    non_finite = sorted(name for name, value in evaluation.items() if not math.isfinite(value))
+    non_finite = non_finite_headline(evaluation)
     if non_finite:
         raise ValueError(f"refusing to push {source}: non-finite evaluation metrics {non_finite}")
+    evaluation = finite_only(evaluation)
     fs.gfile().makedirs(model_root)
     if fs.is_remote(model_root):
         version = next_version(model_root)
