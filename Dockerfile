@@ -17,6 +17,11 @@ FROM ${PYTHON_IMAGE} AS build
 # cpu, or a PyTorch CUDA wheel tag (cu126, cu128 …) for the GPU variant.
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl
+# Folder(s) of wheels pip searches as well (pip's PIP_FIND_LINKS; build stage only, not in the
+# image), for a torch wheel where TORCH_INDEX is out of reach. The folder must be visible to
+# the build, e.g. buildah bud --volume /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels
+# (scripts/image.sh). Empty by default: PyPI and TORCH_INDEX only.
+ARG PIP_FIND_LINKS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 # Compilers only here, for the odd sdist (crcmod); the runtime stage never sees them.
@@ -36,6 +41,7 @@ RUN python -m pip install --no-cache-dir --upgrade "pip>=24" wheel \
         -c requirements/constraints.txt .
 
 # 2. The project itself (a regular, non-editable install into the venv).
+COPY core/ core/
 COPY pipelines/ pipelines/
 COPY components/ components/
 COPY trainers/ trainers/

@@ -38,8 +38,8 @@ _CODE_PACKAGES = ("core", "components", "trainers", "pipelines")
 
 
 def _lock_path(target: str) -> str:
-    """The lock file of a metadata file (beside it) or of a serving folder (inside it)."""
-    return os.path.join(target, LOCK_SUFFIX) if os.path.isdir(target) else target + LOCK_SUFFIX
+    """The lock file sits beside the metadata file or serving folder (a server watching the folder never sees it)."""
+    return os.path.normpath(target) + LOCK_SUFFIX
 
 
 @contextlib.contextmanager
