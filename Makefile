@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 DATA ?= work/data/fashion_mnist
 RUN_ARGS ?=
 
-.PHONY: setup data run test test-fast lint format clean
+.PHONY: setup data run test test-fast lint format clean image image-test image-kfp-local
 
 setup:
 	bash scripts/setup.sh
@@ -33,3 +33,13 @@ format: setup
 
 clean:
 	rm -rf work
+
+# The Kubeflow image, built here without a Docker engine (buildah + a debootstrapped base); not part of make test.
+image:
+	bash scripts/image.sh build
+
+image-test: setup
+	bash scripts/image.sh test
+
+image-kfp-local: setup  # the whole compiled spec through kfp.local's DockerRunner against podman
+	bash scripts/image.sh kfp-local

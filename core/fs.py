@@ -1,20 +1,54 @@
 """File I/O through TensorFlow's file layer, so every path may be a ``gs://`` or ``s3://`` URI.
 
 TensorFlow is imported on first use, not at import time (the command line stays fast).
+``s3://`` (AWS, or MinIO, the artifact store of a standard Kubeflow install) comes from
+tensorflow-io: its S3 file system reads ``S3_ENDPOINT`` (with its ``http://`` scheme for a
+local server), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION``; Beam's S3
+file system (boto3) reads ``AWS_ENDPOINT_URL_S3``, which is set from ``S3_ENDPOINT`` when missing.
+
+tensorflow-io's S3 client aborts the interpreter as it shuts down ("pure virtual method
+called", tensorflow/io#2039, open in 0.37.1, the last release), turning a finished run's exit
+status into 134: a process that has touched ``s3://`` leaves through :func:`exit_now`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import sys
+import tempfile
+from collections.abc import Iterator
 from types import ModuleType
+
+_s3_touched = False
 
 
 def gfile() -> ModuleType:
     """``tf.io.gfile``, with the file systems twinflow supports registered."""
     import tensorflow as tf
+    import tensorflow_io  # noqa: F401  (registers s3:// with tf.io.gfile)
 
+    if os.environ.get("S3_ENDPOINT") and not os.environ.get("AWS_ENDPOINT_URL_S3"):
+        os.environ["AWS_ENDPOINT_URL_S3"] = os.environ["S3_ENDPOINT"]
     return tf.io.gfile
+
+
+def touches_s3(*paths: str | None) -> bool:
+    """Note that this process will use ``s3://`` (see :func:`exit_now`); true if any path is on S3."""
+    global _s3_touched
+    if any(str(path).startswith("s3://") for path in paths if path):
+        _s3_touched = True
+    return _s3_touched
+
+
+def exit_now(code: int) -> None:
+    """Exit with ``code``; after S3 use, skip the interpreter's teardown that tensorflow-io would abort."""
+    if not _s3_touched:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def is_remote(path: str) -> bool:
@@ -51,6 +85,17 @@ def copy_tree(source: str, target: str) -> None:
         io.makedirs(destination)
         for name in files:
             io.copy(join(directory, name), join(destination, name), overwrite=True)
+
+
+@contextlib.contextmanager
+def local_folder_for(target: str) -> Iterator[str]:
+    """A local folder standing in for ``target``: itself when local, else a temporary one copied up at the end."""
+    if not is_remote(target):
+        yield target
+        return
+    with tempfile.TemporaryDirectory() as local:
+        yield local
+        copy_tree(local, target)
 
 
 def list_files(root: str) -> list[str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import fs
 from core.config import PipelineConfig
 from core.errors import DataAnomaliesError, TwinflowError
 from pipelines.flags import RUN, add_config_flags, config_from_args
@@ -96,5 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
 
 
+def entry() -> None:
+    """The ``twinflow`` console script."""
+    try:
+        code = main()
+    except SystemExit as done:  # argparse's own exits (--help, usage errors)
+        code = done.code if isinstance(done.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    fs.exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -116,6 +116,7 @@ def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) 
     With ``log``, TensorFlow's and TFX's own output go to the run's log file (and to the
     terminal too with ``verbose``). A run with nothing new to do returns the last report.
     """
+    fs.touches_s3(config.pipeline_root, config.serving_dir, config.data_dir)
     schema_path = config.schema_path or str(default_schema_path())
     listing = preflight(config, schema_path)
     with exclusive_run(config):
@@ -145,6 +146,7 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     from pipelines.report import build_report, to_markdown, write_report
     from pipelines.run_record import read_run
 
+    fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
         Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     Path(config.metadata_path).parent.mkdir(parents=True, exist_ok=True)

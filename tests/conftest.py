@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After s3:// use, leave with pytest's status before tensorflow-io aborts the teardown (core.fs.exit_now)."""
+    from core import fs
+
+    if fs.touches_s3():
+        atexit.register(os._exit, int(exitstatus))
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for this session; yields the bucket's URI."""
+    from core import fs
+    from tests.s3_server import BUCKET, moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log"):
+        fs.touches_s3(f"s3://{BUCKET}")
+        yield f"s3://{BUCKET}"
 
 
 @pytest.fixture(scope="session")

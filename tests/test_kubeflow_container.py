@@ -16,54 +16,12 @@ from typing import Any
 import pytest
 import tensorflow_data_validation as tfdv
 
+from pipelines.kubeflow.local_step import RUN_ID, executor_input, executor_output_path
 from pipelines.kubeflow.specfile import read_spec
 from schemas import default_schema_path
 from tests.kubeflow_specs import compile_to, executor
 
 pytestmark = pytest.mark.e2e  # two containerized TFX steps: about a minute
-
-RUN_ID = "run-1"
-
-
-def executor_input(
-    spec: dict[str, Any], task_name: str, root: Path, upstream: dict[str, dict[str, Any]], run_params: dict[str, Any]
-) -> dict[str, Any]:
-    """ExecutorInput for one task: parameters resolved from constants or pipeline parameters, input
-    artifacts from their producers' executor outputs, output URIs under the pipeline root."""
-    task = spec["root"]["dag"]["tasks"][task_name]
-    component = spec["components"][task["componentRef"]["name"]]
-    defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
-    parameters = {}
-    for name, source in task.get("inputs", {}).get("parameters", {}).items():
-        if "componentInputParameter" in source:
-            key = source["componentInputParameter"]
-            parameters[name] = run_params.get(key, defaults[key])
-        else:
-            parameters[name] = source["runtimeValue"]["constant"]
-    artifacts = {}
-    for name, source in task.get("inputs", {}).get("artifacts", {}).items():
-        producer = source["taskOutputArtifact"]
-        produced = upstream[producer["producerTask"]]["artifacts"][producer["outputArtifactKey"]]["artifacts"][0]
-        artifact_type = component["inputDefinitions"]["artifacts"][name]["artifactType"]
-        artifacts[name] = {"artifacts": [{**produced, "type": artifact_type}]}
-    task_root = root / RUN_ID / task_name
-    outputs = {
-        key: {
-            "artifacts": [
-                {
-                    "name": f"{RUN_ID}/{task_name}/{key}",
-                    "type": definition["artifactType"],
-                    "uri": str(task_root / key),
-                    "metadata": {},
-                }
-            ]
-        }
-        for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()
-    }
-    return {
-        "inputs": {"parameterValues": parameters, "artifacts": artifacts},
-        "outputs": {"artifacts": outputs, "outputFile": str(task_root / "executor_output.json")},
-    }
 
 
 def run_container(
@@ -77,7 +35,7 @@ def run_container(
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=root)
     assert done.returncode == 0, f"{task_name} failed:\n{done.stderr[-4000:]}"
-    return json.loads((root / RUN_ID / task_name / "executor_output.json").read_text())
+    return json.loads(executor_output_path(root, task_name).read_text())
 
 
 @pytest.fixture(scope="module")

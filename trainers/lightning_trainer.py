@@ -10,7 +10,6 @@ torch is imported only through torch_twin, which must set OpenMP's wait policy f
 from __future__ import annotations
 
 import io
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,12 +107,15 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     parameters = count_parameters(module.model)
     stopwatch = Stopwatch()
-    trainer, checkpoint = make_trainer(config, os.path.join(fn_args.model_run_dir, "logs"), stopwatch)
-    run_device = trainer.strategy.root_device
-    device = device_name(run_device)
-    print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {device}", flush=True)
-    trainer.fit(module, datamodule=data)
-    restore_best(module, checkpoint)
+    # Lightning writes logs and checkpoints through fsspec, which has no s3:// here: they are
+    # written locally and copied to a remote run folder afterwards.
+    with fs.local_folder_for(fs.join(fn_args.model_run_dir, "logs")) as logs:
+        trainer, checkpoint = make_trainer(config, logs, stopwatch)
+        run_device = trainer.strategy.root_device
+        device = device_name(run_device)
+        print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {device}", flush=True)
+        trainer.fit(module, datamodule=data)
+        restore_best(module, checkpoint)
     assert data.train is not None and data.eval is not None
     train_loss, train_accuracy = evaluate(module.model.to(run_device), data.train, run_device)
     eval_loss, eval_accuracy = evaluate(module.model, data.eval, run_device)
