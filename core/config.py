@@ -140,6 +140,23 @@ class PipelineConfig(_Section):
     max_image_pixels: int = Field(
         64_000_000, gt=0, description="larger images count as unusable (a decompression-bomb guard)"
     )
+    data_root: str | None = Field(
+        None,
+        description="data arriving over time: a folder of span folders (see span_pattern); set, it replaces data_dir",
+    )
+    span_pattern: str = Field(
+        "span-{SPAN}",
+        min_length=1,
+        description="span folders under data_root, in TFX's input-pattern syntax: {SPAN}, {VERSION}, {YYYY}{MM}{DD}",
+    )
+    spans: int = Field(1, ge=1, description="train on the latest N spans of data_root")
+    accept_drift: bool = Field(False, description="let this run pass the drift gate (recorded in the history)")
+    keep_versions: int = Field(5, ge=1, description="complete versions kept per framework in the serving folder")
+    metadata_uri: str | None = Field(
+        None,
+        description="shared ML Metadata store mysql://USER@HOST:PORT/DB (password from "
+        "$TWINFLOW_METADATA_PASSWORD or $TWINFLOW_METADATA_PASSWORD_FILE); default: the SQLite metadata_path",
+    )
     enable_cache: bool = Field(True, description="reuse TFX's cached component outputs")
     beam_args: tuple[str, ...] = Field(
         ("--direct_running_mode=in_memory", "--direct_num_workers=1"), strict=False, description="Beam arguments"
@@ -154,6 +171,23 @@ class PipelineConfig(_Section):
         resolve_frameworks(value)
         return value
 
+    @field_validator("span_pattern")
+    @classmethod
+    def _span_pattern_is_tfx_syntax(cls, value: str) -> str:
+        from core.spans import compile_pattern
+
+        compile_pattern(value)
+        return value
+
+    @field_validator("metadata_uri")
+    @classmethod
+    def _mysql_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            from core.metadata import parse_mysql_uri
+
+            parse_mysql_uri(value)
+        return value
+
     @model_validator(mode="after")
     def _buckets_leave_training_data(self) -> PipelineConfig:
         if self.eval_buckets + self.test_buckets > 9:
@@ -163,6 +197,11 @@ class PipelineConfig(_Section):
     @property
     def frameworks(self) -> tuple[str, ...]:
         return resolve_frameworks(self.framework)
+
+    @property
+    def input_base(self) -> str:
+        """Where ImageExampleGen reads: the span root when data arrives in spans, else the fixed folder."""
+        return self.data_root or self.data_dir
 
 
 def describe(err: ValidationError, prefix: str = "") -> str:

@@ -5,6 +5,13 @@ IMAGE_KEY = "image"
 LABEL_KEY = "label"
 LABEL_NAME_KEY = "label_name"
 FILENAME_KEY = "filename"
+# Image properties ImageExampleGen records per example, so the drift gate sees shifts in them.
+IMAGE_HEIGHT_KEY = "image_height"
+IMAGE_WIDTH_KEY = "image_width"
+IMAGE_CHANNELS_KEY = "image_channels"
+IMAGE_FORMAT_KEY = "image_format"
+IMAGE_MEAN_KEY = "image_mean"  # mean intensity in [0, 255] over all channels
+IMAGE_PROPERTY_KEYS = (IMAGE_HEIGHT_KEY, IMAGE_WIDTH_KEY, IMAGE_CHANNELS_KEY, IMAGE_FORMAT_KEY, IMAGE_MEAN_KEY)
 # Transform output contract: the only features trainers read.
 IMAGE_XF_KEY = "image_xf"
 LABEL_XF_KEY = "label_xf"

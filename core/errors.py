@@ -32,6 +32,10 @@ class DataAnomaliesError(TwinflowError, RuntimeError):
     exit_code = 3
 
 
+class DataDriftError(DataAnomaliesError):
+    """The new data's distribution moved past a threshold from what the served model was trained on."""
+
+
 class ModelCardError(TwinflowError, ValueError):
     """A model.json is missing or malformed; the message names the file and the field."""
 

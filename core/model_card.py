@@ -60,6 +60,17 @@ class OnnxGraph(_Card):
     opset: int
 
 
+class TrainingData(_Card):
+    """The data behind a pushed model: which spans of which root, and the listing's fingerprint."""
+
+    input_base: str
+    spans: list[int] = Field(default_factory=list, description="span numbers (empty for a fixed folder)")
+    version: int | None = None
+    fingerprint: str = ""
+    examples_uri: str | None = None
+    run_id: str | None = None
+
+
 class ModelCard(_Card):
     schema_version: Literal[1] = SCHEMA_VERSION
     framework: str
@@ -79,6 +90,9 @@ class ModelCard(_Card):
     source_model: str | None = None
     evaluation: dict[str, float] | None = None
     pushed_at: str | None = None
+    data: TrainingData | None = Field(None, description="what the model was trained on (spans, fingerprint)")
+    decision: str | None = Field(None, description="why this version was published (push, rollback)")
+    rolled_back_from: int | None = Field(None, description="the version re-published by a rollback")
 
 
 def card_path(model_dir: str) -> str:

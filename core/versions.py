@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from core import fs
 
 COMPLETE_MARKER = "_COMPLETE.json"
+# Inside a pushed version: the train-split statistics of the data it was trained on (the drift baseline).
+BASELINE_STATISTICS = "data_statistics/FeatureStats.pb"
+# Beside the versions: one JSON record per push decision and rollback (TF Serving ignores non-numeric folders).
+DECISIONS_DIR = "_decisions"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ def complete_versions(model_root: str) -> list[Version]:
     """Complete versions, oldest first; folders without the marker are ignored."""
     versions = [Version(n, fs.join(str(model_root), str(n))) for n in version_numbers(model_root)]
     return [v for v in versions if is_complete(v.path)]
+
+
+def served_version(model_root: str) -> Version | None:
+    """What a server watching the folder serves: the highest complete version (a rollback re-publishes as newest)."""
+    versions = complete_versions(model_root)
+    return versions[-1] if versions else None
 
 
 def write_marker(version_dir: str, files: list[str]) -> None:

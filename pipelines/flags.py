@@ -20,9 +20,11 @@ from pydantic import BaseModel
 from core.config import PipelineConfig, load_config
 from core.registry import framework_choices
 
-RUN, COMPILE, SUBMIT, SCHEDULE = "run", "compile", "submit", "schedule"
-ALL_VERBS = frozenset({RUN, COMPILE, SUBMIT, SCHEDULE})
-PIPELINE_VERBS = frozenset({RUN, COMPILE})  # verbs that build the pipeline graph itself
+RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE = "run", "retrain", "compile", "submit", "schedule"
+ALL_VERBS = frozenset({RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE})
+LOCAL_VERBS = frozenset({RUN, RETRAIN})  # verbs that run the pipeline on this machine
+PIPELINE_VERBS = frozenset({RUN, RETRAIN, COMPILE})  # verbs that build the pipeline graph itself
+SPAN_VERBS = frozenset({RETRAIN, COMPILE})  # verbs that read data arriving in spans
 KUBEFLOW_RUN_VERBS = frozenset({SUBMIT, SCHEDULE})
 _DEST_PREFIX = "config:"
 
@@ -67,14 +69,20 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--schema", "schema_path", ALL_VERBS),
     ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS),
     ConfigFlag("--pipeline-root", "pipeline_root", ALL_VERBS),
-    ConfigFlag("--metadata-path", "metadata_path", frozenset({RUN})),
+    ConfigFlag("--data-root", "data_root", SPAN_VERBS),
+    ConfigFlag("--span-pattern", "span_pattern", SPAN_VERBS),
+    ConfigFlag("--spans", "spans", SPAN_VERBS),
+    ConfigFlag("--metadata-path", "metadata_path", LOCAL_VERBS),
+    ConfigFlag("--metadata-uri", "metadata_uri", LOCAL_VERBS),
+    ConfigFlag("--accept-drift", "accept_drift", LOCAL_VERBS, constant=True),
+    ConfigFlag("--keep-versions", "keep_versions", PIPELINE_VERBS),
     ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS),
     ConfigFlag("--framework", "framework", PIPELINE_VERBS),
     ConfigFlag("--eval-buckets", "eval_buckets", PIPELINE_VERBS),
     ConfigFlag("--test-buckets", "test_buckets", PIPELINE_VERBS),
     ConfigFlag("--max-bad-images", "max_bad_images", PIPELINE_VERBS),
     ConfigFlag("--max-image-pixels", "max_image_pixels", PIPELINE_VERBS),
-    ConfigFlag("--no-cache", "enable_cache", frozenset({RUN, COMPILE, SUBMIT}), constant=False),
+    ConfigFlag("--no-cache", "enable_cache", frozenset({RUN, RETRAIN, COMPILE, SUBMIT}), constant=False),
     ConfigFlag("--beam-arg", "beam_args", PIPELINE_VERBS, repeat=True),
     *_section_flags("training", ALL_VERBS),
     *_section_flags("evaluation", PIPELINE_VERBS),
@@ -104,11 +112,11 @@ def _argument_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     return (annotation if annotation in (int, float, str) else str), None
 
 
-def add_config_flags(parser: argparse.ArgumentParser, verb: str) -> None:
-    """``--config FILE.yaml`` and every config flag ``verb`` takes."""
+def add_config_flags(parser: argparse.ArgumentParser, verb: str, *also: str) -> None:
+    """``--config FILE.yaml`` and every config flag ``verb`` (or any verb in ``also``) takes."""
     parser.add_argument("--config", type=Path, help="YAML file with config values (flags override it)")
     for flag in CONFIG_FLAGS:
-        if verb not in flag.verbs:
+        if not flag.verbs & {verb, *also}:
             continue
         field = _field(flag.key)
         help_text = field.description or flag.key
@@ -152,3 +160,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
 
 def flags_for(verb: str) -> Iterable[str]:
     return (flag.flag for flag in CONFIG_FLAGS if verb in flag.verbs)
+
+
+def given_flags(args: argparse.Namespace, verb: str, *, outside: bool = False) -> list[str]:
+    """The config flags given on the command line that ``verb`` takes (``outside``: that it does not take)."""
+    given = {dest for dest in vars(args) if dest.startswith(_DEST_PREFIX)}
+    return [f.flag for f in CONFIG_FLAGS if f.dest in given and (verb in f.verbs) != outside]
