@@ -147,5 +147,17 @@ def example_folder(pattern: str) -> str:
     return _SPEC.sub(fill, pattern)
 
 
+def describe_spans(spans: list[Span]) -> str:
+    """``span 3`` / ``spans 2-4`` / ``spans 1, 3`` for logs and history."""
+    numbers = [s.number for s in spans]
+    if not numbers:
+        return "no spans"
+    if len(numbers) == 1:
+        return f"span {numbers[0]}"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"spans {numbers[0]}-{numbers[-1]}"
+    return "spans " + ", ".join(map(str, numbers))
+
+
 def span_date(number: int) -> str:
     return (_EPOCH + datetime.timedelta(days=number)).isoformat()

@@ -14,6 +14,10 @@ from components.image_example_gen.images import DEFAULT_MAX_PIXELS
 class ImageExampleGenSpec(types.ComponentSpec):
     PARAMETERS = {
         "input_base": ExecutionParameter(type=str),
+        # Data arriving over time: span folders under input_base, in TFX's pattern syntax,
+        # resolved when the executor runs (the latest ``spans`` of them), on every runner.
+        "span_pattern": ExecutionParameter(type=str, optional=True),
+        "spans": ExecutionParameter(type=int, optional=True),
         "eval_buckets": ExecutionParameter(type=int),
         "test_buckets": ExecutionParameter(type=int),
         # Changes when the files do, so TFX's cache never serves stale examples.
@@ -38,6 +42,10 @@ class ImageExampleGen(base_component.BaseComponent):
     used (corrupt, empty, above ``max_image_pixels``, unreadable names); it also stops on a
     class without training images, fewer than 2 classes, an empty eval or test split, or
     identical images under two classes. What was found is written to ``ingest_report.json``.
+
+    With ``span_pattern``, ``input_base`` is a root of span folders (``span-{SPAN}``,
+    ``{YYYY}-{MM}-{DD}``…, TFX's syntax) and the latest ``spans`` of them are read together;
+    the artifact records ``span``, ``version`` and the window, as TFX's ExampleGen does.
     """
 
     SPEC_CLASS = ImageExampleGenSpec
@@ -49,6 +57,8 @@ class ImageExampleGen(base_component.BaseComponent):
         eval_buckets: int = 1,
         test_buckets: int = 1,
         input_fingerprint: str = "",
+        span_pattern: str = "",
+        spans: int = 1,
         max_bad_images: float = 0.0,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ):
@@ -58,6 +68,8 @@ class ImageExampleGen(base_component.BaseComponent):
                 eval_buckets=eval_buckets,
                 test_buckets=test_buckets,
                 input_fingerprint=input_fingerprint,
+                span_pattern=span_pattern,
+                spans=spans,
                 max_bad_images=float(max_bad_images),
                 max_image_pixels=max_image_pixels,
                 examples=types.Channel(type=standard_artifacts.Examples),

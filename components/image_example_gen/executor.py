@@ -33,9 +33,10 @@ from components.image_example_gen.ingest import (
     check_conflicting_labels,
     check_split_sizes,
 )
-from components.image_example_gen.listing import BadFile, SourceFile, list_sources
+from components.image_example_gen.listing import BadFile, SourceFile, list_input
 from core import fs
 from core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, SPLITS
+from core.spans import Span, describe_spans
 
 NUM_BUCKETS = 10
 CLASS_NAMES_FILE = "class_names.json"
@@ -46,18 +47,35 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def make_example(image: bytes, label: int, label_name: str, filename: str) -> tf.train.Example:
-    """The Example contract: image bytes, int64 label, label name, source filename."""
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                IMAGE_KEY: _bytes_feature(image),
-                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                LABEL_NAME_KEY: _bytes_feature(label_name.encode()),
-                FILENAME_KEY: _bytes_feature(filename.encode()),
-            }
-        )
-    )
+def make_example(
+    image: bytes,
+    label: int,
+    label_name: str,
+    filename: str,
+    *,
+    properties: dict[str, int | float | bytes] | None = None,
+) -> tf.train.Example:
+    """The Example contract: image bytes, int64 label, label name, source filename, the image's properties.
+
+    ``properties`` are the source file's (``IngestedImage.properties.features()``); without
+    them they are measured from ``image`` itself, so every Example carries the whole contract.
+    """
+    if properties is None:
+        properties = ingest(image).properties.features()
+    feature = {
+        IMAGE_KEY: _bytes_feature(image),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        LABEL_NAME_KEY: _bytes_feature(label_name.encode()),
+        FILENAME_KEY: _bytes_feature(filename.encode()),
+    }
+    for key, value in properties.items():
+        if isinstance(value, bytes):
+            feature[key] = _bytes_feature(value)
+        elif isinstance(value, float):
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        else:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def split_of(digest: bytes, source_split: str, eval_buckets: int, test_buckets: int) -> str:
@@ -96,7 +114,10 @@ class _ReadImage(beam.DoFn):
         split = split_of(digest, source.source_split, self._eval_buckets, self._test_buckets)
         filename = os.path.relpath(source.path, self._input_base) if "://" not in source.path else source.path
         label = self._class_index[source.label_name]
-        yield split, make_example(image.data, label, source.label_name, filename)
+        yield (
+            split,
+            make_example(image.data, label, source.label_name, filename, properties=image.properties.features()),
+        )
         fmt = image.source_format if image.converted else ""
         yield beam.pvalue.TaggedOutput("seen", (digest.hex(), (source.path, source.label_name, split, fmt)))
 
@@ -121,7 +142,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         eval_buckets = int(exec_properties["eval_buckets"])
         max_bad_images = float(exec_properties.get("max_bad_images") or 0)
         max_pixels = int(exec_properties.get("max_image_pixels") or DEFAULT_MAX_PIXELS)
-        listing = list_sources(input_base)
+        listing, spans = list_input(
+            input_base, exec_properties.get("span_pattern") or "", int(exec_properties.get("spans") or 1)
+        )
+        if spans:
+            print(f"[data] {describe_spans(spans)} of {input_base}: {len(listing.files):,} files", flush=True)
         class_names = listing.class_names
         check_classes(class_names, listing.class_counts(), input_base)
         test_buckets = 0 if listing.has_test_folder else int(exec_properties["test_buckets"])
@@ -184,6 +209,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
         examples.set_int_custom_property("num_files", report.images)
+        _record_input(examples, input_base, spans, listing.fingerprint())
         for warning in report.warnings:
             print(f"[data] warning: {warning}", flush=True)
 
@@ -234,6 +260,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             leak_examples=leaks[:EXAMPLES_SHOWN],
             warnings=warnings,
         )
+
+
+def _record_input(examples: Artifact, input_base: str, spans: list[Span], fingerprint: str) -> None:
+    """As TFX's file-based ExampleGen does: ``span`` and ``version`` (the latest span's), and the input's fingerprint.
+
+    The whole window goes in ``spans`` (a JSON list), which the pusher copies into the model card.
+    """
+    latest = spans[-1] if spans else None
+    examples.span = latest.number if latest else 0
+    if latest is not None and latest.version is not None:
+        examples.version = latest.version
+    examples.set_string_custom_property("spans", json.dumps([s.number for s in spans]))
+    examples.set_string_custom_property("input_base", input_base)
+    examples.set_string_custom_property("input_fingerprint", fingerprint)
 
 
 def _read_scratch(folder: str, name: str) -> list[Any]:

@@ -13,12 +13,13 @@ import hashlib
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
 
 from core.errors import ImageFolderError
+from core.spans import Span, latest_spans
 
 # Formats Pillow only identifies (their data needs plugins or tools not installed here).
 _STUB_FORMATS = {"BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS"}
@@ -235,3 +236,26 @@ def _skip_or_report(entry: _Entry, listing: Listing, extensions: frozenset[str])
         listing.skipped["(image outside a class folder)"] += 1
     else:
         listing.skipped[os.path.splitext(entry.name)[1].lower() or "(no extension)"] += 1
+
+
+def list_span_sources(input_base: str, spans: Sequence[Span]) -> Listing:
+    """Every image of the given span folders as one listing (a class may appear in any of them).
+
+    Each span folder has the layout :func:`list_sources` reads; ``input_base`` (the data root)
+    stays the listing's base, so file names keep their span folder and stay distinct.
+    """
+    merged = Listing(str(input_base))
+    for span in spans:
+        part = list_sources(span.path)
+        merged.files.extend(part.files)
+        merged.bad.extend(part.bad)
+        merged.skipped.update(part.skipped)
+    return merged
+
+
+def list_input(input_base: str, span_pattern: str = "", window: int = 1) -> tuple[Listing, list[Span]]:
+    """What a run reads: the latest ``window`` spans of a data root, or (no pattern) one fixed folder."""
+    if not span_pattern:
+        return list_sources(input_base), []
+    spans = latest_spans(str(input_base), span_pattern, window)
+    return list_span_sources(input_base, spans), spans
