@@ -23,3 +23,5 @@ CLASS_VOCAB_NAME = "class_names"
 TRAINING_CONFIG_KEY = "training"
 
 SPLITS = ("train", "eval", "test")
+# What the drift gate writes into its output artifact.
+DRIFT_REPORT_FILE = "drift.json"
