@@ -52,3 +52,7 @@ class RunLockedError(TwinflowError, RuntimeError):
     """Another run holds the metadata store or serving folder; the message says who."""
 
     exit_code = 5
+
+
+class RollbackError(ConfigError):
+    """A rollback has nothing to go back to, or was asked for a version that is not there; the message lists them."""

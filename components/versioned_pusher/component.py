@@ -2,7 +2,12 @@
 
 Like TFX's Pusher (whose blessing checks it reuses) but the new version appears in one
 rename, so a crash mid-push never leaves a partial version a server could load, and the
-pushed model.json records the evaluation metrics the model was blessed with.
+pushed model.json records the evaluation metrics the model was blessed with. A blessed
+model is pushed only if its test accuracy is not worse than the served version's (within
+``max_accuracy_drop``); the oldest versions beyond ``keep_versions`` are removed, and every
+execution leaves a decision record (core.decisions). ``examples`` and ``statistics``, when
+given, record the training data in the card and keep the train split's statistics in the
+version as its drift baseline.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ class VersionedPusherSpec(types.ComponentSpec):
     PARAMETERS = {
         "serving_dir": ExecutionParameter(type=str),
         "model_name": ExecutionParameter(type=str),
+        "keep_versions": ExecutionParameter(type=int),
+        "max_accuracy_drop": ExecutionParameter(type=float),
+        "run_id": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "model_evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -39,14 +49,24 @@ class VersionedPusher(base_component.BaseComponent):
         model_evaluation: types.BaseChannel,
         serving_dir: str,
         model_name: str,
+        examples: types.BaseChannel | None = None,
+        statistics: types.BaseChannel | None = None,
+        keep_versions: int = executor.DEFAULT_KEEP_VERSIONS,
+        max_accuracy_drop: float = executor.DEFAULT_MAX_ACCURACY_DROP,
+        run_id: str | None = None,
     ):
         super().__init__(
             spec=VersionedPusherSpec(
                 model=model,
                 model_blessing=model_blessing,
                 model_evaluation=model_evaluation,
+                examples=examples,
+                statistics=statistics,
                 serving_dir=serving_dir,
                 model_name=model_name,
+                keep_versions=keep_versions,
+                max_accuracy_drop=max_accuracy_drop,
+                run_id=run_id,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )
         )

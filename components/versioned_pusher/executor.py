@@ -1,19 +1,17 @@
-"""Copy a blessed model into a new version folder, add push-time facts to its card, mark it complete last.
+"""Push a blessed model that is not worse than the one served, keep a few versions, record every decision.
 
-Locally the version is assembled in a hidden staging folder and appears in one rename, so
-a stock TF Serving watching the folder never loads a partial model. On object stores
-(gs://, s3://), where a folder cannot appear in one rename, the version is written in
-place and the completion marker is written last; every twinflow reader ignores versions
-without it (core.versions).
+Champion/challenger is judged here, against what the serving folder serves now (the
+highest complete version, which after a rollback is not the latest blessed model), from
+the model cards alone: no TFX resolver, so it is the same on every runner, Kubeflow too.
+Publishing itself (staging, rename, marker) is in ``publish``, shared with rollbacks.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
-import uuid
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tfx.components.pusher import executor as tfx_pusher
@@ -21,104 +19,119 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
 from components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
+from components.versioned_pusher.publish import (
+    STAGING_PREFIX,
+    find_pushed,
+    next_version,
+    publish,
+    remove_oldest,
+)
 from core import fs
+from core.decisions import write_decision
 from core.errors import ModelCardError
-from core.model_card import ModelCard, read_model_card, write_model_card
-from core.versions import Version, complete_versions, version_numbers, write_marker
+from core.model_card import TrainingData, read_model_card
+from core.versions import BASELINE_STATISTICS, Version, served_version
 
-STAGING_PREFIX = ".staging-"
-_RENAME_ATTEMPTS = 20
+__all__ = ["STAGING_PREFIX", "Executor", "Verdict", "find_pushed", "judge", "next_version", "push", "training_data"]
 
-
-def next_version(model_root: str) -> int:
-    """A Unix-time version number, strictly above every version folder already there (complete or not)."""
-    return max([int(time.time()), *(v + 1 for v in version_numbers(model_root))])
-
-
-def find_pushed(model_root: str, source: str) -> Version | None:
-    """The complete version already pushed from ``source``, if any: a re-blessed model is not pushed twice."""
-    for version in complete_versions(model_root):
-        try:
-            if read_model_card(version.path).source_model == str(source):
-                return version
-        except ModelCardError:
-            continue
-    return None
+DEFAULT_KEEP_VERSIONS = 5
+DEFAULT_MAX_ACCURACY_DROP = 0.01
+TRAIN_STATISTICS = "Split-train/FeatureStats.pb"
+_EPSILON = 1e-9  # 0.91 - 0.01 is not exactly 0.90 in floating point
 
 
-def _stamped_card(model_dir: str, source: str, version: int, evaluation: dict[str, float]) -> ModelCard:
-    card = read_model_card(model_dir)
-    stamp = {
-        "version": version,
-        "source_model": str(source),
-        "evaluation": evaluation,
-        "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return ModelCard.model_validate({**card.model_dump(), **stamp})
+def push(
+    source: str,
+    model_root: str,
+    evaluation: dict[str, float],
+    *,
+    data: TrainingData | None = None,
+    decision: str | None = None,
+    baseline_statistics: str | None = None,
+) -> Version:
+    """Push ``source`` as a new, complete version under ``model_root``; returns it.
 
-
-def _assemble(source: str, target: str, version: int, evaluation: dict[str, float]) -> None:
-    """Copy, stamp the card, then write the completion marker: the marker is always the last file."""
-    fs.copy_tree(source, target)
-    write_model_card(target, _stamped_card(target, source, version, evaluation))
-    write_marker(target, fs.list_files(target))
-
-
-def push(source: str, model_root: str, evaluation: dict[str, float]) -> Version:
-    """Push ``source`` as a new, complete version under ``model_root``; returns it."""
+    ``baseline_statistics``: the train split's FeatureStats.pb, copied in as the version's drift baseline.
+    """
     non_finite = non_finite_headline(evaluation)
     if non_finite:
         raise ValueError(f"refusing to push {source}: non-finite evaluation metrics {non_finite}")
-    evaluation = finite_only(evaluation)
-    fs.gfile().makedirs(model_root)
-    if fs.is_remote(model_root):
-        version = next_version(model_root)
-        target = fs.join(model_root, str(version))
-        _assemble(source, target, version, evaluation)
-        return Version(version, target)
-    return _push_by_rename(source, model_root, evaluation)
+    stamp: dict[str, Any] = {"source_model": str(source), "evaluation": finite_only(evaluation)}
+    if data is not None:
+        stamp["data"] = data.model_dump()
+    if decision is not None:
+        stamp["decision"] = decision
+    extra = {BASELINE_STATISTICS: baseline_statistics} if baseline_statistics else {}
+    return publish(source, model_root, stamp, extra)
 
 
-def _abandoned(staging: str) -> bool:
-    """A staging folder whose pushing process has died (a crash mid-push); live pushes keep theirs."""
+@dataclass(frozen=True)
+class Verdict:
+    push: bool
+    reason: str
+
+
+def _n(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def judge(
+    evaluation: Mapping[str, float], class_names: list[str], served: Version | None, max_accuracy_drop: float
+) -> Verdict:
+    """Push when the new model's test accuracy >= the served version's - the tolerance, or they cannot be compared."""
+    if served is None:
+        return Verdict(True, "pushed: first version")
     try:
-        pid = int(os.path.basename(staging).removeprefix(STAGING_PREFIX).split("-")[1])
-    except (IndexError, ValueError):
-        return True
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        card = read_model_card(served.path)
+    except ModelCardError:
+        return Verdict(True, f"pushed: served version {served.number} has no readable model card")
+    if card.class_names != class_names:
+        return Verdict(True, f"pushed: the classes differ from served version {served.number}'s")
+    old = (card.evaluation or {}).get("accuracy")
+    if old is None:
+        return Verdict(True, f"pushed: served version {served.number} has no recorded test accuracy")
+    new = evaluation.get("accuracy")
+    if new is None or not math.isfinite(new):
+        return Verdict(True, f"pushed: no test accuracy to compare with served version {served.number}'s")
+    if new + _EPSILON >= old - max_accuracy_drop:
+        return Verdict(True, f"pushed: {_n(new)} >= served {_n(old)} - {_n(max_accuracy_drop)}")
+    return Verdict(
+        False,
+        f"not pushed: test accuracy {_n(new)} is below the served version {served.number}'s {_n(old)} "
+        f"(tolerance {_n(max_accuracy_drop)})",
+    )
 
 
-def _push_by_rename(source: str, model_root: str, evaluation: dict[str, float]) -> Version:
-    for staging in fs.gfile().glob(os.path.join(model_root, f"{STAGING_PREFIX}*")):
-        if _abandoned(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-    version = next_version(model_root)
-    staging = os.path.join(model_root, f"{STAGING_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def _custom(artifact: Artifact, name: str) -> str | None:
+    return artifact.get_string_custom_property(name) if artifact.has_custom_property(name) else None
+
+
+def training_data(examples: Artifact, run_id: str | None) -> TrainingData:
+    """What ImageExampleGen recorded on its output: root, span window, version, listing fingerprint."""
+    spans: list[int] = []
     try:
-        _assemble(source, staging, version, evaluation)
-        for _ in range(_RENAME_ATTEMPTS):
-            final = os.path.join(model_root, str(version))
-            try:
-                os.rename(staging, final)  # atomic on one filesystem; fails when final exists
-                return Version(version, final)
-            except OSError:
-                if not os.path.exists(final):
-                    raise
-            # Another push took this number (two in one second): take the next free one.
-            version = next_version(model_root)
-            write_model_card(staging, _stamped_card(staging, source, version, evaluation))
-            write_marker(staging, fs.list_files(staging))
-        raise RuntimeError(f"could not find a free version number under {model_root}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        parsed = json.loads(_custom(examples, "spans") or "[]")
+        spans = [int(s) for s in parsed] if isinstance(parsed, list) else []
+    except (ValueError, TypeError):
+        spans = []
+    version: int | None = None
+    if "version" in examples.mlmd_artifact.properties:
+        version = int(examples.version)
+    elif examples.has_custom_property("span_version"):
+        version = int(examples.get_custom_property("span_version"))
+    return TrainingData(
+        input_base=_custom(examples, "input_base") or "",
+        spans=spans,
+        version=version,
+        fingerprint=_custom(examples, "input_fingerprint") or "",
+        examples_uri=examples.uri,
+        run_id=run_id,
+    )
+
+
+def _single(input_dict: dict[str, list[Artifact]], key: str) -> Artifact | None:
+    artifacts = input_dict.get(key) or []
+    return artifact_utils.get_single_instance(artifacts) if artifacts else None
 
 
 class Executor(tfx_pusher.Executor):
@@ -130,19 +143,76 @@ class Executor(tfx_pusher.Executor):
     ) -> None:
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
         name = exec_properties["model_name"]
-        if not self.CheckBlessing(input_dict):
-            self._MarkNotPushed(pushed)
-            print(f"[push] {name}: not blessed, nothing pushed", flush=True)
-            return
-        evaluation = artifact_utils.get_single_instance(input_dict["model_evaluation"])
         model_root = fs.join(exec_properties["serving_dir"], name)
-        source = self.GetModelPath(input_dict)
-        version = find_pushed(model_root, source)
-        if version is not None:
-            print(f"[push] {name}: this model is already version {version.number}", flush=True)
+        run_id = exec_properties.get("run_id") or (self._context.pipeline_run_id if self._context else None) or None
+        examples, statistics = _single(input_dict, "examples"), _single(input_dict, "statistics")
+        data = training_data(examples, run_id) if examples is not None else None
+        evaluation = load_overall_metrics(artifact_utils.get_single_instance(input_dict["model_evaluation"]).uri)
+        served = served_version(model_root)
+        record: dict[str, Any] = {
+            "framework": name,
+            "run_id": run_id,
+            "blessed": True,
+            "pushed": False,
+            "served_before": served.number if served else None,
+            "evaluation": finite_only(evaluation),
+            "spans": data.spans if data else None,
+        }
+        version = self._decide(input_dict, exec_properties, model_root, evaluation, served, data, statistics, record)
+        if version is None:
+            self._MarkNotPushed(pushed)
         else:
-            version = push(source, model_root, load_overall_metrics(evaluation.uri))
-        fs.gfile().makedirs(pushed.uri)
-        fs.write_text(fs.join(pushed.uri, "push.json"), json.dumps({"destination": version.path}))
-        self._MarkPushed(pushed, pushed_destination=version.path, pushed_version=str(version.number))
-        print(f"[push] {name}: version {version.number} at {version.path}", flush=True)
+            fs.gfile().makedirs(pushed.uri)
+            fs.write_text(fs.join(pushed.uri, "push.json"), json.dumps({"destination": version.path}))
+            self._MarkPushed(pushed, pushed_destination=version.path, pushed_version=str(version.number))
+        if record.get("reason"):
+            pushed.set_string_custom_property("decision", str(record["reason"]))
+        after = served_version(model_root)
+        write_decision(model_root, {**record, "served_after": after.number if after else None})
+
+    def _decide(
+        self,
+        input_dict: dict[str, list[Artifact]],
+        exec_properties: dict[str, Any],
+        model_root: str,
+        evaluation: dict[str, float],
+        served: Version | None,
+        data: TrainingData | None,
+        statistics: Artifact | None,
+        record: dict[str, Any],
+    ) -> Version | None:
+        """The version this model is served as (new or already there), or None; fills ``record``'s outcome."""
+        name = exec_properties["model_name"]
+        if not self.CheckBlessing(input_dict):
+            record.update(blessed=False, reason="not blessed")
+            print(f"[push] {name}: not blessed, nothing pushed", flush=True)
+            return None
+        source = self.GetModelPath(input_dict)
+        existing = find_pushed(model_root, source)
+        if existing is not None:
+            record.update(version=existing.number, reason=f"already pushed as version {existing.number}")
+            print(f"[push] {name}: this model is already version {existing.number}", flush=True)
+            return existing
+        given = exec_properties.get("max_accuracy_drop")
+        tolerance = DEFAULT_MAX_ACCURACY_DROP if given is None else float(given)
+        verdict = judge(evaluation, read_model_card(source).class_names, served, tolerance)
+        record["reason"] = verdict.reason
+        if not verdict.push:
+            print(f"[push] {name}: {verdict.reason}", flush=True)
+            return None
+        baseline = fs.join(statistics.uri, *TRAIN_STATISTICS.split("/")) if statistics is not None else None
+        if baseline is not None and not fs.gfile().exists(baseline):
+            print(f"[push] {name}: no train-split statistics at {baseline}; no drift baseline kept", flush=True)
+            baseline = None
+        version = push(source, model_root, evaluation, data=data, decision=verdict.reason, baseline_statistics=baseline)
+        record.update(pushed=True, version=version.number)
+        print(f"[push] {name}: version {version.number} at {version.path} ({verdict.reason})", flush=True)
+        keep = int(exec_properties.get("keep_versions") or DEFAULT_KEEP_VERSIONS)
+        try:
+            removed = remove_oldest(model_root, keep)
+        except Exception as err:  # the new version is served; an old one left behind must not fail the run
+            print(f"[push] {name}: could not remove old versions ({err}); remove them by hand", flush=True)
+        else:
+            if removed:
+                print(f"[push] {name}: removed old versions {removed}, keeping {keep}", flush=True)
+        return version

@@ -1,0 +1,148 @@
+"""Rollback re-publishes an earlier version as the newest (as a push would); status says what is served and why."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from components.versioned_pusher.executor import push
+from core import fs
+from core.decisions import read_decisions
+from core.errors import RollbackError, RunLockedError
+from core.model_card import read_model_card
+from core.versions import COMPLETE_MARKER, Version, complete_versions, served_version
+from pipelines.run_guard import hold
+from pipelines.serving_ops import format_status, rollback, status
+from tests.test_champion import run_pusher, trained_model, was_pushed
+from tests.test_versioned_pusher import make_model
+
+_STAMPED = {"version", "pushed_at", "decision", "rolled_back_from"}
+
+
+def _contents(version: Version) -> dict[str, bytes]:
+    """Every file of a version but its card and marker."""
+    io = fs.gfile()
+    contents = {}
+    for name in fs.list_files(version.path):
+        if name not in ("model.json", COMPLETE_MARKER):
+            with io.GFile(fs.join(version.path, name), "rb") as handle:
+                contents[name] = handle.read()
+    return contents
+
+
+def _pushed(tmp_path: Path, serving: Path, count: int) -> list[Version]:
+    """``count`` versions of keras, each from its own model folder (a different accuracy each)."""
+    root = str(serving / "keras")
+    versions = []
+    for i in range(count):
+        source = make_model(str(tmp_path / f"model{i}"))
+        Path(source, "variables", "v.data").write_text(f"weights {i}")
+        versions.append(push(source, root, {"accuracy": 0.8 + i / 100, "loss": 0.5}))
+    return versions
+
+
+def _assert_republished(new: Version, old: Version, served_before: Version) -> None:
+    assert _contents(new) == _contents(old)
+    new_card, old_card = read_model_card(new.path), read_model_card(old.path)
+    assert new_card.model_dump(exclude=_STAMPED) == old_card.model_dump(exclude=_STAMPED)
+    assert (new_card.version, new_card.rolled_back_from) == (new.number, old.number)
+    assert new_card.decision == f"rollback to {old.number} (was serving {served_before.number})"
+    marker = json.loads(fs.read_text(fs.join(new.path, COMPLETE_MARKER)))
+    assert marker["files"] == [name for name in fs.list_files(new.path) if name != COMPLETE_MARKER]
+
+
+def test_rollback_re_publishes_the_previous_model_as_the_newest_version(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    a, b = _pushed(tmp_path, serving, 2)
+    c = rollback(str(serving), "keras")
+    assert c.number > b.number and served_version(str(serving / "keras")) == c
+    _assert_republished(c, a, b)
+    assert [v.number for v in complete_versions(str(serving / "keras"))] == [a.number, b.number, c.number]
+    (record,) = read_decisions(str(serving / "keras"))
+    assert {k: record[k] for k in ("pushed", "reason", "version", "served_before", "served_after")} == {
+        "pushed": True,
+        "reason": "rollback",
+        "version": c.number,
+        "served_before": b.number,
+        "served_after": c.number,
+    }
+    assert record["rolled_back_from"] == a.number and record["evaluation"] == {"accuracy": 0.8, "loss": 0.5}
+    # Rolling back again skips the re-publication of the served model: back to b.
+    d = rollback(str(serving), "keras")
+    _assert_republished(d, b, c)
+    assert not [p for p in (serving / "keras").iterdir() if p.name.startswith(".")]
+
+
+def test_rollback_to_a_named_version(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    a, _, c = _pushed(tmp_path, serving, 3)
+    d = rollback(str(serving), "keras", to=a.number)
+    _assert_republished(d, a, c)
+
+
+def test_rollback_refuses_naming_what_there_is(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    with pytest.raises(RollbackError, match=r"keras has no complete versions under .*push a model first"):
+        rollback(str(serving), "keras")
+    (a,) = _pushed(tmp_path, serving, 1)
+    with pytest.raises(RollbackError, match=rf"nothing to roll back to .*complete versions: {a.number}\)"):
+        rollback(str(serving), "keras")
+    with pytest.raises(RollbackError, match=f"version {a.number} is already served"):
+        rollback(str(serving), "keras", to=a.number)
+    with pytest.raises(RollbackError, match=f"version 123 is not a complete version .*complete versions: {a.number}$"):
+        rollback(str(serving), "keras", to=123)
+    assert RollbackError("x").exit_code == 2
+    assert complete_versions(str(serving / "keras")) == [a] and read_decisions(str(serving / "keras")) == []
+
+
+def test_rollback_waits_for_no_one_while_a_run_holds_the_serving_folder(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    versions = _pushed(tmp_path, serving, 2)
+    with hold(str(serving)), pytest.raises(RunLockedError, match="Roll back once it has finished"):
+        rollback(str(serving), "keras")
+    assert complete_versions(str(serving / "keras")) == versions
+
+
+def test_rollback_on_an_object_store() -> None:
+    base = f"ram://twinflow-{uuid.uuid4().hex}"
+    root = f"{base}/serving/keras"
+    a = push(make_model(f"{base}/a"), root, {"accuracy": 0.9})
+    b = push(make_model(f"{base}/b"), root, {"accuracy": 0.8})
+    c = rollback(f"{base}/serving", "keras")
+    assert c.path == f"{root}/{c.number}" and served_version(root) == c
+    _assert_republished(c, a, b)
+
+
+def test_after_a_rollback_a_challenger_is_judged_against_the_rolled_back_model(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    root = str(serving / "keras")
+    assert was_pushed(run_pusher(tmp_path, serving, trained_model(tmp_path / "a"), 0.80))
+    assert was_pushed(run_pusher(tmp_path, serving, trained_model(tmp_path / "b"), 0.90))
+    rolled = rollback(str(serving), "keras")  # b misbehaves in production: back to a
+    # 0.85 is below b's 0.90 but above a's 0.80, which is what is served now.
+    challenger = run_pusher(tmp_path, serving, trained_model(tmp_path / "c"), 0.85)
+    assert was_pushed(challenger)
+    assert read_model_card(served_version(root).path).decision == "pushed: 0.85 >= served 0.8 - 0.01"
+    assert [r["reason"] for r in read_decisions(root)][-2:] == ["rollback", "pushed: 0.85 >= served 0.8 - 0.01"]
+    assert read_decisions(root)[-1]["served_before"] == rolled.number
+
+
+def test_status_says_what_is_served_why_and_the_last_decision(tmp_path: Path) -> None:
+    serving = tmp_path / "serving"
+    a, b = _pushed(tmp_path, serving, 2)
+    c = rollback(str(serving), "keras")
+    keras, lightning = status(str(serving), ["keras", "lightning"])
+    assert keras["served_version"] == c.number and keras["versions_kept"] == 3
+    assert keras["rolled_back_from"] == a.number
+    assert keras["decision"] == f"rollback to {a.number} (was serving {b.number})"
+    assert keras["evaluation"] == {"accuracy": 0.8, "loss": 0.5}
+    assert keras["last_decision"]["reason"] == "rollback" and keras["last_decision"]["pushed"] is True
+    assert lightning["served_version"] is None and lightning["last_decision"] is None
+    text = format_status([keras, lightning])
+    assert f"keras: serving version {c.number}" in text
+    assert "3 complete version(s) kept" in text and "accuracy 0.8, loss 0.5" in text
+    assert f"re-publishes version {a.number}" in text and "pushed: rollback" in text
+    assert "lightning: nothing served" in text
