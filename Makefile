@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 DATA ?= work/data/fashion_mnist
 RUN_ARGS ?=
 
-.PHONY: setup data run test test-fast lint format clean image image-test image-kfp-local
+.PHONY: setup data run retrain-demo test test-fast lint format clean image image-test image-kfp-local
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,9 @@ data: setup
 
 run: data
 	$(BIN)/twinflow run --data-dir $(DATA) $(RUN_ARGS)
+
+retrain-demo: data  # three spans of Fashion-MNIST arriving, the third brighter: two pushes, one drift stop
+	$(BIN)/python scripts/retrain_demo.py $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/ruff check .
@@ -38,7 +41,10 @@ clean:
 image:
 	bash scripts/image.sh build
 
-image-test: setup
+image-retrain-demo: data  # three spans of Fashion-MNIST arriving, the third brighter: two pushes, one drift stop
+	$(BIN)/python scripts/retrain_demo.py $(DEMO_ARGS)
+
+test: setup
 	bash scripts/image.sh test
 
 image-kfp-local: setup  # the whole compiled spec through kfp.local's DockerRunner against podman

@@ -1,7 +1,7 @@
 """``twinflow <verb>``: the one command line. Each verb has ``--help``.
 
 Exit codes: 0 done; 1 the run finished but a framework was not trained, or Kubeflow refused;
-2 bad config or input data; 3 stopped by data validation; 4 training diverged; 5 another
+2 bad config or input data; 3 stopped by data validation or the drift gate; 4 training diverged; 5 another
 run holds the store or serving folder; 130 interrupted (Ctrl-C).
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from core import fs
 from core.config import PipelineConfig
-from core.errors import DataAnomaliesError, TwinflowError
+from core.errors import DataAnomaliesError, DataDriftError, TwinflowError
 from pipelines.flags import RUN, add_config_flags, config_from_args
 from pipelines.kubeflow.cli import add_kubeflow_verbs
+from pipelines.retraining_cli import add_retraining_verbs
 
 INTERRUPTED = 130
 
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
     draft.set_defaults(handler=_cmd_draft_schema)
 
-    add_kubeflow_verbs(verbs)  # compile, submit, schedule
+    add_retraining_verbs(verbs)  # retrain, rollback, status, history, lineage
+    add_kubeflow_verbs(verbs)  # compile, submit, schedule (and schedule --local)
     return parser
 
 
@@ -87,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except DataDriftError as err:
+        print(f"twinflow {args.verb}: stopped by the drift gate: {err}", file=sys.stderr)
+        return err.exit_code
     except DataAnomaliesError as err:
         print(f"twinflow {args.verb}: stopped by data validation: {err}", file=sys.stderr)
         return err.exit_code

@@ -19,7 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from core import fs
 from core.config import PipelineConfig
-from pipelines.run_guard import exclusive_run, preflight, record_run, run_fingerprint, unchanged_since
+from core.metadata import connection_config
+from core.spans import describe_spans
+from pipelines.run_guard import (
+    LastRun,
+    RunInput,
+    exclusive_run,
+    has_new_data,
+    preflight,
+    record_run,
+    run_fingerprint,
+    unchanged_since,
+)
 from pipelines.run_log import run_log
 from schemas import default_schema_path
 
@@ -110,16 +121,25 @@ def log_path(config: PipelineConfig, run_id: str) -> Path:
     return base / "logs" / f"{run_id.replace(':', '-')}.log"
 
 
-def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) -> dict[str, Any]:
+def run_local(
+    config: PipelineConfig, log: bool = False, verbose: bool = False, only_new_data: bool = False
+) -> dict[str, Any]:
     """Run every component, then build, print and save the results report.
 
     With ``log``, TensorFlow's and TFX's own output go to the run's log file (and to the
-    terminal too with ``verbose``). A run with nothing new to do returns the last report.
+    terminal too with ``verbose``). A run with nothing new to do returns the last report;
+    with ``only_new_data`` (``twinflow retrain``), so does one whose newest span was
+    already trained on, whatever else changed.
     """
-    fs.touches_s3(config.pipeline_root, config.serving_dir, config.data_dir)
+    fs.touches_s3(config.pipeline_root, config.serving_dir, config.input_base)
     schema_path = config.schema_path or str(default_schema_path())
-    listing = preflight(config, schema_path)
+    run_input = preflight(config, schema_path)
+    listing = run_input.listing
     with exclusive_run(config):
+        if only_new_data:
+            new, last_completed = has_new_data(config, run_input)
+            if not new and last_completed is not None:
+                return _report_no_new_data(config, run_input, last_completed)
         run_id = new_run_id()
         path = log_path(config, run_id)
         with run_log(path, verbose) if log else contextlib.nullcontext(path):
@@ -127,13 +147,17 @@ def run_local(config: PipelineConfig, log: bool = False, verbose: bool = False) 
             last = unchanged_since(config, fingerprint)
             if last is not None:
                 return _report_unchanged(config, last)
-            print(f"[run] {run_id}: {len(listing.files):,} images in {len(listing.class_names)} classes", flush=True)
+            what = f"{describe_spans(run_input.spans)} of {config.input_base}: " if run_input.spans else ""
+            print(
+                f"[run] {run_id}: {what}{len(listing.files):,} images in {len(listing.class_names)} classes",
+                flush=True,
+            )
             if log:
                 print(f"[run] full log: {path}", flush=True)
             report, report_dir = _run_tfx(config, run_id, len(listing.class_names), listing.fingerprint())
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
-        record_run(config, fingerprint, report, report_dir)
+        record_run(config, fingerprint, report, report_dir, run_input)
         return report
 
 
@@ -149,8 +173,7 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
         Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
-    Path(config.metadata_path).parent.mkdir(parents=True, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    metadata = connection_config(config.metadata_uri, config.metadata_path)
     pipeline = create_pipeline(
         config, num_classes=num_classes, data_fingerprint=data_fingerprint, metadata_connection_config=metadata
     )
@@ -173,14 +196,30 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     return report, out
 
 
-def _report_unchanged(config: PipelineConfig, last: Any) -> dict[str, Any]:
-    from core.versions import complete_versions
+def _served(config: PipelineConfig) -> list[str]:
+    from core.versions import served_version
 
-    report = json.loads(fs.read_text(fs.join(last.report, "report.json")))
     served = []
     for framework in config.frameworks:
-        versions = complete_versions(fs.join(config.serving_dir, framework))
-        served.append(f"{framework} version {versions[-1].number}" if versions else f"{framework}: nothing")
+        version = served_version(fs.join(config.serving_dir, framework))
+        served.append(f"{framework} version {version.number}" if version else f"{framework}: nothing")
+    return served
+
+
+def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastRun) -> dict[str, Any]:
+    """``retrain`` with no span newer than the last completed run's: nothing runs, exit 0."""
+    span = run_input.spans[-1]
+    print(
+        f"no new data: the newest {span.describe()} in {config.input_base} was already trained on by run "
+        f"{last.run_id} (finished {last.finished}); nothing was run or pushed. Served: {', '.join(_served(config))}",
+        flush=True,
+    )
+    return {"run_id": None, "no_new_data": True, "spans": [s.number for s in run_input.spans], "frameworks": []}
+
+
+def _report_unchanged(config: PipelineConfig, last: Any) -> dict[str, Any]:
+    report = json.loads(fs.read_text(fs.join(last.report, "report.json")))
+    served = _served(config)
     print(
         f"nothing changed since run {last.run_id} (finished {last.finished}): same config, data, schema and code; "
         f"nothing was run or pushed. Served: {', '.join(served)}. Report: {last.report}/report.md",

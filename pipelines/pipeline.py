@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import trainer_pb2, transform_pb2
 
 from components.data_gate.component import DataGate
+from components.drift_gate.component import DriftGate
 from components.finite_evaluator.component import FiniteEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.versioned_pusher.component import VersionedPusher
+from core import fs
 from core.config import PipelineConfig
 from core.contract import TRAINING_CONFIG_KEY
 from core.registry import get_framework
+from core.versions import served_version
 from pipelines.evaluation import build_eval_config
 from schemas import default_schema_path
 
@@ -35,6 +40,15 @@ def _latest_blessed_model(trainer_id: str, name: str) -> tfx.dsl.Resolver:
     ).with_id(f"LatestBlessedModel_{name}")
 
 
+def _served_versions(config: PipelineConfig) -> str:
+    """What each framework serves now (part of the drift gate's cache key); empty where the folder is unreadable."""
+    try:
+        served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}
+    except Exception:  # e.g. a cluster volume compiled from a workstation: the baseline is read at run time anyway
+        return ""
+    return json.dumps({name: version.number if version else None for name, version in served.items()})
+
+
 def create_pipeline(
     config: PipelineConfig,
     num_classes: int,
@@ -42,13 +56,19 @@ def create_pipeline(
     metadata_connection_config: object | None = None,
     baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen → stats/schema/validation → gate → Transform → per framework: Trainer → Evaluator → Pusher.
+    """ExampleGen → statistics, schema, validation → data and drift gates → Transform → per framework:
+    Trainer → Evaluator → Pusher.
+
+    The drift gate compares the new statistics with those each served model was trained on
+    (kept beside it by the pusher), so it needs no resolver and works the same on every runner.
 
     ``baseline=False`` leaves out the latest-blessed-model resolver (the Evaluator then
     judges by the accuracy floor alone): open-source Kubeflow Pipelines cannot run resolver tasks.
     """
     example_gen = ImageExampleGen(
-        input_base=str(config.data_dir),
+        input_base=config.input_base,
+        span_pattern=config.span_pattern if config.data_root else "",
+        spans=config.spans,
         eval_buckets=config.eval_buckets,
         test_buckets=config.test_buckets,
         input_fingerprint=data_fingerprint,
@@ -65,6 +85,15 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    drift_gate = DriftGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        serving_dir=str(config.serving_dir),
+        model_names=config.frameworks,
+        accept_drift=config.accept_drift,
+        served_versions=_served_versions(config),
+    )
+    drift_gate.add_upstream_node(data_gate)  # schema anomalies are reported before drift
     custom_config = {TRAINING_CONFIG_KEY: config.training.to_dict()}
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -74,7 +103,8 @@ def create_pipeline(
         splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
     )
     transform.add_upstream_node(data_gate)
-    components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate, transform]
+    transform.add_upstream_node(drift_gate)
+    components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate, drift_gate, transform]
 
     for name in config.frameworks:
         plugin = get_framework(name)
@@ -103,6 +133,10 @@ def create_pipeline(
             model_evaluation=evaluator.outputs["evaluation"],
             serving_dir=str(config.serving_dir),
             model_name=name,
+            examples=example_gen.outputs["examples"],
+            statistics=statistics_gen.outputs["statistics"],
+            keep_versions=config.keep_versions,
+            max_accuracy_drop=config.evaluation.max_accuracy_drop,
         ).with_id(f"Pusher_{name}")
         components += [trainer, *([resolver] if resolver else []), evaluator, pusher]
 

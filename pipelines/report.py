@@ -18,7 +18,7 @@ from components.finite_evaluator.executor import NON_FINITE_PROPERTY
 from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
 from core import fs
-from core.contract import LABEL_KEY
+from core.contract import DRIFT_REPORT_FILE, LABEL_KEY
 from core.model_card import read_model_card
 from pipelines.run_record import RunRecord, custom_property
 
@@ -69,6 +69,10 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     row["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
     if row["pushed"]:
         row["pushed_to"] = custom_property(pushed, "pushed_destination")
+        version = custom_property(pushed, "pushed_version")
+        row["pushed_version"] = int(version) if version not in (None, "") else None
+    if pushed is not None and custom_property(pushed, "decision"):
+        row["push_reason"] = custom_property(pushed, "decision")
     return row
 
 
@@ -88,6 +92,12 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     ingest = read_ingest_report(examples.uri) if examples is not None else None
     if ingest is not None:
         report["data"] = ingest.model_dump()
+    if examples is not None and custom_property(examples, "spans"):
+        report["spans"] = json.loads(str(custom_property(examples, "spans")))
+    gate = record.nodes.get("DriftGate")
+    drift = gate.output("drift") if gate else None
+    if drift is not None and fs.gfile().exists(fs.join(drift.uri, DRIFT_REPORT_FILE)):
+        report["drift"] = json.loads(fs.read_text(fs.join(drift.uri, DRIFT_REPORT_FILE)))
     if len(rows) == 2 and all("test_accuracy" in r for r in rows):
         a, b = rows
         report["difference"] = {
@@ -181,6 +191,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"| {name} | " + " | ".join(_percent(r["per_class_accuracy"].get(name)) for r in per_class) + " |"
             )
     lines += _data_markdown(report.get("data"))
+    lines += _retraining_markdown(report)
     lines += ["", "## Components", "", "| component | state | seconds |", "|---|---|---|"]
     lines += [f"| {c['id']} | {c['state']} | {c['seconds']:.1f} |" for c in report["components"]]
     return "\n".join(lines) + "\n"
@@ -208,6 +219,23 @@ def _data_markdown(data: dict[str, Any] | None) -> list[str]:
     lines += [f"- **warning:** {w}" for w in data.get("warnings", [])]
     lines += [f"- left out: {b}" for b in data.get("bad_files", [])]
     return lines
+
+
+def _retraining_markdown(report: dict[str, Any]) -> list[str]:
+    """Spans read, the drift gate's verdict, and each framework's push decision."""
+    lines = []
+    if report.get("spans"):
+        spans = report["spans"]
+        lines.append(f"Spans read: {', '.join(map(str, spans))}.")
+    drift = report.get("drift")
+    if drift:
+        lines.append(f"Drift gate: {drift.get('verdict')}.")
+        lines += [
+            f"- {d['feature']}: {d['comparator']} {d['distance']:.3f} > threshold {d['threshold']:g}"
+            for d in drift.get("drifted", [])
+        ]
+    lines += [f"- {r['framework']}: {r['push_reason']}" for r in report["frameworks"] if r.get("push_reason")]
+    return ["", "## Retraining", "", *lines] if lines else []
 
 
 def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:

@@ -55,7 +55,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
         ("training:\n  augment: [flip, rotate]\n", "training.augment.1: Input should be 'flip' or 'brightness'"),
         ("training:\n  channels: 2\n", "training.channels: Input should be 1 or 3 (got 2)"),
         ("training:\n  nope: 1\n", "training.nope: unknown key; known keys here: architecture, augment"),
-        ("bogus: 1\n", "bogus: unknown key; known keys here: beam_args"),
+        ("bogus: 1\n", "bogus: unknown key; known keys here: accept_drift, beam_args"),
         ("training: 3\n", "training: Input should be a valid dictionary"),
         ("- a\n- b\n", "mapping at the top level"),
         ("a: [\n", "not valid YAML"),

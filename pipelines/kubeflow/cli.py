@@ -15,7 +15,7 @@ from typing import Any
 
 from core.config import PipelineConfig
 from core.errors import ConfigError
-from pipelines.flags import COMPILE, SCHEDULE, SUBMIT, add_config_flags, config_from_args
+from pipelines.flags import COMPILE, RETRAIN, SCHEDULE, SUBMIT, add_config_flags, config_from_args, given_flags
 
 DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")
 IMAGE_ENV = "TWINFLOW_IMAGE"
@@ -53,7 +53,14 @@ def add_kubeflow_verbs(verbs: argparse._SubParsersAction) -> None:
         "Caching is off by default so every tick re-reads the data (the data URI does not change between ticks).",
     )
     _add_endpoint_flags(schedule)
-    add_config_flags(schedule, SCHEDULE)
+    add_config_flags(schedule, SCHEDULE, RETRAIN)
+    schedule.add_argument(
+        "--local",
+        action="store_true",
+        help="run 'twinflow retrain' on this machine at each tick, in the foreground (Ctrl-C or SIGTERM stops it), "
+        "instead of creating a Kubeflow recurring run; takes every flag of retrain",
+    )
+    schedule.add_argument("--ticks", type=int, help="with --local: stop after this many ticks")
     schedule.add_argument("--cron", required=True, help="cron expression, 5 fields ('0 3 * * 1') or 6 (seconds first)")
     schedule.add_argument("--name", help="recurring run name (default: <pipeline>-retrain)")
     schedule.add_argument("--enable-cache", action="store_true", help="let scheduled runs reuse cached steps")
@@ -75,14 +82,15 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.kubeflow.specfile import write_spec
 
     config = config_from_args(args)
-    if "data_dir" not in config.model_fields_set:
-        raise ConfigError("compile needs --data-dir (or data_dir in --config): where the cluster reads the images")
+    if "data_dir" not in config.model_fields_set and not config.data_root:
+        raise ConfigError(
+            "compile needs --data-dir (a fixed folder) or --data-root (span folders arriving over time), "
+            "or either in --config: where the cluster reads the images"
+        )
     image = config.kubeflow.image or os.environ.get(IMAGE_ENV)
     if not image:
         raise ConfigError(f"pass --image (the image built from the Dockerfile) or set {IMAGE_ENV}")
-    num_classes, fingerprint = _data_facts(
-        config.data_dir, config.kubeflow.num_classes, config.kubeflow.data_fingerprint
-    )
+    num_classes, fingerprint = _data_facts(config, config.kubeflow.num_classes, config.kubeflow.data_fingerprint)
     kubeflow = config.kubeflow.model_copy(update={"image": image, "data_fingerprint": fingerprint})
     spec, platform = compile_spec(deployed(config.model_copy(update={"kubeflow": kubeflow})), num_classes)
     path = write_spec(args.output, spec, platform)
@@ -92,10 +100,15 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_facts(data_uri: str, num_classes: int | None, fingerprint: str | None) -> tuple[int, str]:
-    """Class count and fingerprint: from the config, else from the folder when it is local."""
-    from components.image_example_gen.listing import list_sources
+def _data_facts(config: PipelineConfig, num_classes: int | None, fingerprint: str | None) -> tuple[int, str]:
+    """Class count and fingerprint: from the config, else from the folder (the latest spans) when it is local.
 
+    With a data root the fingerprint stays empty: which spans a run reads is decided when its
+    ImageExampleGen runs, and that step is compiled uncached.
+    """
+    from components.image_example_gen.listing import list_input
+
+    data_uri = config.input_base
     local = "://" not in data_uri and Path(data_uri).is_dir()
     if not local:
         if num_classes is None:
@@ -104,7 +117,9 @@ def _data_facts(data_uri: str, num_classes: int | None, fingerprint: str | None)
                 "(and --data-fingerprint to key the cache on the data's version)"
             )
         return num_classes, fingerprint or ""
-    listing = list_sources(data_uri)
+    listing, spans = list_input(data_uri, config.span_pattern if config.data_root else "", config.spans)
+    if spans:
+        return num_classes or len(listing.class_names), fingerprint or ""
     return num_classes or len(listing.class_names), fingerprint if fingerprint is not None else listing.fingerprint()
 
 
@@ -156,6 +171,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
+    if args.local:
+        from pipelines.retraining_cli import cmd_schedule_local
+
+        return cmd_schedule_local(args)
+    local_only = given_flags(args, SCHEDULE, outside=True) + (["--ticks"] if args.ticks is not None else [])
+    if local_only:
+        raise ConfigError(
+            f"{', '.join(local_only)}: for 'schedule --local' only; a Kubeflow recurring run takes these "
+            "from the compiled spec (twinflow compile)"
+        )
     from pipelines.kubeflow.endpoint import schedule
 
     def go() -> Any:

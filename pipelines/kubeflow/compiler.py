@@ -18,6 +18,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
 
+from components.drift_gate.component import DriftGate
 from components.image_example_gen.component import ImageExampleGen
 from components.versioned_pusher.component import VersionedPusher
 from core.config import KubeflowConfig, PipelineConfig
@@ -60,9 +61,10 @@ BINDINGS: tuple[RuntimeBinding, ...] = (
     ),
     RuntimeBinding(
         "serving_dir",
-        (VersionedPusher,),
+        (VersionedPusher, DriftGate),
         "serving_dir",
-        "filesystem folder (a volume mounted in the Pusher's container) where blessed models are pushed",
+        "filesystem folder (a volume mounted in the Pusher's and DriftGate's containers) where blessed models "
+        "are pushed and the served models' drift baselines are read",
     ),
     RuntimeBinding(
         TRAINING_CONFIG_PARAM,
@@ -123,7 +125,7 @@ def build_pipeline(config: PipelineConfig, num_classes: int) -> tuple[tfx.dsl.Pi
         if resources is not None:
             component.with_platform_config(resources)
     defaults = {
-        "input_base": config.data_dir,
+        "input_base": config.input_base,
         "input_fingerprint": fingerprint,
         "schema_file": str(config.schema_path),
         "serving_dir": config.serving_dir,
@@ -174,6 +176,8 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
     )
     spec: dict[str, Any] = runner.run(pipeline, write_out=False)["pipelineSpec"]
     _add_parameter_defaults(spec, defaults)
+    if config.data_root:
+        _never_cache_span_lookup(spec)
     if "pipeline_root" in config.model_fields_set:
         spec["defaultPipelineRoot"] = config.pipeline_root
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
@@ -181,6 +185,16 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
     if platform is not None:
         json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
     return spec, platform
+
+
+def _never_cache_span_lookup(spec: dict[str, Any]) -> None:
+    """ImageExampleGen picks the latest spans when it runs; Kubeflow's cache check comes before that.
+
+    TFX's own span lookup is a pre-cache-check hook that open-source Kubeflow never runs, so
+    with the step cached a recurring run would be answered with the spans of its first run.
+    Uncached, the step always looks; its new output then changes every downstream cache key.
+    """
+    spec["root"]["dag"]["tasks"]["ImageExampleGen"]["cachingOptions"] = {"enableCache": False}
 
 
 def _add_parameter_defaults(spec: dict[str, Any], defaults: Mapping[str, str]) -> None:
@@ -191,12 +205,15 @@ def _add_parameter_defaults(spec: dict[str, Any], defaults: Mapping[str, str]) -
 
 
 def _serving_volume(spec: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
-    """Mount the serving PVC in every Pusher (kfp-kubernetes' format; ``constant`` is read by KFP 2.0 onwards)."""
+    """Mount the serving PVC in every Pusher and the DriftGate.
+
+    kfp-kubernetes' format; ``constant`` is read by KFP 2.0 onwards.
+    """
     executors = {
         spec["components"][task["componentRef"]["name"]]["executorLabel"]: {
             "pvcMount": [{"constant": config.kubeflow.serving_pvc, "mountPath": config.serving_dir}]
         }
         for name, task in spec["root"]["dag"]["tasks"].items()
-        if name.startswith("Pusher_")
+        if name.startswith("Pusher_") or name == "DriftGate"
     }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}

@@ -1,0 +1,197 @@
+"""``twinflow retrain | rollback | status | history | lineage``: retraining on data that keeps arriving.
+
+Registered by ``pipelines.cli``. ``retrain`` takes every flag of ``run`` plus the span flags;
+``schedule --local`` (in ``pipelines.kubeflow.cli``, beside the Kubeflow schedule) runs it on a cron.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from core import fs
+from core.config import PipelineConfig
+from core.errors import ConfigError, DataDriftError, TwinflowError
+from pipelines.flags import RETRAIN, RUN, add_config_flags, config_from_args
+
+SUMMARY_ENV = "TWINFLOW_TICK_SUMMARY"  # where a scheduled tick's retrain writes its one-line summary
+
+
+def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
+    retrain = verbs.add_parser(
+        RETRAIN,
+        allow_abbrev=False,
+        help="run the pipeline once on the latest spans of --data-root; 'no new data' when nothing arrived",
+        description="Train on the latest --spans span folders of --data-root (laid out as --span-pattern). "
+        "Exits 0 without running anything when no span is newer than the last completed run's. "
+        "The drift gate compares the new data with what each served model was trained on; "
+        "a model is pushed only when blessed and not worse than the served one.",
+    )
+    add_config_flags(retrain, RETRAIN)
+    retrain.add_argument("--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log too")
+    retrain.set_defaults(handler=cmd_retrain)
+
+    rollback = verbs.add_parser(
+        "rollback",
+        allow_abbrev=False,
+        help="serve an earlier version again, re-published as the newest version number",
+    )
+    _add_serving_flags(rollback)
+    rollback.add_argument("--framework", required=True, help="whose served model to roll back")
+    rollback.add_argument("--to", type=int, help="the version to serve (default: the one before the served one)")
+    rollback.set_defaults(handler=_cmd_rollback)
+
+    status = verbs.add_parser("status", allow_abbrev=False, help="what each framework serves, from which data")
+    _add_serving_flags(status)
+    status.add_argument("--framework", help="one framework (default: every one configured)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_cmd_status)
+
+    history = verbs.add_parser(
+        "history", allow_abbrev=False, help="one row per run: spans, drift, accuracy, decisions, what was served"
+    )
+    _add_serving_flags(history, metadata=True)
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=_cmd_history)
+
+    lineage = verbs.add_parser(
+        "lineage", allow_abbrev=False, help="from a served version back to its trainer, transform, statistics, data"
+    )
+    _add_serving_flags(lineage, metadata=True)
+    lineage.add_argument("--framework", required=True, help="the framework")
+    lineage.add_argument("--version", type=int, help="the version (default: the served one)")
+    lineage.add_argument("--json", action="store_true", help="print JSON")
+    lineage.set_defaults(handler=_cmd_lineage)
+
+
+def _add_serving_flags(parser: argparse.ArgumentParser, metadata: bool = False) -> None:
+    """``--config`` and the location flags of ``run`` that a command reading the results needs."""
+    parser.add_argument("--config", help="YAML file with config values (flags override it)")
+    parser.add_argument("--serving-dir", dest="config:serving_dir", default=argparse.SUPPRESS, help="serving folder")
+    parser.add_argument("--pipeline-root", dest="config:pipeline_root", default=argparse.SUPPRESS, help="TFX root")
+    parser.add_argument("--pipeline-name", dest="config:pipeline_name", default=argparse.SUPPRESS, help="pipeline")
+    if metadata:
+        parser.add_argument(
+            "--metadata-path", dest="config:metadata_path", default=argparse.SUPPRESS, help="SQLite ML Metadata"
+        )
+        parser.add_argument(
+            "--metadata-uri", dest="config:metadata_uri", default=argparse.SUPPRESS, help="mysql://USER@HOST:PORT/DB"
+        )
+
+
+def _frameworks(config: PipelineConfig, one: str | None) -> tuple[str, ...]:
+    if one is None:
+        return config.frameworks
+    from core.registry import resolve_frameworks
+
+    return resolve_frameworks(one)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not config.data_root:
+        raise ConfigError(
+            "retrain needs --data-root (or data_root in --config): a folder of span folders such as "
+            f"DATA_ROOT/{config.span_pattern}/<class>/<images>; to train on one fixed folder use 'twinflow {RUN}'"
+        )
+    from pipelines.local_runner import run_local
+
+    try:
+        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True)
+    except DataDriftError as err:
+        _write_summary({"outcome": "drift", "drift": "drift", "reason": str(err)})
+        raise
+    except TwinflowError as err:
+        _write_summary({"outcome": "failed", "reason": str(err)})
+        raise
+    _write_summary(tick_summary(report))
+    return 0 if report.get("no_new_data") or all("train_accuracy" in r for r in report["frameworks"]) else 1
+
+
+def tick_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What a scheduled tick logs in one line (the scheduler reads it from $TWINFLOW_TICK_SUMMARY)."""
+    if report.get("no_new_data"):
+        return {"outcome": "no new data", "spans": report.get("spans", [])}
+    frameworks = {
+        row["framework"]: {
+            "test_accuracy": row.get("test_accuracy"),
+            "pushed": row.get("pushed", False),
+            "version": row.get("pushed_version"),
+            "reason": row.get("push_reason") or row.get("status"),
+        }
+        for row in report["frameworks"]
+    }
+    return {
+        "outcome": "unchanged" if report.get("unchanged_since") else "done",
+        "spans": report.get("spans", []),
+        "drift": report.get("drift", {}).get("verdict") if isinstance(report.get("drift"), dict) else None,
+        "frameworks": frameworks,
+    }
+
+
+def _write_summary(summary: dict[str, Any]) -> None:
+    path = os.environ.get(SUMMARY_ENV)
+    if path:
+        fs.write_text(path, json.dumps(summary))
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    return config_from_args(args)
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from pipelines.serving_ops import rollback
+
+    config = _config(args)
+    version = rollback(config.serving_dir, args.framework, args.to)
+    print(f"{args.framework}: now serving version {version.number} at {version.path}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.serving_ops import format_status, status
+
+    config = _config(args)
+    rows = status(config.serving_dir, _frameworks(config, args.framework))
+    print(json.dumps(rows, indent=1) if args.json else format_status(rows))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from pipelines.history import format_history, history
+
+    config = _config(args)
+    rows = history(config)
+    print(json.dumps(rows, indent=1) if args.json else format_history(rows))
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from pipelines.history import format_lineage, lineage
+
+    config = _config(args)
+    chain = lineage(config, args.framework, args.version)
+    print(json.dumps(chain, indent=1) if args.json else format_lineage(chain))
+    return 0
+
+
+def cmd_schedule_local(args: argparse.Namespace) -> int:
+    """``schedule --local``: ``retrain`` with this config at each cron tick, in the foreground, one at a time."""
+    import yaml
+
+    from pipelines.scheduler import run_schedule
+
+    config = config_from_args(args)
+    if not config.data_root:
+        raise ConfigError("schedule --local needs --data-root (or data_root in --config): the folder spans arrive in")
+    folder = os.path.join("work" if fs.is_remote(config.pipeline_root) else config.pipeline_root, "schedule")
+    os.makedirs(folder, exist_ok=True)
+    config_file = os.path.join(folder, "config.yaml")
+    with open(config_file, "w") as handle:
+        handle.write("# Written by 'twinflow schedule --local': what every tick's retrain runs with.\n")
+        yaml.safe_dump(config.model_dump(mode="json"), handle, sort_keys=False)
+    command = [sys.executable, "-m", "pipelines.cli", RETRAIN, "--config", config_file]
+    return run_schedule(args.cron, command, config.metadata_path, os.path.join(folder, "logs"), max_ticks=args.ticks)

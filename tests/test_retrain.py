@@ -1,0 +1,251 @@
+"""Retraining end to end: spans arriving one after another through the real command line and pipeline.
+
+One data root receives spans in order; each step runs ``twinflow retrain`` for real
+(LocalDagRunner, Beam, ML Metadata) in its own process, as a scheduler would:
+span 1 trains and pushes; no new span runs nothing; span 2 (similar) pushes only if not
+worse; a label shift and a brightness shift stop at the drift gate with served models
+unchanged; shuffled labels are not pushed; a rollback is followed by a retrain that
+compares against what is served after it; ``history``, ``status`` and ``lineage`` tell it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.model_card import read_model_card
+from core.versions import served_version
+from tests.helpers import pushed_versions
+from tests.image_data import write_image_folders
+
+pytestmark = [pytest.mark.e2e]
+CLASSES = ("circle", "square", "stripes")
+PER_CLASS = 40
+
+
+def twinflow(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": ""},
+    )
+
+
+def _span(root: Path, number: int, counts: dict[str, int] | None = None, seed: int | None = None) -> Path:
+    folder = root / "data" / f"span-{number}"
+    counts = counts or dict.fromkeys(CLASSES, PER_CLASS)
+    for index, (name, count) in enumerate(counts.items()):
+        write_image_folders(folder, [name], count, seed=(seed if seed is not None else number) * 10 + index)
+    # write_image_folders writes train/<class>; spans hold class folders straight away too (both layouts work)
+    return folder
+
+
+def _brighten(folder: Path, offset: int) -> None:
+    for path in folder.rglob("*.png"):
+        pixels = np.asarray(Image.open(path), dtype=np.int16)
+        Image.fromarray(np.clip(pixels + offset, 0, 255).astype(np.uint8)).save(path)
+
+
+def _shuffle_labels(folder: Path, seed: int) -> None:
+    """Move every image into a random class folder: the labels no longer say anything."""
+    rng = np.random.default_rng(seed)
+    images = sorted(folder.rglob("*.png"))
+    labels = rng.permutation([path.parent.name for path in images])  # the same class shares, wrong classes
+    staging = folder.parent / f"{folder.name}-shuffling"
+    for path, label in zip(images, labels, strict=True):
+        target = staging / "train" / str(label) / f"{path.parent.name}-{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    shutil.rmtree(folder)
+    staging.rename(folder)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipelines.schema_draft import draft_schema
+
+    root = tmp_path_factory.mktemp("retrain")
+    _span(root, 1)
+    draft_schema(root / "data" / "span-1", root / "schema.pbtxt")
+    return root
+
+
+def _args(root: Path, *extra: str) -> list[str]:
+    return [
+        "--data-root",
+        str(root / "data"),
+        "--schema",
+        str(root / "schema.pbtxt"),
+        "--framework",
+        "keras",
+        "--architecture",
+        "tiny_cnn",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--accuracy-floor",
+        "0.6",
+        "--serving-dir",
+        str(root / "serving"),
+        "--pipeline-root",
+        str(root / "pipeline"),
+        "--metadata-path",
+        str(root / "metadata.sqlite"),
+        *extra,
+    ]
+
+
+def _read_args(root: Path) -> list[str]:
+    return [
+        "--serving-dir",
+        str(root / "serving"),
+        "--pipeline-root",
+        str(root / "pipeline"),
+        "--metadata-path",
+        str(root / "metadata.sqlite"),
+    ]
+
+
+def _served(root: Path) -> int | None:
+    version = served_version(str(root / "serving" / "keras"))
+    return version.number if version else None
+
+
+def _retrain(root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return twinflow("retrain", *_args(root, *extra))
+
+
+def test_spans_arriving_one_after_another(root: Path) -> None:
+    # Span 1: trained, blessed, pushed; the card says which span it was trained on.
+    first = _retrain(root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    v1 = _served(root)
+    assert v1 is not None
+    card = read_model_card(str(root / "serving" / "keras" / str(v1)))
+    assert card.data is not None and card.data.spans == [1]
+    assert (root / "serving" / "keras" / str(v1) / "data_statistics" / "FeatureStats.pb").is_file()
+
+    # No new span: nothing runs, exit 0, said in words.
+    started = time.perf_counter()
+    again = _retrain(root)
+    took = time.perf_counter() - started
+    assert again.returncode == 0, again.stderr
+    assert "no new data" in again.stdout and "span 1" in again.stdout
+    print(f"retrain with no new data: {took:.1f} s")
+
+    # Span 2 arrives. A run killed (SIGKILL, in a real process) in training, and another
+    # killed in the push, leave the served model and its files as they were.
+    _span(root, 2)
+    serving = root / "serving" / "keras"
+    files_before = _files(serving)
+    command = [sys.executable, "-m", "pipelines.cli", "retrain", *_args(root)]
+    trainer_dir = root / "pipeline" / "Trainer_keras"
+    earlier = {p for p in trainer_dir.rglob("*") if p.is_dir()}
+    training = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(training, lambda: any(p.is_dir() and p not in earlier for p in trainer_dir.rglob("*")))
+    assert _served(root) == v1 and _files(serving) == files_before
+    env = {**os.environ, "TWINFLOW_PAUSE_BEFORE_PUBLISH": "120"}
+    pushing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _kill_when(pushing, lambda: any(serving.glob(".staging-*")))
+    assert list(serving.glob(".staging-*")), "the push was killed with its staging folder in place"
+    assert _served(root) == v1 and _files(serving) == files_before
+
+    # The next retrain completes (cleaning the dead push's staging folder); pushed only if not worse.
+    second = _retrain(root)
+    assert second.returncode == 0, second.stdout + second.stderr
+    v2 = _served(root)
+    card2 = read_model_card(str(root / "serving" / "keras" / str(v2)))
+    served_accuracy = card.evaluation["accuracy"]
+    if v2 != v1:
+        assert card2.data.spans == [2] and card2.evaluation["accuracy"] >= served_accuracy - 0.01
+    else:
+        assert "not pushed" in second.stdout + second.stderr
+    assert not list(serving.glob(".staging-*"))
+
+    # Span 3, a shifted label distribution: the drift gate stops it, naming feature, distance and threshold.
+    _span(root, 3, counts={"circle": 100, "square": 8, "stripes": 8})
+    shifted = _retrain(root)
+    assert shifted.returncode == 3, shifted.stdout + shifted.stderr
+    assert "drift" in shifted.stderr and "label_name" in shifted.stderr and "threshold" in shifted.stderr
+    assert _served(root) == v2
+
+    # Span 4, brighter images: stopped too, naming the mean intensity.
+    _brighten(_span(root, 4), 90)
+    bright = _retrain(root)
+    assert bright.returncode == 3, bright.stdout + bright.stderr
+    assert "image_mean" in bright.stderr
+    assert _served(root) == v2
+
+    # Span 5, shuffled labels (no drift in what is measured, but nothing to learn): not pushed.
+    _shuffle_labels(_span(root, 5), seed=5)
+    regression = _retrain(root)
+    assert regression.returncode == 0, regression.stdout + regression.stderr
+    assert _served(root) == v2
+
+    # Rollback: span 1's model is re-published as the newest version.
+    before = [p.name for p in pushed_versions(root / "serving", "keras")]
+    rolled = twinflow("rollback", "--framework", "keras", "--to", str(v1), *_read_args(root)[:2])
+    if v2 == v1:
+        assert rolled.returncode == 2, rolled.stdout + rolled.stderr  # nothing earlier to roll back to
+    else:
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        v3 = _served(root)
+        assert v3 not in (v1, v2) and str(v3) not in before
+        assert read_model_card(str(root / "serving" / "keras" / str(v3))).rolled_back_from == v1
+
+    status = twinflow("status", *_read_args(root)[:2], "--framework", "keras", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)[0]["served_version"] == _served(root)
+
+    # A new similar span after the rollback is judged against what is served now.
+    _span(root, 6)
+    after = _retrain(root)
+    assert after.returncode == 0, after.stdout + after.stderr
+
+    history = twinflow("history", *_read_args(root), "--json")
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    runs = [r for r in rows if r["run_id"]]
+    assert [r["spans"] for r in runs] == [[1], [2], [3], [4], [5], [6]]
+    assert [r["drift"] for r in runs][2:4] == ["drift: stopped", "drift: stopped"]
+    assert runs[-1]["served_after"]["keras"] == _served(root)
+    table = twinflow("history", *_read_args(root))
+    assert "| time |" in table.stdout
+
+    lineage = twinflow("lineage", "--framework", "keras", *_read_args(root), "--json")
+    assert lineage.returncode == 0, lineage.stderr
+    chain = json.loads(lineage.stdout)
+    nodes = [step["node"] for step in chain["steps"]]
+    assert {"Trainer_keras", "Transform", "ImageExampleGen", "StatisticsGen"} <= set(nodes)
+
+
+def _kill_when(process: subprocess.Popen, ready, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ready():
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before it could be killed")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("the run never reached the point to kill it at")
+
+
+def _files(serving: Path) -> list[str]:
+    """The served versions' files (decision records and staging folders aside)."""
+    return sorted(str(p.relative_to(serving)) for p in serving.rglob("*") if p.relative_to(serving).parts[0].isdigit())
