@@ -24,6 +24,7 @@ KERAS_TASKS = {
     "StatisticsGen",
     "ExampleValidator",
     "DataGate",
+    "DriftGate",
     "Transform",
     "Trainer_keras",
     "LatestBlessedModel_keras-model-blessing-resolver",
@@ -38,6 +39,10 @@ KERAS_EDGES = {
     ("ImportSchemaGen", "ExampleValidator"),
     ("ExampleValidator", "DataGate"),
     ("DataGate", "Transform"),
+    ("StatisticsGen", "DriftGate"),
+    ("ImportSchemaGen", "DriftGate"),
+    ("DataGate", "DriftGate"),
+    ("DriftGate", "Transform"),
     ("ImageExampleGen", "Transform"),
     ("ImportSchemaGen", "Transform"),
     ("Transform", "Trainer_keras"),
@@ -48,6 +53,8 @@ KERAS_EDGES = {
     ("ImageExampleGen", "Evaluator_keras"),
     ("Trainer_keras", "Pusher_keras"),
     ("Evaluator_keras", "Pusher_keras"),
+    ("ImageExampleGen", "Pusher_keras"),
+    ("StatisticsGen", "Pusher_keras"),
 }
 PARAMETERS = {"input_base", "input_fingerprint", "schema_file", "serving_dir", "training_config"}
 
@@ -118,6 +125,7 @@ def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spe
         ("Transform", "custom_config"): "training_config",
         ("Trainer_keras", "custom_config"): "training_config",
         ("Pusher_keras", "serving_dir"): "serving_dir",
+        ("DriftGate", "serving_dir"): "serving_dir",
     }
     bound = {
         (task, name): value["componentInputParameter"]
@@ -131,8 +139,12 @@ def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spe
 def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[str, Any]) -> None:
     platform = read_spec(spec_file)[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    label = spec["components"][spec["root"]["dag"]["tasks"]["Pusher_keras"]["componentRef"]["name"]]["executorLabel"]
-    assert executors == {label: {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}}
+    labels = [
+        spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
+        for task in ("Pusher_keras", "DriftGate")  # the drift gate reads the served models' baselines
+    ]
+    mount = {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}
+    assert executors == dict.fromkeys(labels, mount)
 
 
 def test_trainer_and_evaluator_steps_request_cpu_and_memory_and_trainers_gpus_when_asked(tmp_path: Path) -> None:
@@ -239,3 +251,29 @@ def test_compile_cli_needs_the_class_count_for_object_storage(tmp_path: Path, ca
     assert main(argv) == 2
     assert "--num-classes" in capsys.readouterr().err
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_spans_compile_with_the_span_lookup_never_answered_from_cache(tmp_path: Path) -> None:
+    """A data root compiles: ImageExampleGen picks the latest spans when it runs, and is the one uncached step."""
+    from tests.image_data import write_image_folders
+
+    for span in (1, 2):
+        write_image_folders(tmp_path / "incoming" / f"span-{span}", ["circle", "square"], 2, seed=span)
+    out = tmp_path / "spec.yaml"
+    argv = ["compile", "--image", IMAGE, "--data-root", str(tmp_path / "incoming"), "--spans", "2"]
+    assert main([*argv, "--no-baseline", "--output", str(out)]) == 0
+    spec = read_spec(out)[0]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ImageExampleGen"]["cachingOptions"] == {"enableCache": False}
+    assert all(
+        body.get("cachingOptions", {}).get("enableCache", True)
+        for name, body in tasks.items()
+        if name != "ImageExampleGen"
+    )
+    parameters = tasks["ImageExampleGen"]["inputs"]["parameters"]
+    assert parameters["span_pattern"]["runtimeValue"]["constant"] == "span-{SPAN}"
+    assert parameters["spans"]["runtimeValue"]["constant"] == 2
+    definitions = spec["root"]["inputDefinitions"]["parameters"]
+    assert definitions["input_base"]["defaultValue"] == str(tmp_path / "incoming")
+    assert definitions["input_fingerprint"]["defaultValue"] == ""  # the spans are looked up at run time
+    assert resolver_tasks(spec) == [] and "DriftGate" in tasks
