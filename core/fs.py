@@ -62,12 +62,33 @@ def join(base: str, *parts: str) -> str:
 
 
 def read_text(path: str) -> str:
+    if not is_remote(str(path)):  # same result; no TensorFlow to load for a local file
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
     with gfile().GFile(str(path), "r") as handle:
         return handle.read()
 
 
+def exists(path: str) -> bool:
+    return os.path.exists(path) if not is_remote(str(path)) else gfile().exists(str(path))
+
+
+def isdir(path: str) -> bool:
+    return os.path.isdir(path) if not is_remote(str(path)) else gfile().isdir(str(path))
+
+
+def listdir(path: str) -> list[str]:
+    """Entry names (no trailing slashes, which object stores add to folders)."""
+    names = os.listdir(path) if not is_remote(str(path)) else gfile().listdir(str(path))
+    return [name.rstrip("/") for name in names]
+
+
 def write_text(path: str, text: str) -> None:
     """Write (replace) a text file. An existing file is removed first: TensorFlow's ram:// appends instead."""
+    if not is_remote(str(path)):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
     io = gfile()
     if io.exists(str(path)):
         io.remove(str(path))

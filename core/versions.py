@@ -29,14 +29,13 @@ class Version:
 
 def version_numbers(model_root: str) -> list[int]:
     """Every numbered folder, complete or not (a new version must not reuse any of them)."""
-    io = fs.gfile()
-    if not io.isdir(str(model_root)):
+    if not fs.isdir(str(model_root)):
         return []
-    return sorted(int(name.rstrip("/")) for name in io.listdir(str(model_root)) if name.rstrip("/").isdigit())
+    return sorted(int(name) for name in fs.listdir(str(model_root)) if name.isdigit())
 
 
 def is_complete(version_dir: str) -> bool:
-    return fs.gfile().exists(fs.join(str(version_dir), COMPLETE_MARKER))
+    return fs.exists(fs.join(str(version_dir), COMPLETE_MARKER))
 
 
 def complete_versions(model_root: str) -> list[Version]:

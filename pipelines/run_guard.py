@@ -32,6 +32,7 @@ from core import fs
 from core.config import PipelineConfig
 from core.errors import ConfigError, InputDataError, RunLockedError
 from core.spans import Span
+from pipelines.shared_lock import hold_shared_store
 
 LOCK_SUFFIX = ".twinflow.lock"
 LAST_RUN_FILE = "last_run.json"
@@ -45,9 +46,16 @@ def _lock_path(target: str, suffix: str = LOCK_SUFFIX) -> str:
 
 @contextlib.contextmanager
 def exclusive_run(config: PipelineConfig) -> Iterator[None]:
-    """Hold the metadata store and the (local) serving folder for this run; refuse if another run holds either."""
-    targets = [config.metadata_path] + ([] if fs.is_remote(config.serving_dir) else [config.serving_dir])
+    """Hold the metadata store and the (local) serving folder for this run; refuse if another run holds either.
+
+    A shared ``mysql://`` store is held on its server (runs on other machines are kept out too)
+    instead of by a file beside ``metadata_path``, which it does not use.
+    """
+    targets = [] if config.metadata_uri else [config.metadata_path]
+    targets += [] if fs.is_remote(config.serving_dir) else [config.serving_dir]
     with contextlib.ExitStack() as stack:
+        if config.metadata_uri:
+            stack.enter_context(hold_shared_store(config.metadata_uri, config.pipeline_name))
         for target in targets:
             stack.enter_context(hold(target))
         yield
@@ -215,7 +223,7 @@ def unchanged_since(config: PipelineConfig, fingerprint: str) -> LastRun | None:
 def last_run(config: PipelineConfig) -> LastRun | None:
     """The last completed run recorded under the pipeline root, if any."""
     path = _last_run_path(config)
-    if not fs.gfile().exists(path):
+    if not fs.exists(path):
         return None
     try:
         values = json.loads(fs.read_text(path))

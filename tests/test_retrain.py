@@ -25,6 +25,7 @@ from PIL import Image
 
 from core.model_card import read_model_card
 from core.versions import served_version
+from pipelines.run_guard import hold
 from tests.helpers import pushed_versions
 from tests.image_data import write_image_folders
 
@@ -158,7 +159,10 @@ def test_spans_arriving_one_after_another(root: Path) -> None:
     _kill_when(training, lambda: any(p.is_dir() and p not in earlier for p in trainer_dir.rglob("*")))
     assert _served(root) == v1 and _files(serving) == files_before
     env = {**os.environ, "TWINFLOW_PAUSE_BEFORE_PUBLISH": "120"}
-    pushing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # Any blessed model is pushed with this tolerance, so the run surely reaches the push.
+    pushing = subprocess.Popen(
+        [*command, "--max-accuracy-drop", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     _kill_when(pushing, lambda: any(serving.glob(".staging-*")))
     assert list(serving.glob(".staging-*")), "the push was killed with its staging folder in place"
     assert _served(root) == v1 and _files(serving) == files_before
@@ -230,6 +234,18 @@ def test_spans_arriving_one_after_another(root: Path) -> None:
     chain = json.loads(lineage.stdout)
     nodes = [step["node"] for step in chain["steps"]]
     assert {"Trainer_keras", "Transform", "ImageExampleGen", "StatisticsGen"} <= set(nodes)
+
+    # The local scheduler on a one-second trigger: one line per tick, each running retrain for real.
+    schedule = ["schedule", "--local", "--cron", "* * * * * *", *_args(root)]
+    ticks = twinflow(*schedule, "--ticks", "2", timeout=300)
+    assert ticks.returncode == 0, ticks.stdout + ticks.stderr
+    lines = [line for line in ticks.stdout.splitlines() if " tick " in line]
+    assert len(lines) == 2 and all("no new data" in line for line in lines), ticks.stdout
+    # While another run holds the store, a tick is skipped (never run alongside it), naming the holder.
+    with hold(str(root / "metadata.sqlite")):
+        busy = twinflow(*schedule, "--ticks", "1", timeout=300)
+    assert busy.returncode == 0, busy.stdout + busy.stderr
+    assert "skipped: another run holds the store" in busy.stdout and f"pid {os.getpid()}" in busy.stdout
 
 
 def _kill_when(process: subprocess.Popen, ready, limit: float = 300) -> None:
