@@ -25,6 +25,7 @@ from core.metadata import connection_config, describe_store
 from core.model_card import read_model_card
 from core.versions import complete_versions, served_version
 from pipelines.run_record import RunRecord, custom_property, read_run
+from pipelines.shared_lock import check_store
 
 _FAILED = "FAILED"
 
@@ -110,6 +111,7 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     known_runs: set[str] = set()
     if _store_exists(config):
+        check_store(config)
         connection = connection_config(config.metadata_uri, config.metadata_path)
         for started, run_id in _run_ids(config):
             rows.append(_run_row(read_run(connection, config.pipeline_name, run_id), started, config.frameworks))
@@ -252,6 +254,7 @@ def lineage(config: PipelineConfig, framework: str, version: int | None = None) 
     }
     source = card.source_model
     if source and _store_exists(config):
+        check_store(config)
         chain["steps"] = _walk_upstream(config, source)
     if not chain["steps"]:
         chain["note"] = (

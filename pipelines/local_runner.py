@@ -32,6 +32,7 @@ from pipelines.run_guard import (
     unchanged_since,
 )
 from pipelines.run_log import run_log
+from pipelines.shared_lock import check_store
 from schemas import default_schema_path
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def run_local(
     schema_path = config.schema_path or str(default_schema_path())
     run_input = preflight(config, schema_path)
     listing = run_input.listing
+    check_store(config)
     with exclusive_run(config):
         if only_new_data:
             new, last_completed = has_new_data(config, run_input)

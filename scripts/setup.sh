@@ -24,6 +24,33 @@ for name in ("tfx", "tensorflow", "tensorflow-io", "torch", "pytorch-lightning",
     m.version(name)' >/dev/null 2>&1
 }
 
+# The shared-store tests (tests/test_mysql_metadata.py) start a MariaDB server of their own and need only
+# its binaries. Best effort and never fatal: one `command -v` when present; otherwise installed with
+# apt-get when this is root, else a one-line note (those tests then skip).
+mariadb_installed() {
+    command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] ||
+        command -v mysqld >/dev/null 2>&1 || [[ -x /usr/sbin/mysqld ]]
+}
+
+ensure_mariadb() {
+    mariadb_installed && return 0
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: note: mariadb-server is not installed (installing it needs root and apt-get); the shared-store tests will skip"
+        return 0
+    fi
+    echo "setup: installing mariadb-server for the shared-store tests (the tests start their own server)"
+    local log=${TMPDIR:-/tmp}/twinflow-mariadb-install.log
+    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        -o DPkg::Lock::Timeout=120 mariadb-server; } >"$log" 2>&1 && mariadb_installed; then
+        rm -f "$log"
+    else
+        echo "setup: note: could not install mariadb-server (see $log); the shared-store tests will skip"
+    fi
+    return 0
+}
+
+ensure_mariadb || true
+
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]] && stack_installed; then
     echo "setup: .venv is up to date"
     exit 0
