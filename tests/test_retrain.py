@@ -31,7 +31,7 @@ from tests.image_data import write_image_folders
 
 pytestmark = [pytest.mark.e2e]
 CLASSES = ("circle", "square", "stripes")
-PER_CLASS = 40
+PER_CLASS = 50
 
 
 def twinflow(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -94,7 +94,9 @@ def _args(root: Path, *extra: str) -> list[str]:
         "--architecture",
         "tiny_cnn",
         "--epochs",
-        "4",
+        "6",
+        "--learning-rate",
+        "0.003",
         "--batch-size",
         "16",
         "--accuracy-floor",

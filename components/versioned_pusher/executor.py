@@ -24,6 +24,7 @@ from components.versioned_pusher.publish import (
     find_pushed,
     next_version,
     publish,
+    remove_abandoned,
     remove_oldest,
 )
 from core import fs
@@ -144,6 +145,7 @@ class Executor(tfx_pusher.Executor):
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
         name = exec_properties["model_name"]
         model_root = fs.join(exec_properties["serving_dir"], name)
+        remove_abandoned(model_root)  # whatever this run decides, a dead push's leftovers go
         run_id = exec_properties.get("run_id") or (self._context.pipeline_run_id if self._context else None) or None
         examples, statistics = _single(input_dict, "examples"), _single(input_dict, "statistics")
         data = training_data(examples, run_id) if examples is not None else None

@@ -109,11 +109,18 @@ def _abandoned(staging: str) -> bool:
     return False
 
 
-def _publish_by_rename(source: str, model_root: str, stamp: Mapping[str, Any], extra_files: dict[str, str]) -> Version:
+def remove_abandoned(model_root: str) -> None:
+    """Staging and removal folders left by a pushing process that died (a crash or kill mid-push); local only."""
+    if fs.is_remote(model_root) or not os.path.isdir(model_root):
+        return
     for prefix in (STAGING_PREFIX, REMOVING_PREFIX):
         for leftover in fs.gfile().glob(os.path.join(model_root, f"{prefix}*")):
             if _abandoned(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _publish_by_rename(source: str, model_root: str, stamp: Mapping[str, Any], extra_files: dict[str, str]) -> Version:
+    remove_abandoned(model_root)
     version = next_version(model_root)
     staging = os.path.join(model_root, f"{STAGING_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
