@@ -70,13 +70,20 @@ def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> d
         artifact = gate.output("drift")
         drift = "drift: stopped" if gate.state == _FAILED else str(custom_property(artifact, "drift_verdict") or "-")
     failed = [n.node_id for n in record.nodes.values() if n.state == _FAILED]
+    unfinished = [n.node_id for n in record.nodes.values() if n.state not in (_FAILED, "COMPLETE", "CACHED")]
     row: dict[str, Any] = {
         "time": _iso(started_ms),
         "run_id": record.run_id,
         "source": "ML Metadata",
         "spans": _json_list(custom_property(examples, "spans")) if examples is not None else [],
         "drift": drift,
-        "outcome": f"failed at {', '.join(failed)}" if failed else "completed",
+        "outcome": (
+            f"failed at {', '.join(failed)}"
+            if failed
+            else f"did not finish (stopped in {', '.join(unfinished)})"
+            if unfinished
+            else "completed"
+        ),
         "frameworks": {},
     }
     for name in frameworks:

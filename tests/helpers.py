@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tfx.components.trainer.fn_args_utils import FnArgs
 
     from core.config import PipelineConfig
+    from core.model_card import ModelCard
 
 
 def nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -75,3 +78,33 @@ def pushed_versions(serving_dir: str | Path, framework: str) -> list[Path]:
     from core.versions import complete_versions
 
     return [Path(v.path) for v in complete_versions(str(Path(serving_dir) / framework))]
+
+
+def make_card(framework: str = "keras", class_names: Sequence[str] = ("a", "b"), image_size: int = 8) -> ModelCard:
+    """A valid model card with made-up training figures, for tests that build model folders by hand."""
+    from core.config import TrainingConfig
+    from core.model_card import InputContract, ModelCard, SplitMetrics, TensorSpec, TrainingSummary
+
+    metrics = SplitMetrics(accuracy=0.9, loss=0.3)
+    return ModelCard(
+        framework=framework,
+        format="saved_model",
+        artifact=".",
+        class_names=list(class_names),
+        input_contract=InputContract(
+            raw={}, transformed=TensorSpec(name="image_xf", dtype="float32", shape=[image_size, image_size, 1])
+        ),
+        architecture="tiny_cnn",
+        parameters=10,
+        training=TrainingSummary(
+            config=TrainingConfig(),
+            device="CPU",
+            epochs_run=1,
+            seconds=1.0,
+            images_per_second=1.0,
+            first_epoch_images_per_second=1.0,
+            train=metrics,
+            eval=metrics,
+        ),
+        size_bytes=200,
+    )

@@ -23,7 +23,8 @@ from core.decisions import DECISION_KEYS, read_decisions, write_decision
 from core.errors import ConfigError
 from core.model_card import read_model_card, write_model_card
 from core.versions import BASELINE_STATISTICS, COMPLETE_MARKER, complete_versions, served_version
-from tests.test_versioned_pusher import make_card, make_model
+from tests.helpers import make_card
+from tests.test_versioned_pusher import make_model
 
 
 def write_metrics(uri: str, **metrics: float) -> None:

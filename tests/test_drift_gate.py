@@ -20,11 +20,11 @@ from components.drift_gate.executor import STATISTICS_FILE, VERDICT_PROPERTY, Ex
 from components.image_example_gen.executor import make_example
 from components.image_example_gen.images import ingest
 from core import fs
-from core.config import TrainingConfig
 from core.contract import DRIFT_REPORT_FILE, IMAGE_PROPERTY_KEYS
 from core.errors import DataDriftError
-from core.model_card import InputContract, ModelCard, SplitMetrics, TensorSpec, TrainingSummary, write_model_card
+from core.model_card import write_model_card
 from core.versions import BASELINE_STATISTICS, write_marker
+from tests.helpers import make_card
 from tests.image_data import pattern, write_image_folders
 
 pytestmark = pytest.mark.slow  # real TFDV statistics: seconds each, computed once for the module
@@ -85,36 +85,10 @@ def stats(tmp_path_factory: pytest.TempPathFactory, schema_path: Path) -> dict[s
     return result
 
 
-def _card(framework: str, classes: tuple[str, ...] | list[str]) -> ModelCard:
-    metrics = SplitMetrics(accuracy=0.9, loss=0.3)
-    return ModelCard(
-        framework=framework,
-        format="saved_model",
-        artifact=".",
-        class_names=list(classes),
-        input_contract=InputContract(
-            raw={}, transformed=TensorSpec(name="image_xf", dtype="float32", shape=[28, 28, 1])
-        ),
-        architecture="tiny_cnn",
-        parameters=10,
-        training=TrainingSummary(
-            config=TrainingConfig(),
-            device="CPU",
-            epochs_run=1,
-            seconds=1.0,
-            images_per_second=1.0,
-            first_epoch_images_per_second=1.0,
-            train=metrics,
-            eval=metrics,
-        ),
-        size_bytes=200,
-    )
-
-
 def _serve(serving_dir: str, name: str, number: int, baseline: object | None, classes=CLASSES) -> str:
     """A served version as the pusher leaves it: model card, baseline statistics, marker last."""
     path = fs.join(serving_dir, name, str(number))
-    write_model_card(path, _card(name, classes).model_copy(update={"version": number}))
+    write_model_card(path, make_card(name, classes, image_size=28).model_copy(update={"version": number}))
     files = ["model.json"]
     if baseline is not None:
         target = fs.join(path, BASELINE_STATISTICS)
@@ -280,10 +254,12 @@ def test_the_component_carries_its_properties() -> None:
         serving_dir="gs://bucket/serving",
         model_names=["keras", "lightning"],
         accept_drift=True,
+        served_versions='{"keras": 17, "lightning": null}',
     )
     assert gate.exec_properties == {
         "serving_dir": "gs://bucket/serving",
         "model_names": '["keras", "lightning"]',
         "accept_drift": 1,
+        "served_versions": '{"keras": 17, "lightning": null}',
     }
     assert gate.outputs["drift"].type == standard_artifacts.ExampleAnomalies

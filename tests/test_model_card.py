@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ModelCardError
 from core.model_card import MODEL_CARD_FILE, SCHEMA_VERSION, ModelCard, read_model_card, write_model_card
-from tests.test_versioned_pusher import make_card
+from tests.helpers import make_card
 
 
 @pytest.mark.parametrize("where", ["local", "ram"])

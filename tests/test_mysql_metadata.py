@@ -27,6 +27,8 @@ from core.errors import ConfigError, RunLockedError
 from core.metadata import PASSWORD_ENV, connection_config
 from pipelines.run_guard import exclusive_run
 
+pytestmark = pytest.mark.slow  # starts a real MariaDB server
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "twinflow_md"
 USER = "twinflow"

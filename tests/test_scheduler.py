@@ -32,6 +32,8 @@ from pipelines.scheduler import (
     run_schedule,
 )
 
+pytestmark = pytest.mark.slow  # real child processes on one-second cron ticks (about 20 s)
+
 ROOT = Path(__file__).resolve().parent.parent
 EVERY_SECOND = "* * * * * *"
 TICK_LINE = "[schedule] "

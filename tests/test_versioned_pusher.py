@@ -13,34 +13,10 @@ import tensorflow as tf
 
 from components.versioned_pusher.executor import STAGING_PREFIX, find_pushed, next_version, push
 from core import fs
-from core.config import TrainingConfig
 from core.errors import ModelCardError
-from core.model_card import InputContract, ModelCard, SplitMetrics, TensorSpec, TrainingSummary, read_model_card
+from core.model_card import read_model_card
 from core.versions import COMPLETE_MARKER, complete_versions, is_complete, version_numbers
-
-
-def make_card(framework: str = "keras") -> ModelCard:
-    metrics = SplitMetrics(accuracy=0.9, loss=0.3)
-    return ModelCard(
-        framework=framework,
-        format="saved_model",
-        artifact=".",
-        class_names=["a", "b"],
-        input_contract=InputContract(raw={}, transformed=TensorSpec(name="image_xf", dtype="float32", shape=[8, 8, 1])),
-        architecture="tiny_cnn",
-        parameters=10,
-        training=TrainingSummary(
-            config=TrainingConfig(),
-            device="CPU",
-            epochs_run=1,
-            seconds=1.0,
-            images_per_second=1.0,
-            first_epoch_images_per_second=1.0,
-            train=metrics,
-            eval=metrics,
-        ),
-        size_bytes=200,
-    )
+from tests.helpers import make_card
 
 
 def make_model(root: str) -> str:
