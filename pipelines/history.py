@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def _framework_outcome(record: RunRecord, name: str) -> dict[str, Any]:
 
 def history(config: PipelineConfig) -> list[dict[str, Any]]:
     """One row per run, oldest first, with what each framework served after it (rollbacks included as rows)."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's reader warns about its own deprecations
     rows: list[dict[str, Any]] = []
     known_runs: set[str] = set()
     if _store_exists(config):
