@@ -41,10 +41,7 @@ clean:
 image:
 	bash scripts/image.sh build
 
-image-retrain-demo: data  # three spans of Fashion-MNIST arriving, the third brighter: two pushes, one drift stop
-	$(BIN)/python scripts/retrain_demo.py $(DEMO_ARGS)
-
-test: setup
+image-test: setup
 	bash scripts/image.sh test
 
 image-kfp-local: setup  # the whole compiled spec through kfp.local's DockerRunner against podman
