@@ -68,11 +68,10 @@ def write_decision(model_root: str, record: Mapping[str, Any]) -> str:
 
 def read_decisions(model_root: str) -> list[dict[str, Any]]:
     """Every record under ``model_root``, oldest first; none when there is no folder."""
-    io = fs.gfile()
     folder = decisions_dir(model_root)
-    if not io.isdir(folder):
+    if not fs.isdir(folder):
         return []
-    names = sorted(n for n in io.listdir(folder) if n.endswith(".json") and not n.startswith("."))
+    names = sorted(n for n in fs.listdir(folder) if n.endswith(".json") and not n.startswith("."))
     records = []
     for name in names:
         path = fs.join(folder, name)

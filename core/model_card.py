@@ -108,7 +108,7 @@ def write_model_card(model_dir: str, card: ModelCard) -> None:
 def read_model_card(model_dir: str) -> ModelCard:
     """The card of a model folder; a missing or malformed file is a ModelCardError naming it and the field."""
     path = card_path(model_dir)
-    if not fs.gfile().exists(path):
+    if not fs.exists(path):
         raise ModelCardError(f"{path}: no model card; is {model_dir} a twinflow model folder?")
     text = fs.read_text(path)
     try:

@@ -164,5 +164,7 @@ def format_status(rows: Sequence[dict[str, Any]]) -> str:
         last = row["last_decision"]
         if last:
             outcome = "pushed" if last.get("pushed") else "not pushed"
-            lines.append(f"  last:     {last.get('time')} {outcome}: {last.get('reason')}")
+            reason = str(last.get("reason") or "")
+            said = reason if reason.startswith(("pushed", "not pushed")) else f"{outcome}: {reason}"
+            lines.append(f"  last:     {last.get('time')} {said}")
     return "\n".join(lines)
