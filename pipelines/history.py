@@ -290,12 +290,14 @@ def _walk_upstream(config: PipelineConfig, model_uri: str) -> list[dict[str, Any
     examples_ids: list[int] = []
     while frontier:
         artifact_id = frontier.pop(0)
-        producers = [e.execution_id for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in outputs]
+        # The execution that created the artifact (cached runs of the same node list it as an output again).
+        producers = sorted(e.execution_id for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in outputs)
+        producers = producers[:1]
         for execution in store.get_executions_by_id(producers):
             if execution.id in seen:
                 continue
             seen.add(execution.id)
-            step = _step(store, execution, inputs, outputs)
+            step = _step(store, execution, inputs, outputs, config.pipeline_name)
             steps.append(step)
             if step["node"] == "ImageExampleGen":
                 examples_ids += [a["id"] for a in step["outputs"]]
@@ -304,18 +306,21 @@ def _walk_upstream(config: PipelineConfig, model_uri: str) -> list[dict[str, Any
         if event.type not in inputs or event.execution_id in seen:
             continue
         execution = store.get_executions_by_id([event.execution_id])[0]
-        step = _step(store, execution, inputs, outputs)
+        step = _step(store, execution, inputs, outputs, config.pipeline_name)
         if step["node"] == "StatisticsGen":
             seen.add(execution.id)
             steps.append(step)
     return steps
 
 
-def _step(store: Any, execution: Any, inputs: tuple[int, ...], outputs: tuple[int, ...]) -> dict[str, Any]:
+def _step(
+    store: Any, execution: Any, inputs: tuple[int, ...], outputs: tuple[int, ...], pipeline_name: str
+) -> dict[str, Any]:
     events = store.get_events_by_execution_ids([execution.id])
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    node = execution.properties["component_id"].string_value if "component_id" in execution.properties else ""
-    node = node or execution.name or str(execution.type_id)
+    prefix = f"{pipeline_name}."  # TFX names each node's context <pipeline>.<node id>
+    nodes = [c.name[len(prefix) :] for c in store.get_contexts_by_execution(execution.id) if c.name.startswith(prefix)]
+    node = nodes[0] if nodes else execution.name or str(execution.type_id)
 
     def describe(event: Any) -> dict[str, Any]:
         artifact = artifacts[event.artifact_id]
