@@ -16,8 +16,7 @@ from core import fs
 from core.config import PipelineConfig
 from core.errors import ConfigError, DataDriftError, TwinflowError
 from pipelines.flags import RETRAIN, RUN, add_config_flags, config_from_args
-
-SUMMARY_ENV = "TWINFLOW_TICK_SUMMARY"  # where a scheduled tick's retrain writes its one-line summary
+from pipelines.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
 
 
 def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -138,14 +137,10 @@ def _write_summary(summary: dict[str, Any]) -> None:
         fs.write_text(path, json.dumps(summary))
 
 
-def _config(args: argparse.Namespace) -> PipelineConfig:
-    return config_from_args(args)
-
-
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from pipelines.serving_ops import rollback
 
-    config = _config(args)
+    config = config_from_args(args)
     version = rollback(config.serving_dir, args.framework, args.to)
     print(f"{args.framework}: now serving version {version.number} at {version.path}")
     return 0
@@ -154,7 +149,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipelines.serving_ops import format_status, status
 
-    config = _config(args)
+    config = config_from_args(args)
     rows = status(config.serving_dir, _frameworks(config, args.framework))
     print(json.dumps(rows, indent=1) if args.json else format_status(rows))
     return 0
@@ -163,7 +158,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_history(args: argparse.Namespace) -> int:
     from pipelines.history import format_history, history
 
-    config = _config(args)
+    config = config_from_args(args)
     rows = history(config)
     print(json.dumps(rows, indent=1) if args.json else format_history(rows))
     return 0
@@ -172,7 +167,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from pipelines.history import format_lineage, lineage
 
-    config = _config(args)
+    config = config_from_args(args)
     chain = lineage(config, args.framework, args.version)
     print(json.dumps(chain, indent=1) if args.json else format_lineage(chain))
     return 0
