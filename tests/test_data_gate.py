@@ -23,7 +23,9 @@ def _stats(tmp_path: Path, examples: list[tf.train.Example]) -> object:
         for example in examples:
             writer.write(example.SerializeToString())
     return tfdv.generate_statistics_from_tfrecord(
-        path, stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True)
+        path,
+        output_path=str(tmp_path / "data_stats.tfrecord"),
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
     )
 
 

@@ -81,7 +81,9 @@ def stats(tmp_path_factory: pytest.TempPathFactory, schema_path: Path) -> dict[s
         with tf.io.TFRecordWriter(path) as writer:
             for example in examples:
                 writer.write(example.SerializeToString())
-        result[name] = tfdv.generate_statistics_from_tfrecord(path, stats_options=options)
+        result[name] = tfdv.generate_statistics_from_tfrecord(
+            path, output_path=str(root / f"{name}_stats.tfrecord"), stats_options=options
+        )
     return result
 
 
