@@ -6,6 +6,11 @@
 #   docker build -t REGISTRY/twinflow:TAG .                                   # CPU
 #   docker build --build-arg TORCH_VARIANT=cu128 -t REGISTRY/twinflow:TAG-gpu .  # torch on CUDA
 #
+# The model server (`twinflow serve`, for KServe: serving/manifests.py) is the 'serving' target;
+# a plain build still gives the pipeline image above (the last stage, 'pipeline', is 'runtime').
+#
+#   docker build --target serving -t REGISTRY/twinflow-serving:TAG .
+#
 # The stack is installed the way scripts/setup.sh installs it: pip --ignore-requires-python
 # (TFX 1.16 declares Requires-Python <3.11) held in check by requirements/constraints.txt.
 # Debian 12 (glibc 2.36), as on the machines the stack was verified on: newer glibc-only
@@ -46,6 +51,7 @@ COPY pipelines/ pipelines/
 COPY components/ components/
 COPY trainers/ trainers/
 COPY schemas/ schemas/
+COPY serving/ serving/
 RUN python -m pip install --no-cache-dir --ignore-requires-python --no-deps --force-reinstall \
         -c requirements/constraints.txt .
 
@@ -59,7 +65,7 @@ RUN if [ "${TORCH_VARIANT}" != "cpu" ]; then \
             -c /tmp/constraints-gpu.txt "torch==${torch_version}+${TORCH_VARIANT}"; \
     fi \
     && python -m pip check \
-    && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pipelines, components, trainers.keras_trainer"
+    && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pipelines, components, trainers.keras_trainer, serving"
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -78,3 +84,17 @@ USER 10001
 WORKDIR /home/twinflow
 # Kubeflow runs each step with its own command (python -m tfx.orchestration.kubeflow.v2.container…).
 CMD ["twinflow", "--help"]
+
+
+# The model server: TF Serving REST (/v1) and KServe V2 (/v2) on one port. 8501 is twinflow
+# serve's own default, 8080 the port KServe expects (and the one CMD picks); KServe's storage
+# initializer downloads the serving folder to /mnt/models and probes /v2/health/*.
+FROM runtime AS serving
+EXPOSE 8501 8080
+ENTRYPOINT ["twinflow", "serve"]
+CMD ["--serving-dir", "/mnt/models", "--host", "0.0.0.0", "--port", "8080"]
+
+
+# The default target (a plain build builds the last stage): the pipeline image, unchanged.
+# Kubeflow and scripts/image.sh run their own commands in it, which an ENTRYPOINT would swallow.
+FROM runtime AS pipeline

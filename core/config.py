@@ -112,6 +112,17 @@ class KubeflowConfig(_Section):
     evaluator_memory_gib: float = Field(4.0, gt=0, description="memory (GiB) requested by each Evaluator step")
 
 
+class ServingConfig(_Section):
+    """``twinflow serve``: where it listens, how often it looks for new versions, and its request limits."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address to bind (0.0.0.0 to serve other machines)")
+    port: int = Field(8501, ge=0, le=65535, description="port for both APIs (TF Serving's REST port by default)")
+    poll_seconds: float = Field(2.0, gt=0, description="how often the serving folder is checked for new versions")
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest request body accepted (413 above)")
+    max_instances: int = Field(256, gt=0, description="most images in one request (413 above)")
+    max_concurrent_requests: int = Field(64, gt=0, description="predictions in flight at once (429 above)")
+
+
 class PipelineConfig(_Section):
     """Where data comes from, where outputs land, which trainers run, and how."""
 
@@ -152,6 +163,10 @@ class PipelineConfig(_Section):
     spans: int = Field(1, ge=1, description="train on the latest N spans of data_root")
     accept_drift: bool = Field(False, description="let this run pass the drift gate (recorded in the history)")
     keep_versions: int = Field(5, ge=1, description="complete versions kept per framework in the serving folder")
+    canary: bool = Field(
+        False,
+        description="push a new version as the 'canary' label while 'stable' keeps serving (twinflow promote moves it)",
+    )
     metadata_uri: str | None = Field(
         None,
         description="shared ML Metadata store mysql://USER@HOST:PORT/DB (password from "
@@ -167,6 +182,7 @@ class PipelineConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @field_validator("framework")
     @classmethod

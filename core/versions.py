@@ -10,6 +10,7 @@ Serving watching an object store knows no marker: point it at a local copy, or p
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from core import fs
@@ -19,6 +20,9 @@ COMPLETE_MARKER = "_COMPLETE.json"
 BASELINE_STATISTICS = "data_statistics/FeatureStats.pb"
 # Beside the versions: one JSON record per push decision and rollback (TF Serving ignores non-numeric folders).
 DECISIONS_DIR = "_decisions"
+# Beside the versions: TF Serving-style version labels {"stable": N, "canary": M}; absent, the newest is served.
+LABELS_FILE = "_labels.json"
+STABLE, CANARY = "stable", "canary"
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,42 @@ def complete_versions(model_root: str) -> list[Version]:
 
 
 def served_version(model_root: str) -> Version | None:
-    """What a server watching the folder serves: the highest complete version (a rollback re-publishes as newest)."""
+    """What a server watching the folder serves by default: the ``stable`` label's version when labels are
+    set, else the highest complete version (a rollback re-publishes as newest)."""
     versions = complete_versions(model_root)
+    stable = read_labels(model_root).get(STABLE)
+    by_number = {v.number: v for v in versions}
+    if stable in by_number:
+        return by_number[stable]
     return versions[-1] if versions else None
+
+
+def read_labels(model_root: str) -> dict[str, int]:
+    """The version labels, or {} when none are set; a malformed file is an error naming it."""
+    path = fs.join(str(model_root), LABELS_FILE)
+    if not fs.exists(path):
+        return {}
+    try:
+        labels = json.loads(fs.read_text(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in labels.items()
+    ):
+        raise ValueError(f'{path}: expected an object of label → version number, e.g. {{"stable": 3}}')
+    return labels
+
+
+def write_labels(model_root: str, labels: dict[str, int]) -> None:
+    """Replace the labels in one rename locally (a server polling the folder never reads half a file)."""
+    path = fs.join(str(model_root), LABELS_FILE)
+    text = json.dumps(dict(sorted(labels.items())), indent=1) + "\n"
+    if fs.is_remote(path):
+        fs.write_text(path, text)
+        return
+    staging = f"{path}.{os.getpid()}.tmp"
+    fs.write_text(staging, text)
+    os.replace(staging, path)
 
 
 def write_marker(version_dir: str, files: list[str]) -> None:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 the run finished but a framework was not trained, or Kubeflow refused;
 2 bad config or input data; 3 stopped by data validation or the drift gate; 4 training diverged; 5 another
-run holds the store or serving folder; 130 interrupted (Ctrl-C).
+run holds the store or serving folder; 6 the model server could not be reached or refused; 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.errors import DataAnomaliesError, DataDriftError, TwinflowError
 from pipelines.flags import RUN, add_config_flags, config_from_args
 from pipelines.kubeflow.cli import add_kubeflow_verbs
 from pipelines.retraining_cli import add_retraining_verbs
+from pipelines.serving_cli import add_serving_verbs
 
 INTERRUPTED = 130
 
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
     draft.set_defaults(handler=_cmd_draft_schema)
 
-    add_retraining_verbs(verbs)  # retrain, rollback, status, history, lineage
+    add_retraining_verbs(verbs)  # retrain, rollback, promote, status, history, lineage
+    add_serving_verbs(verbs)  # serve, predict, manifests
     add_kubeflow_verbs(verbs)  # compile, submit, schedule (and schedule --local)
     return parser
 

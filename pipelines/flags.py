@@ -21,6 +21,7 @@ from core.config import PipelineConfig, load_config
 from core.registry import framework_choices
 
 RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE = "run", "retrain", "compile", "submit", "schedule"
+SERVE = "serve"
 ALL_VERBS = frozenset({RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE})
 LOCAL_VERBS = frozenset({RUN, RETRAIN})  # verbs that run the pipeline on this machine
 PIPELINE_VERBS = frozenset({RUN, RETRAIN, COMPILE})  # verbs that build the pipeline graph itself
@@ -67,7 +68,7 @@ def _field_model(section: str) -> type[BaseModel]:
 CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--data-dir", "data_dir", ALL_VERBS),
     ConfigFlag("--schema", "schema_path", ALL_VERBS),
-    ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS),
+    ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS | {SERVE}),
     ConfigFlag("--pipeline-root", "pipeline_root", ALL_VERBS),
     ConfigFlag("--data-root", "data_root", SPAN_VERBS),
     ConfigFlag("--span-pattern", "span_pattern", SPAN_VERBS),
@@ -76,17 +77,19 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--metadata-uri", "metadata_uri", LOCAL_VERBS),
     ConfigFlag("--accept-drift", "accept_drift", LOCAL_VERBS, constant=True),
     ConfigFlag("--keep-versions", "keep_versions", PIPELINE_VERBS),
+    ConfigFlag("--canary", "canary", PIPELINE_VERBS, constant=True),
     ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS),
     ConfigFlag("--framework", "framework", PIPELINE_VERBS),
     ConfigFlag("--eval-buckets", "eval_buckets", PIPELINE_VERBS),
     ConfigFlag("--test-buckets", "test_buckets", PIPELINE_VERBS),
     ConfigFlag("--max-bad-images", "max_bad_images", PIPELINE_VERBS),
-    ConfigFlag("--max-image-pixels", "max_image_pixels", PIPELINE_VERBS),
+    ConfigFlag("--max-image-pixels", "max_image_pixels", PIPELINE_VERBS | {SERVE}),
     ConfigFlag("--no-cache", "enable_cache", frozenset({RUN, RETRAIN, COMPILE, SUBMIT}), constant=False),
     ConfigFlag("--beam-arg", "beam_args", PIPELINE_VERBS, repeat=True),
     *_section_flags("training", ALL_VERBS),
     *_section_flags("evaluation", PIPELINE_VERBS),
     ConfigFlag("--data-fingerprint", "kubeflow.data_fingerprint", frozenset({COMPILE, SUBMIT, SCHEDULE})),
+    *_section_flags("serving", frozenset({SERVE})),
     *_section_flags(
         "kubeflow", frozenset({COMPILE}), switches={"baseline": "--no-baseline"}, skip=("data_fingerprint",)
     ),

@@ -137,6 +137,7 @@ def create_pipeline(
             statistics=statistics_gen.outputs["statistics"],
             keep_versions=config.keep_versions,
             max_accuracy_drop=config.evaluation.max_accuracy_drop,
+            canary=config.canary,
         ).with_id(f"Pusher_{name}")
         components += [trainer, *([resolver] if resolver else []), evaluator, pusher]
 

@@ -1,4 +1,4 @@
-"""``twinflow retrain | rollback | status | history | lineage``: retraining on data that keeps arriving.
+"""``twinflow retrain | rollback | promote | status | history | lineage``: retraining on data that keeps arriving.
 
 Registered by ``pipelines.cli``. ``retrain`` takes every flag of ``run`` plus the span flags;
 ``schedule --local`` (in ``pipelines.kubeflow.cli``, beside the Kubeflow schedule) runs it on a cron.
@@ -42,6 +42,15 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     rollback.add_argument("--framework", required=True, help="whose served model to roll back")
     rollback.add_argument("--to", type=int, help="the version to serve (default: the one before the served one)")
     rollback.set_defaults(handler=_cmd_rollback)
+
+    promote = verbs.add_parser(
+        "promote",
+        allow_abbrev=False,
+        help="move the 'stable' label to the 'canary' version (pushed with --canary); a running server follows",
+    )
+    _add_serving_flags(promote)
+    promote.add_argument("--framework", required=True, help="whose canary to promote")
+    promote.set_defaults(handler=_cmd_promote)
 
     status = verbs.add_parser("status", allow_abbrev=False, help="what each framework serves, from which data")
     _add_serving_flags(status)
@@ -143,6 +152,15 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     version = rollback(config.serving_dir, args.framework, args.to)
     print(f"{args.framework}: now serving version {version.number} at {version.path}")
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from pipelines.serving_ops import promote
+
+    config = config_from_args(args)
+    labels = promote(config.serving_dir, args.framework)
+    print(f"{args.framework}: stable is now version {labels['stable']} (no canary)")
     return 0
 
 

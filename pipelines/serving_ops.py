@@ -17,7 +17,7 @@ from core import fs
 from core.decisions import read_decisions, write_decision
 from core.errors import ModelCardError, RollbackError
 from core.model_card import ModelCard, read_model_card
-from core.versions import Version, complete_versions
+from core.versions import CANARY, STABLE, Version, complete_versions, read_labels, served_version, write_labels
 from pipelines.run_guard import hold
 
 _BUSY = (
@@ -37,13 +37,15 @@ def _listed(versions: Sequence[Version]) -> str:
     return ", ".join(str(v.number) for v in versions) or "none"
 
 
-def _target(versions: list[Version], served: ModelCard, to: int | None, model_root: str) -> Version:
-    """The version to re-publish: ``to``, or the newest earlier one that is not the served model."""
-    served_number = versions[-1].number
+def _target(
+    versions: list[Version], served: Version, served_card: ModelCard, to: int | None, model_root: str
+) -> Version:
+    """The version to re-publish: ``to``, or the newest one before the served one that holds another model."""
+    served_number = served.number
     if to is None:
-        for version in reversed(versions[:-1]):
+        for version in reversed([v for v in versions if v.number < served_number]):
             card = _card_or_none(version)
-            if card is not None and card.source_model != served.source_model:
+            if card is not None and card.source_model != served_card.source_model:
                 return version
         raise RollbackError(
             f"nothing to roll back to under {model_root}: no complete version before {served_number} holds "
@@ -70,12 +72,14 @@ def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version
                 f"{framework} has no complete versions under {model_root}: nothing to roll back; "
                 "push a model first (twinflow run)"
             )
-        served = versions[-1]
+        served = served_version(model_root) or versions[-1]
         served_card = read_model_card(served.path)
-        target = _target(versions, served_card, to, model_root)
+        target = _target(versions, served, served_card, to, model_root)
         card = read_model_card(target.path)
         decision = f"rollback to {target.number} (was serving {served.number})"
         version = publish(target.path, model_root, {"rolled_back_from": target.number, "decision": decision})
+        if read_labels(model_root):  # labels in use: the rolled-back model is the stable one, any canary ends
+            write_labels(model_root, {STABLE: version.number})
         write_decision(
             model_root,
             {
@@ -94,18 +98,58 @@ def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version
     return version
 
 
+def promote(serving_dir: str, framework: str) -> dict[str, int]:
+    """Move ``stable`` to the ``canary`` version (which then is just stable); returns the new labels."""
+    model_root = fs.join(str(serving_dir), framework)
+    lock = contextlib.nullcontext() if fs.is_remote(serving_dir) else hold(str(serving_dir), busy=_BUSY)
+    with lock:
+        labels = read_labels(model_root)
+        canary = labels.get(CANARY)
+        if canary is None:
+            raise RollbackError(
+                f"{framework} has no canary under {model_root} (labels: {labels or 'none'}); "
+                "push one with 'twinflow run --canary' or 'twinflow retrain --canary'"
+            )
+        complete = [v.number for v in complete_versions(model_root)]
+        if canary not in complete:
+            raise RollbackError(
+                f"{framework}'s canary version {canary} is not a complete version under {model_root} "
+                f"(complete versions: {', '.join(map(str, complete)) or 'none'})"
+            )
+        promoted = {STABLE: canary}
+        write_labels(model_root, promoted)
+        card = _card_or_none(Version(canary, fs.join(model_root, str(canary))))
+        write_decision(
+            model_root,
+            {
+                "framework": framework,
+                "blessed": None,
+                "pushed": False,
+                "version": canary,
+                "served_before": labels.get(STABLE),
+                "served_after": canary,
+                "reason": "promote",
+                "evaluation": (card.evaluation or {}) if card else {},
+                "spans": card.data.spans if card and card.data else None,
+            },
+        )
+    return promoted
+
+
 def status(serving_dir: str, frameworks: Sequence[str]) -> list[dict[str, Any]]:
     """Per framework: what is served, why, on what data and how good, how many versions are kept, the last decision."""
     rows = []
     for framework in frameworks:
         model_root = fs.join(str(serving_dir), framework)
         versions = complete_versions(model_root)
+        served = served_version(model_root)
         records = read_decisions(model_root)
         last = records[-1] if records else None
         row: dict[str, Any] = {
             "framework": framework,
-            "served_version": versions[-1].number if versions else None,
-            "served_path": versions[-1].path if versions else None,
+            "served_version": served.number if served else None,
+            "served_path": served.path if served else None,
+            "labels": read_labels(model_root),
             "versions_kept": len(versions),
             "pushed_at": None,
             "decision": None,
@@ -116,9 +160,9 @@ def status(serving_dir: str, frameworks: Sequence[str]) -> list[dict[str, Any]]:
             "card_error": None,
             "last_decision": {k: last.get(k) for k in ("time", "pushed", "reason", "version")} if last else None,
         }
-        if versions:
+        if served:
             try:
-                card = read_model_card(versions[-1].path)
+                card = read_model_card(served.path)
             except ModelCardError as err:
                 row["card_error"] = str(err)
             else:
@@ -151,6 +195,8 @@ def format_status(rows: Sequence[dict[str, Any]]) -> str:
                 f"{name}: serving version {row['served_version']} (pushed {row['pushed_at'] or '?'}; "
                 f"{row['versions_kept']} complete version(s) kept)"
             )
+            if row["labels"]:
+                lines.append("  labels:   " + ", ".join(f"{k} → {v}" for k, v in sorted(row["labels"].items())))
             if row["card_error"]:
                 lines.append(f"  card:     {row['card_error']}")
             if row["decision"]:

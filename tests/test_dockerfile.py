@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_DIR
+from serving.manifests import MODEL_DIR, ManifestOptions
 
 ROOT = Path(__file__).parents[1]
 CONSTRAINTS = "requirements/constraints.txt"
@@ -82,7 +84,7 @@ def test_gpu_variant_swaps_only_the_torch_pin() -> None:
 
 
 def test_runtime_stage_is_lean_non_root_and_selects_tf_keras() -> None:
-    build, runtime = stages()
+    build, runtime = stages()[:2]  # then 'serving' and the default 'pipeline' (test_plain_build_…)
     assert build[0][1].endswith("AS build") and runtime[0][1].endswith("AS runtime")
     assert build[0][1].split()[0] == runtime[0][1].split()[0]  # same base: the venv's python is there
     env = " ".join(args for kind, args in runtime if kind == "ENV")
@@ -115,3 +117,42 @@ def test_every_package_the_project_ships_is_copied_and_not_ignored() -> None:
 @pytest.mark.parametrize("package", ["pipelines", "components", "trainers", "schemas"])
 def test_packages_are_importable_as_the_spec_names_them(package: str) -> None:
     assert (ROOT / package / "__init__.py").is_file()  # regular packages: 'pip install .' ships them
+
+
+def stage(name: str) -> list[tuple[str, str]]:
+    """The build stage declared ``AS name``."""
+    (found,) = [s for s in stages() if s[0][1].split()[-1] == name and s[0][1].split()[-2].upper() == "AS"]
+    return found
+
+
+def exec_form(stage_: list[tuple[str, str]], kind: str) -> list[str]:
+    """A JSON-form ENTRYPOINT or CMD of a stage (the last one wins, as in Docker)."""
+    return json.loads([args for k, args in stage_ if k == kind][-1])
+
+
+def test_serving_stage_runs_the_model_server_on_the_runtime_image() -> None:
+    serving = stage("serving")
+    assert serving[0] == ("FROM", "runtime AS serving")
+    exposed = {port for kind, args in serving if kind == "EXPOSE" for port in args.split()}
+    assert {"8080", "8501"} <= exposed
+    assert exec_form(serving, "ENTRYPOINT") == ["twinflow", "serve"]
+    cmd = exec_form(serving, "CMD")
+    assert option(cmd, "--serving-dir") == MODEL_DIR  # where KServe's storage initializer puts the models
+    assert option(cmd, "--host") == "0.0.0.0"
+    port = str(ManifestOptions(image="i", serving_uri="s3://b/s").port)  # what the KServe manifest declares
+    assert option(cmd, "--port") == port and port in exposed
+    assert not {kind for kind, _ in serving} & {"RUN", "USER"}  # the runtime's non-root user, nothing added
+
+
+def test_build_stage_copies_and_import_checks_the_serving_package() -> None:
+    build = stages()[0]
+    assert ("COPY", "serving/ serving/") in build
+    checks = [run for run in runs(build) if "python -c" in run]
+    assert checks and re.search(r"import [^\"]*\bserving\b", checks[-1])
+
+
+def test_plain_build_still_gives_the_pipeline_image() -> None:
+    """The last stage is what a plain build (and scripts/image.sh) builds: the runtime, with no ENTRYPOINT."""
+    last = stages()[-1]
+    assert last == [("FROM", "runtime AS pipeline")]
+    assert "ENTRYPOINT" not in {kind for kind, _ in stage("runtime")}

@@ -14,7 +14,15 @@ from tfx_bsl.public import tfxio
 from core import fs
 from core.architectures import architecture
 from core.config import TrainingConfig
-from core.contract import CLASS_VOCAB_NAME, IMAGE_KEY, IMAGE_XF_KEY, LABEL_XF_KEY, PROBABILITIES_KEY
+from core.contract import (
+    CLASS_VOCAB_NAME,
+    IMAGE_KEY,
+    IMAGE_XF_KEY,
+    LABEL_XF_KEY,
+    PROBABILITIES_KEY,
+    SERVING_EXAMPLES_SIGNATURE,
+    SERVING_IMAGE_BYTES_SIGNATURE,
+)
 from core.model_card import ModelCard, TrainingSummary, write_model_card
 from trainers.common import (
     BRIGHTNESS_DELTA,
@@ -27,8 +35,6 @@ from trainers.common import (
 )
 
 SHUFFLE_BUFFER = 10_000
-SERVING_EXAMPLES_SIGNATURE = "serving_default"
-SERVING_IMAGE_BYTES_SIGNATURE = "serving_image_bytes"
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:

@@ -27,6 +27,7 @@ class VersionedPusherSpec(types.ComponentSpec):
         "keep_versions": ExecutionParameter(type=int),
         "max_accuracy_drop": ExecutionParameter(type=float),
         "run_id": ExecutionParameter(type=str, optional=True),
+        "canary": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -54,6 +55,7 @@ class VersionedPusher(base_component.BaseComponent):
         keep_versions: int = executor.DEFAULT_KEEP_VERSIONS,
         max_accuracy_drop: float = executor.DEFAULT_MAX_ACCURACY_DROP,
         run_id: str | None = None,
+        canary: bool = False,
     ):
         super().__init__(
             spec=VersionedPusherSpec(
@@ -67,6 +69,7 @@ class VersionedPusher(base_component.BaseComponent):
                 keep_versions=keep_versions,
                 max_accuracy_drop=max_accuracy_drop,
                 run_id=run_id,
+                canary=int(canary),
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )
         )

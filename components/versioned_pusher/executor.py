@@ -31,7 +31,7 @@ from core import fs
 from core.decisions import write_decision
 from core.errors import ModelCardError
 from core.model_card import TrainingData, read_model_card
-from core.versions import BASELINE_STATISTICS, Version, served_version
+from core.versions import BASELINE_STATISTICS, CANARY, STABLE, Version, read_labels, served_version, write_labels
 
 __all__ = ["STAGING_PREFIX", "Executor", "Verdict", "find_pushed", "judge", "next_version", "push", "training_data"]
 
@@ -135,6 +135,22 @@ def _single(input_dict: dict[str, list[Artifact]], key: str) -> Artifact | None:
     return artifact_utils.get_single_instance(artifacts) if artifacts else None
 
 
+def label_push(model_root: str, version: Version, served: Version | None, canary: bool) -> dict[str, int]:
+    """Labels after a push: as ``canary`` beside the served ``stable``, or (labels in use) the new ``stable``.
+
+    Without labels and without ``canary`` nothing is written: the newest version is served.
+    """
+    labels = read_labels(model_root)
+    if canary and served is not None:
+        labels = {STABLE: served.number, CANARY: version.number}
+    elif canary or labels:
+        labels = {STABLE: version.number}
+    else:
+        return {}
+    write_labels(model_root, labels)
+    return labels
+
+
 class Executor(tfx_pusher.Executor):
     def Do(
         self,
@@ -209,6 +225,10 @@ class Executor(tfx_pusher.Executor):
         version = push(source, model_root, evaluation, data=data, decision=verdict.reason, baseline_statistics=baseline)
         record.update(pushed=True, version=version.number)
         print(f"[push] {name}: version {version.number} at {version.path} ({verdict.reason})", flush=True)
+        labels = label_push(model_root, version, served, bool(exec_properties.get("canary")))
+        if labels:
+            record["labels"] = labels
+            print(f"[push] {name}: labels {labels}", flush=True)
         keep = int(exec_properties.get("keep_versions") or DEFAULT_KEEP_VERSIONS)
         try:
             removed = remove_oldest(model_root, keep)

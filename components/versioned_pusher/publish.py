@@ -20,7 +20,7 @@ from typing import Any
 from core import fs
 from core.errors import ModelCardError
 from core.model_card import ModelCard, read_model_card, write_model_card
-from core.versions import COMPLETE_MARKER, Version, complete_versions, version_numbers, write_marker
+from core.versions import COMPLETE_MARKER, Version, complete_versions, read_labels, version_numbers, write_marker
 
 PAUSE_ENV = "TWINFLOW_PAUSE_BEFORE_PUBLISH"
 STAGING_PREFIX = ".staging-"
@@ -158,12 +158,15 @@ def _pause_before_publish() -> None:
 def remove_oldest(model_root: str, keep: int) -> list[int]:
     """Remove the oldest complete versions so that ``keep`` (at least the served one) remain; returns those removed.
 
+    Labelled versions (``stable``, ``canary``) are never removed.
+
     A removed version first loses its marker (object stores) or leaves in one rename (locally),
     so no reader sees it half deleted. Incomplete folders are left: on an object store a push
     in progress looks just like one.
     """
     versions = complete_versions(model_root)
-    doomed = versions[: max(len(versions) - max(keep, 1), 0)]
+    labelled = set(read_labels(model_root).values())  # a stable version outlives any number of canaries
+    doomed = [v for v in versions[: max(len(versions) - max(keep, 1), 0)] if v.number not in labelled]
     io = fs.gfile()
     for version in doomed:
         if fs.is_remote(model_root):
