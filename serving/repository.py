@@ -106,7 +106,10 @@ class ModelRepository:
     def _poll_model(self, name: str) -> None:
         root = fs.join(self.serving_dir, name)
         complete = {v.number: v.path for v in complete_versions(root)}
-        for number in set(version_numbers(root)) - set(complete):
+        present = set(version_numbers(root))
+        for gone in [key for key in self._failed if key[0] == name and key[1] not in present]:
+            del self._failed[gone]  # a removed version is no longer reported
+        for number in present - set(complete):
             if (name, number) not in self._waiting:
                 self._waiting.add((name, number))
                 log.info("%s: version %s is not complete yet (no marker); not loaded", name, number)

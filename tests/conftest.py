@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from core.config import PipelineConfig
 
 # Fixtures that run a real pipeline or trainer: a test using one is end to end (skipped by make test-fast).
-E2E_FIXTURES = {"keras_run", "transform_outputs", "lightning_trained", "both_run", "data_module"}
+E2E_FIXTURES = {"keras_run", "transform_outputs", "lightning_trained", "both_run", "data_module", "model_server"}
+BOTH_RUN_FLOOR = 0.5  # 3 easy classes, chance is 1/3
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,3 +112,17 @@ def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_output
     fn_args = trainer_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
     run_fn(fn_args)
     return fn_args
+
+
+@pytest.fixture(scope="session")
+def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
+    """One real run of both frameworks on tiny_folders, both pushed: (config, report); for e2e and server tests."""
+    from pipelines.local_runner import run_local
+
+    config = tiny_config(
+        tmp_path_factory.mktemp("both_run"),
+        tiny_folders,
+        framework="both",
+        **{"training.epochs": 6, "evaluation.accuracy_floor": BOTH_RUN_FLOOR},
+    )
+    return config, run_local(config)

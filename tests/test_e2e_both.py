@@ -11,23 +11,12 @@ import tensorflow_model_analysis as tfma
 
 from components.image_example_gen.executor import make_example
 from pipelines.local_runner import run_local
-from tests.helpers import pushed_versions, tiny_config
+from tests.conftest import BOTH_RUN_FLOOR as FLOOR
+from tests.helpers import pushed_versions
 from trainers.onnx_model import OnnxImageClassifier
 
 pytestmark = pytest.mark.e2e
 CLASSES = ["circle", "square", "stripes"]
-FLOOR = 0.5  # 3 easy classes, chance is 1/3
-
-
-@pytest.fixture(scope="module")
-def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path):
-    config = tiny_config(
-        tmp_path_factory.mktemp("both_run"),
-        tiny_folders,
-        framework="both",
-        **{"training.epochs": 6, "evaluation.accuracy_floor": FLOOR},
-    )
-    return config, run_local(config)
 
 
 def _pushed(config, framework: str) -> Path:

@@ -14,7 +14,8 @@ ALLOWED = {
     "components": {"core", "components"},
     "trainers": {"core", "trainers"},
     "schemas": {"schemas"},
-    "pipelines": {"core", "components", "trainers", "pipelines", "schemas"},
+    "serving": {"core", "trainers", "serving"},
+    "pipelines": {"core", "components", "trainers", "pipelines", "schemas", "serving"},
 }
 
 

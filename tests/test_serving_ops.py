@@ -146,3 +146,32 @@ def test_status_says_what_is_served_why_and_the_last_decision(tmp_path: Path) ->
     assert "3 complete version(s) kept" in text and "accuracy 0.8, loss 0.5" in text
     assert f"re-publishes version {a.number}" in text and "pushed: rollback" in text
     assert "lightning: nothing served" in text
+
+
+def test_canary_labels_promote_rollback_and_pruning_keep_stable(tmp_path: Path) -> None:
+    from components.versioned_pusher.executor import label_push
+    from components.versioned_pusher.publish import remove_oldest
+    from core.versions import read_labels, write_labels
+    from pipelines.serving_ops import promote
+
+    serving = tmp_path / "serving"
+    first, second = _pushed(tmp_path, serving, 2)
+    root = str(serving / "keras")
+    assert label_push(root, second, None, canary=False) == {}  # no labels in use: the newest is served
+    assert label_push(root, second, first, canary=True) == {"stable": first.number, "canary": second.number}
+    assert served_version(root) == first  # the champion, drift baseline and status read stable
+    with pytest.raises(RollbackError, match="no canary"):
+        write_labels(root, {"stable": first.number})
+        promote(str(serving), "keras")
+    write_labels(root, {"stable": first.number, "canary": second.number})
+    assert promote(str(serving), "keras") == {"stable": second.number}
+    assert read_decisions(root)[-1]["reason"] == "promote"
+    rolled = rollback(str(serving), "keras", to=first.number)
+    assert read_labels(root) == {"stable": rolled.number}  # a rollback ends any canary
+    more = _pushed(tmp_path / "more", serving, 3)
+    write_labels(root, {"stable": first.number, "canary": more[-1].number})
+    removed = remove_oldest(root, keep=2)
+    assert first.number not in removed and first.number in [v.number for v in complete_versions(root)]
+    row = status(str(serving), ["keras"])[0]
+    assert row["served_version"] == first.number and row["labels"]["canary"] == more[-1].number
+    assert "labels:   canary → " in format_status([row])

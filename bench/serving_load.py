@@ -1,0 +1,182 @@
+"""Loopback load on ``twinflow serve``: throughput and latency per framework, and the server's overhead.
+
+For each framework, at 1 and 8 concurrent clients and batch 1 and 32, it sends a bounded
+number of TF Serving REST predict requests (``serving_image_bytes``, keep-alive connections)
+and then makes the same calls to the same model in this process, with as many threads. The
+overhead is the difference in p50 and p99 latency, measured in one run (machines are noisy).
+
+    .venv/bin/python bench/serving_load.py [--serving-dir work/serving] [--requests 200] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _images(data_dir: Path, count: int) -> list[bytes]:
+    files = sorted(data_dir.rglob("*.png"))[:count]
+    if len(files) < count:
+        raise SystemExit(f"need {count} PNG images under {data_dir}; run 'make data' first")
+    return [f.read_bytes() for f in files]
+
+
+def _load(call: Callable[[], None], clients: int, requests: int, seconds: float) -> tuple[list[float], float]:
+    """Latencies of ``requests`` calls spread over ``clients`` threads (stopping at ``seconds``), and the wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    remaining = [requests]
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            start = time.perf_counter()
+            call()
+            with lock:
+                latencies.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - start
+
+
+def _http_caller(port: int, model: str, body: bytes) -> Callable[[], None]:
+    local = threading.local()
+
+    def call() -> None:
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        local.connection.request("POST", f"/v1/models/{model}:predict", body, {"Content-Type": "application/json"})
+        response = local.connection.getresponse()
+        content = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {content[:300]!r}")
+
+    return call
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serving-dir", default="work/serving")
+    parser.add_argument("--data-dir", default="work/data/fashion_mnist/test")
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement (bounded)")
+    parser.add_argument("--seconds", type=float, default=30, help="time limit per measurement")
+    args = parser.parse_args()
+
+    import core  # noqa: F401  (tf-keras before TensorFlow)
+    from core.versions import served_version
+    from serving.inputs import check_inputs
+    from serving.models import ServedModel, load_version
+
+    images = _images(Path(args.data_dir), 32)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", args.serving_dir, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows = []
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/v2/health/ready")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not become ready")
+            time.sleep(0.5)
+        for framework in ("keras", "lightning"):
+            version = served_version(str(Path(args.serving_dir) / framework))
+            if version is None:
+                continue
+            model = load_version(version.path)
+            model.warm_up()
+            for batch in (1, 32):
+                values = images[:batch]
+                body = json.dumps(
+                    {
+                        "signature_name": "serving_image_bytes",
+                        "instances": [{"b64": base64.b64encode(v).decode()} for v in values],
+                    }
+                ).encode()
+
+                def in_process(values: list[bytes] = values, model: ServedModel = model) -> None:
+                    check_inputs("serving_image_bytes", values, 64_000_000)
+                    model.predict("serving_image_bytes", values)
+
+                for clients in (1, 8):
+                    call = _http_caller(port, framework, body)
+                    _load(call, clients, clients * 3, args.seconds)  # warm the connections
+                    served, wall = _load(call, clients, args.requests, args.seconds)
+                    local, _ = _load(in_process, clients, args.requests, args.seconds)
+                    p50, p99 = np.percentile(served, [50, 99]) * 1000
+                    l50, l99 = np.percentile(local, [50, 99]) * 1000
+                    rows.append(
+                        (
+                            framework,
+                            clients,
+                            batch,
+                            len(served),
+                            len(served) * batch / wall,
+                            p50,
+                            p99,
+                            p50 - l50,
+                            p99 - l99,
+                        )
+                    )
+                    print(
+                        f"{framework:<9} clients {clients} batch {batch:>2}: {len(served)} requests, "
+                        f"{rows[-1][4]:.0f} images/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                        f"(in process p50 {l50:.1f}, p99 {l99:.1f})",
+                        flush=True,
+                    )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(
+        "\n| framework | clients | batch | requests | images/s | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for framework, clients, batch, count, rate, p50, p99, o50, o99 in rows:
+        print(
+            f"| {framework} | {clients} | {batch} | {count} | {rate:.0f} | {p50:.1f} | {p99:.1f} "
+            f"| {o50:.1f} | {o99:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,389 @@
+"""``twinflow serve`` over real sockets on 127.0.0.1, serving the real pushed models of ``both_run``.
+
+The server runs as its own process (``python -m pipelines.cli serve``) on a copy of the
+serving folder, so pushes, broken versions and rollbacks can be dropped in while it serves.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+from PIL import Image
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from components.image_example_gen.executor import make_example
+from components.versioned_pusher.publish import publish
+from core.versions import complete_versions, served_version, write_labels
+from pipelines.serving_ops import promote, rollback
+from trainers.onnx_model import OnnxImageClassifier
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["circle", "square", "stripes"]
+FRAMEWORKS = ("keras", "lightning")
+CLI = (sys.executable, "-m", "pipelines.cli")
+
+
+class Server:
+    def __init__(self, url: str, serving_dir: Path, process: subprocess.Popen, log: Path):
+        self.url, self.serving_dir, self.process, self.log = url, serving_dir, process, log
+
+    def call(self, path: str, body: Any = None, raw: bytes | None = None, headers: dict | None = None):
+        """(status, headers, body bytes) of one request; never raises for HTTP error statuses."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.url + path, data=data, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def json(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        status, _, content = self.call(path, body, **kwargs)
+        return status, json.loads(content)
+
+    def served(self, name: str) -> list[str]:
+        _, status = self.json(f"/v1/models/{name}")
+        return [s["version"] for s in status["model_version_status"] if s["state"] == "AVAILABLE"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def model_server(both_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config, _ = both_run
+    serving_dir = tmp_path_factory.mktemp("served") / "serving"
+    shutil.copytree(config.serving_dir, serving_dir, ignore=shutil.ignore_patterns("_decisions"))
+    port = _free_port()
+    log = serving_dir.parent / "server.log"
+    command = [
+        sys.executable,
+        *("-m", "pipelines.cli", "serve", "--serving-dir", str(serving_dir), "--port", str(port)),
+        *("--poll-seconds", "0.3", "--max-instances", "8", "--max-body-bytes", "200000"),
+        *("--max-image-pixels", "250000", "--max-concurrent-requests", "16"),
+    ]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", serving_dir, process, log)
+
+    def is_ready() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return server.call("/v2/health/ready")[0] == 200
+        except OSError:
+            return False
+
+    _wait(is_ready, 180, "the server to load both models")
+    yield server
+    process.terminate()  # SIGTERM: uvicorn's graceful shutdown, then it re-raises the signal it caught
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+    assert "Application shutdown complete" in log.read_text()
+
+
+def _images(tiny_folders: Path) -> list[bytes]:
+    return [sorted((tiny_folders / "test" / name).glob("*.png"))[0].read_bytes() for name in CLASSES]
+
+
+def _b64(values: list[bytes]) -> list[dict[str, str]]:
+    return [{"b64": base64.b64encode(v).decode()} for v in values]
+
+
+def _in_process(serving_dir: Path, framework: str, images: list[bytes]) -> np.ndarray:
+    version = served_version(str(serving_dir / framework))
+    if framework == "keras":
+        model = tf.saved_model.load(version.path)
+        return model.signatures["serving_image_bytes"](image_bytes=tf.constant(images))["probabilities"].numpy()
+    return OnnxImageClassifier(version.path).predict_image_bytes(images)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_both_apis_and_signatures_answer_as_the_model_in_process(model_server, tiny_folders, framework) -> None:
+    images = _images(tiny_folders)
+    expected = _in_process(model_server.serving_dir, framework, images)
+    examples = [make_example(b, 0, "circle", "f").SerializeToString() for b in images]
+    answers = {}
+    for signature, values in (("serving_image_bytes", images), ("serving_default", examples)):
+        status, rows = model_server.json(
+            f"/v1/models/{framework}:predict", {"signature_name": signature, "instances": _b64(values)}
+        )
+        assert status == 200, rows
+        answers[f"v1 rows {signature}"] = np.array([r["probabilities"] for r in rows["predictions"]])
+        assert [r["class_name"] for r in rows["predictions"]] == [CLASSES[i] for i in expected.argmax(1)]
+        input_name = "image_bytes" if signature == "serving_image_bytes" else "examples"
+        status, columns = model_server.json(
+            f"/v1/models/{framework}:predict", {"signature_name": signature, "inputs": {input_name: _b64(values)}}
+        )
+        assert status == 200, columns
+        answers[f"v1 columns {signature}"] = np.array(columns["outputs"]["probabilities"])
+        assert set(columns["outputs"]) == {"probabilities", "class_index", "class_name", "class_names"}
+    status, v2 = model_server.json(
+        f"/v2/models/{framework}/infer",
+        {
+            "id": "r1",
+            "inputs": [
+                {
+                    "name": "image_bytes",
+                    "shape": [len(images)],
+                    "datatype": "BYTES",
+                    "data": [base64.b64encode(b).decode() for b in images],
+                }
+            ],
+        },
+    )
+    assert status == 200 and v2["id"] == "r1" and v2["model_name"] == framework, v2
+    outputs = {o["name"]: o for o in v2["outputs"]}
+    assert outputs["probabilities"]["datatype"] == "FP32" and outputs["probabilities"]["shape"] == [3, 3]
+    answers["v2 json"] = np.array(outputs["probabilities"]["data"]).reshape(3, 3)
+    assert outputs["class_name"]["data"] == [CLASSES[i] for i in expected.argmax(1)]
+    for name, got in answers.items():
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_third_party_v2_client_in_binary_and_json_modes(model_server, tiny_folders, framework) -> None:
+    import tritonclient.http as triton
+
+    images = _images(tiny_folders)
+    expected = _in_process(model_server.serving_dir, framework, images)
+    client = triton.InferenceServerClient(url=model_server.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(framework)
+    metadata = client.get_model_metadata(framework)
+    assert metadata["inputs"] == [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}]
+    for binary in (True, False):
+        tensor = triton.InferInput("image_bytes", [len(images)], "BYTES")
+        # JSON mode: BYTES travel as strings, so images go base64-encoded (tritonclient refuses raw bytes there).
+        values = images if binary else [base64.b64encode(b) for b in images]
+        tensor.set_data_from_numpy(np.array(values, dtype=object), binary_data=binary)
+        wanted = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("probabilities", "class_name")]
+        result = client.infer(framework, [tensor], outputs=wanted)
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-5, err_msg=f"binary={binary}")
+        names = [n.decode() if isinstance(n, bytes) else n for n in result.as_numpy("class_name")]
+        assert names == [CLASSES[i] for i in expected.argmax(1)]
+    client.close()
+
+
+def test_status_and_metadata_are_tf_servings_shapes(model_server) -> None:
+    for framework in FRAMEWORKS:
+        (version,) = model_server.served(framework)
+        status, body = model_server.json(f"/v1/models/{framework}")
+        assert status == 200
+        parsed = json_format.Parse(json.dumps(body), get_model_status_pb2.GetModelStatusResponse())  # strict
+        assert parsed.model_version_status[0].version == int(version)
+        assert body["model_version_status"][0]["status"] == {"error_code": "OK", "error_message": ""}
+        status, metadata = model_server.json(f"/v1/models/{framework}/versions/{version}/metadata")
+        assert status == 200
+        assert metadata["model_spec"] == {"name": framework, "signature_name": "", "version": version}
+        signatures = json_format.ParseDict(
+            metadata["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+        )
+        for name, input_name in (("serving_default", "examples"), ("serving_image_bytes", "image_bytes")):
+            signature = signatures.signature_def[name]
+            assert list(signature.inputs) == [input_name]
+            assert signature.outputs["probabilities"].tensor_shape.dim[1].size == 3
+            assert signature.method_name == "tensorflow/serving/predict"
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_every_bad_request_gets_its_status_and_message_and_the_server_goes_on(model_server, tiny_folders) -> None:
+    good = _b64(_images(tiny_folders)[:1])
+    webp = __import__("io").BytesIO()
+    Image.new("L", (8, 8)).save(webp, "WEBP")
+    cases = [
+        ("/v1/models/keras:predict", b"{not json", 400, "JSON Parse error"),
+        ("/v1/models/keras:predict", json.dumps({"instances": good, "inputs": good}).encode(), 400, "only one of"),
+        (
+            "/v1/models/keras:predict",
+            json.dumps({"signature_name": "serving_default"}).encode(),
+            400,
+            "Missing 'inputs'",
+        ),
+        (
+            "/v1/models/keras:predict",
+            json.dumps({"signature_name": "nope", "instances": good}).encode(),
+            400,
+            'Serving signature name: "nope" not found',
+        ),
+        ("/v1/models/keras:predict", json.dumps({"instances": [{"b64": "@@@"}]}).encode(), 400, "base64 decode"),
+        (
+            "/v1/models/keras:predict",
+            json.dumps({"signature_name": "serving_image_bytes", "instances": _b64([b"not an image"])}).encode(),
+            400,
+            "instance 0: not a decodable image",
+        ),
+        (
+            "/v1/models/lightning:predict",
+            json.dumps({"signature_name": "serving_image_bytes", "instances": _b64([webp.getvalue()])}).encode(),
+            400,
+            "WEBP images are not accepted",
+        ),
+        (
+            "/v1/models/keras:predict",
+            json.dumps({"signature_name": "serving_image_bytes", "instances": _b64([_png((600, 600))])}).encode(),
+            400,
+            "360000 pixels is over the limit of 250000",
+        ),
+        ("/v1/models/keras:predict", json.dumps({"instances": _b64([b"junk"])}).encode(), 400, "not a serialized"),
+        ("/v1/models/keras:predict", json.dumps({"instances": good * 9}).encode(), 413, "9 instances is over"),
+        ("/v1/models/keras:predict", json.dumps({"instances": good * 3, "x": "a" * 300_000}).encode(), 413, "body"),
+        ("/v1/models/nope:predict", json.dumps({"instances": good}).encode(), 404, "Latest(nope)"),
+        ("/v1/models/keras/versions/7:predict", json.dumps({"instances": good}).encode(), 404, "Specific(keras, 7)"),
+        ("/v1/models/keras/labels/canary:predict", json.dumps({"instances": good}).encode(), 400, "label: canary"),
+        ("/v1/models/keras:explode", b"{}", 400, "Malformed request: POST /v1/models/keras:explode"),
+        ("/v1/models/keras:classify", b"{}", 501, "classify is not served"),
+        ("/v2/models/keras/infer", b"[]", 400, "'inputs' list"),
+        ("/v2/models/keras/infer", json.dumps({"inputs": [{"name": "image_bytes"}]}).encode(), 400, "datatype BYTES"),
+        (
+            "/v2/models/keras/infer",
+            json.dumps({"inputs": [{"name": "img", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}).encode(),
+            400,
+            "unknown input 'img'",
+        ),
+        (
+            "/v2/models/keras/infer",
+            json.dumps(
+                {"inputs": [{"name": "image_bytes", "shape": [2], "datatype": "BYTES", "data": ["QQ=="]}]}
+            ).encode(),
+            400,
+            "shape [2] (2 elements) but 1 were sent",
+        ),
+        ("/v2/models/nope/infer", b"{}", 404, "Latest(nope)"),
+    ]
+    for path, raw, want_status, want_text in cases:
+        status, _, content = model_server.call(path, raw=raw)
+        error = json.loads(content)["error"]
+        assert (status, want_text in error) == (want_status, True), (path, raw[:80], status, error)
+    status, answer = model_server.json(
+        "/v1/models/keras:predict", {"signature_name": "serving_image_bytes", "instances": good}
+    )
+    assert status == 200 and answer["predictions"], "the server still answers after every bad request"
+    status, _, metrics = model_server.call("/metrics")
+    text = metrics.decode()
+    assert 'twinflow_requests_total{api="tf_serving",code="413",model="keras"' in text
+    assert 'model="nope"' not in text and 'model="_unknown"' in text  # unknown names never become labels
+
+
+def test_hot_reload_push_broken_version_rollback_and_labels_under_load(model_server, tiny_folders) -> None:
+    root = model_server.serving_dir / "keras"
+    (first,) = complete_versions(str(root))
+    body = json.dumps({"signature_name": "serving_image_bytes", "instances": _b64(_images(tiny_folders))}).encode()
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def load() -> None:  # bounded: at most 3000 requests and 240 s
+        deadline = time.monotonic() + 240
+        while not stop.is_set() and answered[0] < 3000 and time.monotonic() < deadline:
+            status, _, content = model_server.call("/v1/models/keras:predict", raw=body)
+            answered[0] += 1
+            if status != 200:
+                failures.append(f"{status} {content[:200]!r}")
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        pushed = publish(first.path, str(root), {})  # a new version, as a push writes it
+        _wait(lambda: model_server.served("keras") == [str(pushed.number)], 90, "the new version to be served")
+
+        broken = root / str(pushed.number + 1)
+        broken.mkdir()
+        (broken / "model.json").write_text("{}")
+        (broken / "_COMPLETE.json").write_text('{"files": ["model.json"]}')
+        half = root / str(pushed.number + 2)  # no marker: a push still being written
+        half.mkdir()
+        _wait(
+            lambda: any(s["state"] == "END" for s in model_server.json("/v1/models/keras")[1]["model_version_status"]),
+            60,
+            "the broken version to be reported",
+        )
+        assert model_server.served("keras") == [str(pushed.number)], "the previous version keeps serving"
+        shutil.rmtree(broken)
+        shutil.rmtree(half)
+
+        rolled = rollback(str(model_server.serving_dir), "keras", to=first.number)
+        _wait(lambda: model_server.served("keras") == [str(rolled.number)], 90, "the rollback to be served")
+
+        canary = publish(first.path, str(root), {})
+        write_labels(str(root), {"stable": rolled.number, "canary": canary.number})
+        _wait(lambda: len(model_server.served("keras")) == 2, 90, "stable and canary to be served")
+        status, canary_answer = model_server.json(
+            "/v1/models/keras/labels/canary:predict",
+            {"signature_name": "serving_image_bytes", "instances": _b64(_images(tiny_folders)[:1])},
+        )
+        assert status == 200, canary_answer
+        _, default_status = model_server.json("/v1/models/keras/labels/stable")
+        assert default_status["model_version_status"][0]["version"] == str(rolled.number)
+        promote(str(model_server.serving_dir), "keras")
+        _wait(lambda: model_server.served("keras") == [str(canary.number)], 90, "the promoted canary alone")
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=120)
+    assert answered[0] > 20, answered
+    assert failures == [], failures[:5]
+    log = model_server.log.read_text()
+    assert f"version {pushed.number + 1} cannot be served and is skipped" in log
+    assert f"version {pushed.number + 2} is not complete yet" in log
+
+
+def test_predict_command_prints_top_classes(model_server, tiny_folders, tmp_path) -> None:
+    image = tmp_path / "square.png"
+    image.write_bytes(_images(tiny_folders)[1])
+    result = subprocess.run(
+        [*CLI, "predict", str(image), "--model", "lightning", "--url", model_server.url, "--top-k", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(image) and len(lines) == 3, result.stdout
+    assert [line.split()[0] for line in lines[1:]] != [] and all(line.split()[0] in CLASSES for line in lines[1:])
+    assert all(line.rstrip().endswith("%") for line in lines[1:]), result.stdout
+    missing = subprocess.run(
+        [*CLI, "predict", str(tmp_path / "none.png"), "--model", "keras", "--url", model_server.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 6 and "none.png: cannot read the image" in missing.stderr
+    assert "Traceback" not in missing.stderr

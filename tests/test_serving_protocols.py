@@ -1,0 +1,189 @@
+"""The wire formats without a server: TF Serving's URL grammar and predict JSON, V2's binary extension, input checks,
+version labels. The same code answers real sockets in tests/test_model_server.py."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.versions import read_labels, served_version, write_labels
+from serving import tf_serving, v2
+from serving.errors import ServingError
+from serving.inputs import check_image, check_inputs
+from serving.models import ServedModel, _outputs_info, _signature_def
+
+
+class _Signatures(ServedModel):
+    """Only what parsing reads: the signature names."""
+
+    def __init__(self) -> None:
+        outputs = _outputs_info(3)
+        self.signature_defs = {
+            "serving_default": _signature_def("examples", outputs),
+            "serving_image_bytes": _signature_def("image_bytes", outputs),
+        }
+
+
+def _png(size: tuple[int, int] = (8, 8), kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def _error(call, *args) -> ServingError:
+    with pytest.raises(ServingError) as caught:
+        call(*args)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/v1/models/keras", ("keras", None, None, "status")),
+        ("GET", "/v1/models/keras/versions/12", ("keras", 12, None, "status")),
+        ("GET", "/v1/models/keras/labels/canary/metadata", ("keras", None, "canary", "metadata")),
+        ("POST", "/v1/models/lightning:predict", ("lightning", None, None, "predict")),
+        ("POST", "/v1/models/lightning/versions/3:classify", ("lightning", 3, None, "classify")),
+    ],
+)
+def test_tf_serving_urls(method: str, path: str, expected: tuple) -> None:
+    target = tf_serving.parse_path(method, path)
+    assert (target.name, target.version, target.label, target.verb) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/models/keras:predict"), ("POST", "/v1/models/keras"), ("POST", "/v1/models/k/versions/x:predict")],
+)
+def test_malformed_urls_are_tf_servings_400(method: str, path: str) -> None:
+    error = _error(tf_serving.parse_path, method, path)
+    assert (error.http_status, error.message) == (400, f"Malformed request: {method} {path}")
+
+
+def test_row_and_columnar_predict_bodies() -> None:
+    model, png = _Signatures(), _png()
+    b64 = {"b64": base64.b64encode(png).decode()}
+    for body, rows in (
+        ({"signature_name": "serving_image_bytes", "instances": [b64, {"image_bytes": b64}]}, True),
+        ({"signature_name": "serving_image_bytes", "inputs": {"image_bytes": [b64, b64]}}, False),
+        ({"signature_name": "serving_image_bytes", "inputs": [b64, b64]}, False),
+    ):
+        signature, values, is_rows = tf_serving.parse_predict(body, model)
+        assert (signature, values, is_rows) == ("serving_image_bytes", [png, png], rows)
+    signature, values, _ = tf_serving.parse_predict({"instances": ["text"]}, model)
+    assert (signature, values) == ("serving_default", [b"text"])  # plain strings are UTF-8 bytes, as in TF Serving
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "Expecting a JSON object"),
+        ({"instances": []}, "non-empty"),
+        ({"instances": [{"examples": 1, "x": 2}]}, "got keys ['examples', 'x']"),
+        ({"instances": [{"b64": 5}]}, "'b64' must hold a string"),
+        ({"instances": [3]}, "got int"),
+        ({"inputs": {"image_bytes": []}}, "expected the input 'examples'"),
+    ],
+)
+def test_predict_body_mistakes(body: object, message: str) -> None:
+    error = _error(tf_serving.parse_predict, body, _Signatures())
+    assert error.http_status == 400 and message in error.message
+
+
+def test_predict_responses_follow_make_json_from_tensors() -> None:
+    outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32), "class_name": np.array([b"b"], object)}
+    assert tf_serving.predict_response(outputs, rows=True) == {
+        "predictions": [{"probabilities": [0.25, 0.75], "class_name": "b"}]
+    }
+    assert tf_serving.predict_response(outputs, rows=False) == {
+        "outputs": {"probabilities": [[0.25, 0.75]], "class_name": ["b"]}
+    }
+    single = {"probabilities": np.array([[0.5, 0.5]], np.float32)}
+    assert tf_serving.predict_response(single, rows=True) == {"predictions": [[0.5, 0.5]]}  # one output: no name
+    assert tf_serving.predict_response({"raw_bytes": np.array([b"\xff"], object)}, rows=True) == {
+        "predictions": [{"b64": "/w=="}]  # outputs named *_bytes come back base64-wrapped
+    }
+
+
+def _binary_request(images: list[bytes], outputs: list[dict] | None = None) -> tuple[bytes, str]:
+    blob = b"".join(struct.pack("<I", len(i)) + i for i in images)
+    header = {
+        "inputs": [
+            {
+                "name": "image_bytes",
+                "shape": [len(images)],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        ]
+    }
+    if outputs is not None:
+        header["outputs"] = outputs
+    text = json.dumps(header).encode()
+    return text + blob, str(len(text))
+
+
+def test_v2_binary_extension_round_trip() -> None:
+    images = [_png(), _png((4, 4))]
+    body, length = _binary_request(images, [{"name": "probabilities", "parameters": {"binary_data": True}}])
+    request = v2.parse_infer(body, length)
+    assert request.images == images and request.binary_outputs == {"probabilities": True}
+    probabilities = np.array([[0.1, 0.9], [0.6, 0.4]], np.float32)
+    content, headers, media = v2.infer_response("keras", 7, request, {"probabilities": probabilities})
+    size = int(headers[v2.HEADER_LENGTH])
+    header = json.loads(content[:size])
+    assert media == "application/octet-stream" and header["model_version"] == "7"
+    (tensor,) = header["outputs"]
+    assert tensor["parameters"]["binary_data_size"] == probabilities.nbytes
+    np.testing.assert_array_equal(np.frombuffer(content[size:], "<f4").reshape(2, 2), probabilities)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b, n: (b, "x"), "must be an integer"),
+        (lambda b, n: (b, str(len(b) + 1)), "but the body has"),
+        (lambda b, n: (b[:-3], n), "binary_data_size 73 does not fit the 70 bytes sent"),
+    ],
+)
+def test_v2_binary_mistakes(mutate, message: str) -> None:
+    body, length = _binary_request([_png()])
+    error = _error(v2.parse_infer, *mutate(body, length))
+    assert error.http_status == 400 and message in error.message
+
+
+def test_v2_binary_element_longer_than_its_data() -> None:
+    blob = struct.pack("<I", 100) + b"abc"
+    header = json.dumps(
+        {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}}]}
+    ).encode()
+    error = _error(v2.parse_infer, header + blob, str(len(header)))
+    assert "binary BYTES element of 100 bytes runs past the data" in error.message
+
+
+def test_image_checks_refuse_before_decoding() -> None:
+    check_image(_png((10, 10)), 0, 100)
+    assert "100x100 = 10000 pixels is over the limit of 9999" in _error(check_image, _png((100, 100)), 0, 9999).message
+    assert "TIFF images are not accepted" in _error(check_image, _png(kind="TIFF"), 2, 100).message
+    assert "instance 1: not a decodable image" in _error(check_image, b"\x89PNG junk", 1, 100).message
+    assert "not a serialized tf.Example" in _error(check_inputs, "serving_default", [b"\xff\xff"], 100).message
+
+
+def test_labels_pick_the_served_version_and_reject_bad_files(tmp_path) -> None:
+    root = tmp_path / "keras"
+    for number in (1, 2, 3):
+        (root / str(number)).mkdir(parents=True)
+        (root / str(number) / "_COMPLETE.json").write_text('{"files": []}')
+    assert served_version(str(root)).number == 3  # no labels: the newest
+    write_labels(str(root), {"stable": 2, "canary": 3})
+    assert read_labels(str(root)) == {"canary": 3, "stable": 2}
+    assert served_version(str(root)).number == 2
+    (root / "_labels.json").write_text('{"stable": "2"}')
+    with pytest.raises(ValueError, match=r"_labels\.json: expected an object of label → version number"):
+        read_labels(str(root))
