@@ -83,12 +83,43 @@ def _http_caller(port: int, model: str, body: bytes) -> Callable[[], None]:
     return call
 
 
+def _start_server(serving_dir: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", serving_dir, "--port", str(port)]
+    server = subprocess.Popen([*command, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/v2/health/ready")
+            if connection.getresponse().status == 200:
+                return server, port
+        except OSError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise SystemExit("the server did not become ready")
+        time.sleep(0.5)
+
+
+def _body(values: list[bytes]) -> bytes:
+    instances = [{"b64": base64.b64encode(v).decode()} for v in values]
+    return json.dumps({"signature_name": "serving_image_bytes", "instances": instances}).encode()
+
+
+def _served(port: int, framework: str, body: bytes, clients: int, requests: int, seconds: float) -> tuple:
+    call = _http_caller(port, framework, body)
+    _load(call, clients, clients * 3, seconds)  # warm the connections
+    return _load(call, clients, requests, seconds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serving-dir", default="work/serving")
     parser.add_argument("--data-dir", default="work/data/fashion_mnist/test")
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement (bounded)")
     parser.add_argument("--seconds", type=float, default=30, help="time limit per measurement")
+    parser.add_argument("--batch-window-ms", type=float, default=2.0, help="micro-batching window compared")
     args = parser.parse_args()
 
     import core  # noqa: F401  (tf-keras before TensorFlow)
@@ -97,83 +128,52 @@ def main() -> int:
     from serving.models import ServedModel, load_version
 
     images = _images(Path(args.data_dir), 32)
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", args.serving_dir, "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    rows = []
+    frameworks = [f for f in ("keras", "lightning") if served_version(str(Path(args.serving_dir) / f))]
+    rows, batched_rows = [], []
+    server, port = _start_server(args.serving_dir)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/v2/health/ready")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not become ready")
-            time.sleep(0.5)
-        for framework in ("keras", "lightning"):
-            version = served_version(str(Path(args.serving_dir) / framework))
-            if version is None:
-                continue
-            model = load_version(version.path)
+        for framework in frameworks:
+            model = load_version(served_version(str(Path(args.serving_dir) / framework)).path)
             model.warm_up()
             for batch in (1, 32):
                 values = images[:batch]
-                body = json.dumps(
-                    {
-                        "signature_name": "serving_image_bytes",
-                        "instances": [{"b64": base64.b64encode(v).decode()} for v in values],
-                    }
-                ).encode()
 
                 def in_process(values: list[bytes] = values, model: ServedModel = model) -> None:
                     check_inputs("serving_image_bytes", values, 64_000_000)
                     model.predict("serving_image_bytes", values)
 
                 for clients in (1, 8):
-                    call = _http_caller(port, framework, body)
-                    _load(call, clients, clients * 3, args.seconds)  # warm the connections
-                    served, wall = _load(call, clients, args.requests, args.seconds)
+                    served, wall = _served(port, framework, _body(values), clients, args.requests, args.seconds)
                     local, _ = _load(in_process, clients, args.requests, args.seconds)
                     p50, p99 = np.percentile(served, [50, 99]) * 1000
                     l50, l99 = np.percentile(local, [50, 99]) * 1000
-                    rows.append(
-                        (
-                            framework,
-                            clients,
-                            batch,
-                            len(served),
-                            len(served) * batch / wall,
-                            p50,
-                            p99,
-                            p50 - l50,
-                            p99 - l99,
-                        )
-                    )
-                    print(
-                        f"{framework:<9} clients {clients} batch {batch:>2}: {len(served)} requests, "
-                        f"{rows[-1][4]:.0f} images/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                        f"(in process p50 {l50:.1f}, p99 {l99:.1f})",
-                        flush=True,
-                    )
+                    rows.append((framework, clients, batch, len(served) * batch / wall, p50, p99, p50 - l50, p99 - l99))
+                    print(f"{framework} clients {clients} batch {batch}: {rows[-1][3]:.0f} images/s", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
-    print(
-        "\n| framework | clients | batch | requests | images/s | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for framework, clients, batch, count, rate, p50, p99, o50, o99 in rows:
+    server, port = _start_server(args.serving_dir, "--batch-window-ms", str(args.batch_window_ms))
+    try:
+        for framework in frameworks:
+            served, wall = _served(port, framework, _body(images[:1]), 8, args.requests, args.seconds)
+            p50, p99 = np.percentile(served, [50, 99]) * 1000
+            plain = next(r for r in rows if r[:3] == (framework, 8, 1))
+            batched_rows.append((framework, len(served) / wall, p50, p99, len(served) / wall / plain[3], plain))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    print("\n| framework | clients | batch | images/s | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for framework, clients, batch, rate, p50, p99, o50, o99 in rows:
+        print(f"| {framework} | {clients} | {batch} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {o50:.1f} | {o99:.1f} |")
+    print(f"\nMicro-batching (--batch-window-ms {args.batch_window_ms:g}), 8 clients, batch 1:")
+    print("| framework | images/s off | images/s on | on ÷ off | p50 ms off → on | p99 ms off → on |")
+    print("|---|---|---|---|---|---|")
+    for framework, rate, p50, p99, ratio, plain in batched_rows:
         print(
-            f"| {framework} | {clients} | {batch} | {count} | {rate:.0f} | {p50:.1f} | {p99:.1f} "
-            f"| {o50:.1f} | {o99:.1f} |"
+            f"| {framework} | {plain[3]:.0f} | {rate:.0f} | {ratio:.2f} | {plain[4]:.1f} → {p50:.1f} "
+            f"| {plain[5]:.1f} → {p99:.1f} |"
         )
     return 0
 

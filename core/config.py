@@ -121,6 +121,12 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest request body accepted (413 above)")
     max_instances: int = Field(256, gt=0, description="most images in one request (413 above)")
     max_concurrent_requests: int = Field(64, gt=0, description="predictions in flight at once (429 above)")
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="join concurrent requests arriving within this window into one model call (0: off)",
+    )
 
 
 class PipelineConfig(_Section):

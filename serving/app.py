@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.config import ServingConfig
 from serving import tf_serving, v2
+from serving.batching import MicroBatcher
 from serving.errors import ServingError, invalid, too_large
 from serving.inputs import check_inputs
 from serving.models import Outputs, ServedModel
@@ -105,11 +106,13 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     metrics = Metrics()
     admission = Admission(config.max_concurrent_requests)
 
+    batcher = MicroBatcher(config.batch_window_ms / 1000, config.max_instances) if config.batch_window_ms else None
+
     async def run_model(model: ServedModel, signature: str, values: list[bytes]) -> Outputs:
         if len(values) > config.max_instances:
             raise too_large(f"{len(values)} instances is over the limit of {config.max_instances} (--max-instances)")
         with admission.slot():
-            return await run_in_threadpool(_checked_predict, model, signature, values, max_image_pixels)
+            return await run_in_threadpool(_checked_predict, model, signature, values, max_image_pixels, batcher)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -241,9 +244,12 @@ def _json(body: bytes) -> Any:
         raise invalid(f"JSON Parse error: {err}") from None
 
 
-def _checked_predict(model: ServedModel, signature: str, values: list[bytes], max_pixels: int) -> Outputs:
+def _checked_predict(
+    model: ServedModel, signature: str, values: list[bytes], max_pixels: int, batcher: MicroBatcher | None
+) -> Outputs:
+    """Every image checked first (a bad one is this request's 400 alone), then the model, alone or batched."""
     check_inputs(signature, values, max_pixels)
-    return model.predict(signature, values)
+    return batcher.predict(model, signature, values) if batcher else model.predict(signature, values)
 
 
 def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int:

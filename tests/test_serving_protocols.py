@@ -187,3 +187,41 @@ def test_labels_pick_the_served_version_and_reject_bad_files(tmp_path) -> None:
     (root / "_labels.json").write_text('{"stable": "2"}')
     with pytest.raises(ValueError, match=r"_labels\.json: expected an object of label → version number"):
         read_labels(str(root))
+
+
+class _Echo(ServedModel):
+    """A model whose answer is its input's length, so each caller can see it got its own slice back."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict(self, signature: str, values: list[bytes]):
+        self.batches.append(len(values))
+        if b"poison" in values:
+            raise ValueError("poisoned batch")
+        return {"probabilities": np.array([[len(v)] for v in values], np.float32)}
+
+
+def test_micro_batching_joins_concurrent_requests_and_keeps_answers_apart() -> None:
+    import threading
+
+    from serving.batching import MicroBatcher
+
+    model, batcher = _Echo(), MicroBatcher(window_seconds=0.2, max_batch=64)
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            results[i] = batcher.predict(model, "serving_image_bytes", [b"x" * i] if i != 3 else [b"poison"])
+        except ValueError as err:
+            results[i] = err
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert isinstance(results[3], ValueError)  # the bad request alone fails
+    for i in (1, 2, 4, 5, 6, 7, 8):
+        assert results[i]["probabilities"].tolist() == [[float(i)]]
+    assert max(model.batches) > 1, model.batches  # joined (then, with the poisoned one, re-run alone)
