@@ -270,3 +270,19 @@ def test_decision_records_round_trip_oldest_first_locally_and_on_object_stores(t
     Path(tmp_path, "keras", "_decisions", "20300103T000000000000-bad.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a decision record"):
         read_decisions(str(tmp_path / "keras"))
+
+
+def test_a_canary_push_keeps_the_served_model_stable(tmp_path: Path) -> None:
+    from core.versions import read_labels
+
+    serving = tmp_path / "serving"
+    root = str(serving / "keras")
+    run_pusher(tmp_path, serving, trained_model(tmp_path / "m0"), 0.90)
+    (first,) = complete_versions(root)
+    assert read_labels(root) == {}  # without --canary no labels are written
+    run_pusher(tmp_path, serving, trained_model(tmp_path / "m1"), 0.91, canary=1)
+    second = complete_versions(root)[-1]
+    assert read_labels(root) == {"stable": first.number, "canary": second.number}
+    assert served_version(root) == first
+    run_pusher(tmp_path, serving, trained_model(tmp_path / "m2"), 0.92)  # a plain push while labels are in use
+    assert read_labels(root) == {"stable": complete_versions(root)[-1].number}
