@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import fs
 from core.config import PipelineConfig
+from core.errors import ConfigError
 from core.metadata import connection_config
 from core.spans import describe_spans
 from pipelines.run_guard import (
@@ -194,8 +195,25 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     report = build_report(read_run(metadata, config.pipeline_name, run_id), config.frameworks, wall)
     out = write_report(report, config.pipeline_root)
     print("\n" + to_markdown(report))
-    print(f"report written to {out}")
+    print(f"report written to {out} (open {fs.join(out, 'report.html')})")
     return report, out
+
+
+def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
+    """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts."""
+    from pipelines.report import build_report, write_report
+    from pipelines.run_record import read_run
+
+    metadata = connection_config(config.metadata_uri, config.metadata_path)
+    try:
+        record = read_run(metadata, config.pipeline_name, run_id)
+    except LookupError as err:
+        raise ConfigError(str(err)) from None
+    trained = sorted(node.removeprefix("Trainer_") for node in record.nodes if node.startswith("Trainer_"))
+    order = {name: index for index, name in enumerate(config.frameworks)}
+    frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
+    wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
+    return write_report(build_report(record, frameworks, wall), config.pipeline_root)
 
 
 def _served(config: PipelineConfig) -> list[str]:

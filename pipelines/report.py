@@ -98,6 +98,8 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     drift = gate.output("drift") if gate else None
     if drift is not None and fs.gfile().exists(fs.join(drift.uri, DRIFT_REPORT_FILE)):
         report["drift"] = json.loads(fs.read_text(fs.join(drift.uri, DRIFT_REPORT_FILE)))
+    if len(rows) == 2 and all("test_accuracy" in r for r in rows) and examples is not None:
+        report["comparison"] = paired_comparison(record, examples.uri, (rows[0]["framework"], rows[1]["framework"]))
     if len(rows) == 2 and all("test_accuracy" in r for r in rows):
         a, b = rows
         report["difference"] = {
@@ -117,6 +119,25 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
             },
         }
     return report
+
+
+def paired_comparison(record: RunRecord, examples_uri: str, names: tuple[str, str]) -> dict[str, Any]:
+    """Both trained models on the run's very test images: intervals, McNemar's test, the paired difference."""
+    from pipelines.comparison import compare, confident_mistakes, predict_classes, read_test_split
+
+    test = read_test_split(examples_uri)
+    model_dirs = [path_utils.serving_model_path(record.nodes[f"Trainer_{name}"].output("model").uri) for name in names]
+    class_names = read_model_card(model_dirs[0]).class_names
+    (first, first_probabilities), (second, second_probabilities) = (predict_classes(d, test) for d in model_dirs)
+    result = compare(names, test.labels, (first, second), class_names)
+    result["disagreement_files"] = [test.filenames[i] for i in result["disagreements"]]
+    result["confident_mistakes"] = {
+        names[0]: confident_mistakes(test.labels, first_probabilities),
+        names[1]: confident_mistakes(test.labels, second_probabilities),
+    }
+    result["labels"] = test.labels.tolist()
+    result["examples_uri"] = examples_uri  # where report.html reads the thumbnails from
+    return result
 
 
 def strict_json(value: Any) -> Any:
@@ -140,11 +161,11 @@ def _blessed(row: dict[str, Any]) -> str:
     return f"no ({row['not_blessed_because']})" if row.get("not_blessed_because") else "no"
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
-def _number(value: float | None, digits: int = 3) -> str:
+def number(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
@@ -162,20 +183,21 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['framework']} | {r.get('status', '–')} |" + " |" * 10)
             continue
         lines.append(
-            f"| {r['framework']} | {_percent(r['train_accuracy'])} | {_percent(r['eval_accuracy'])} | "
-            f"{_percent(r.get('test_accuracy'))} | {_number(r.get('test_loss'))} | {r['training_seconds']:.1f} | "
+            f"| {r['framework']} | {percent(r['train_accuracy'])} | {percent(r['eval_accuracy'])} | "
+            f"{percent(r.get('test_accuracy'))} | {number(r.get('test_loss'))} | {r['training_seconds']:.1f} | "
             f"{r['images_per_second']:,.0f} | {r['parameters']:,} | {r['model_size_bytes'] / 1e6:.2f} MB | "
             f"{r['device']} | {_blessed(r)} | {'yes' if r['pushed'] else 'no'} |"
         )
     diff = report.get("difference")
     if diff:
         lines.append(
-            f"| Δ ({diff['frameworks']}) | {_number(100 * diff['train_accuracy'], 2)} pp | "
-            f"{_number(100 * diff['eval_accuracy'], 2)} pp | {_number(100 * diff['test_accuracy'], 2)} pp | "
-            f"{_number(diff['test_loss'])} | {_number(diff['training_seconds'], 1)} | "
-            f"{_number(diff['images_per_second'], 0)} | {diff['parameters']:+,} | "
+            f"| Δ ({diff['frameworks']}) | {number(100 * diff['train_accuracy'], 2)} pp | "
+            f"{number(100 * diff['eval_accuracy'], 2)} pp | {number(100 * diff['test_accuracy'], 2)} pp | "
+            f"{number(diff['test_loss'])} | {number(diff['training_seconds'], 1)} | "
+            f"{number(diff['images_per_second'], 0)} | {diff['parameters']:+,} | "
             f"{diff['model_size_bytes'] / 1e6:+.2f} MB | | | |"
         )
+    lines += _comparison_markdown(report.get("comparison"))
     per_class = [r for r in rows if r.get("per_class_accuracy")]
     if per_class:
         names = list(per_class[0]["per_class_accuracy"])
@@ -188,13 +210,51 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
         for name in names:
             lines.append(
-                f"| {name} | " + " | ".join(_percent(r["per_class_accuracy"].get(name)) for r in per_class) + " |"
+                f"| {name} | " + " | ".join(percent(r["per_class_accuracy"].get(name)) for r in per_class) + " |"
             )
     lines += _data_markdown(report.get("data"))
     lines += _retraining_markdown(report)
     lines += ["", "## Components", "", "| component | state | seconds |", "|---|---|---|"]
     lines += [f"| {c['id']} | {c['state']} | {c['seconds']:.1f} |" for c in report["components"]]
     return "\n".join(lines) + "\n"
+
+
+def interval_text(share: dict[str, Any], signed: bool = False) -> str:
+    if share.get("value") is None:
+        return "–"
+    sign = "+" if signed else ""
+    return f"{100 * share['value']:{sign}.2f} [{100 * share['low']:{sign}.2f}, {100 * share['high']:{sign}.2f}]"
+
+
+def _comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
+    if not comparison:
+        return []
+    a, b = comparison["frameworks"]
+    table = comparison["agreement"]
+    lines = [
+        "",
+        "## Is the difference real? (the same test images, paired)",
+        "",
+        f"**{comparison['verdict']}.**",
+        "",
+        f"| | {a} | {b} | {a} − {b} (pp) | McNemar p |",
+        "|---|---|---|---|---|",
+        f"| test accuracy, % [95% CI] | {interval_text(comparison['accuracy'][a])} | "
+        f"{interval_text(comparison['accuracy'][b])} | {interval_text(comparison['difference'], signed=True)} | "
+        f"{comparison['mcnemar_p_value']:.3g} |",
+    ]
+    for name, row in comparison["per_class"].items():
+        lines.append(
+            f"| recall {name} | {interval_text(row['recall'][a])} | {interval_text(row['recall'][b])} | "
+            f"{interval_text(row['difference'], signed=True)} | {row['p_value']:.3g} |"
+        )
+    lines += [
+        "",
+        f"{comparison['test_examples']} test images: both right {table['both_right']}, only {a} right "
+        f"{table[f'only_{a}_right']}, only {b} right {table[f'only_{b}_right']}, both wrong {table['both_wrong']}. "
+        "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples (difference).",
+    ]
+    return lines
 
 
 def _data_markdown(data: dict[str, Any] | None) -> list[str]:
@@ -238,8 +298,8 @@ def _retraining_markdown(report: dict[str, Any]) -> list[str]:
     return ["", "## Retraining", "", *lines] if lines else []
 
 
-def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
-    """Grouped bars of test accuracy per class, one colour per framework."""
+def per_class_figure(report: dict[str, Any]) -> Any:
+    """Grouped bars of test accuracy per class, one colour per framework (a matplotlib figure), or None."""
     rows = [r for r in report["frameworks"] if r.get("per_class_accuracy")]
     if not rows:
         return None
@@ -260,17 +320,29 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(f"Per-class test accuracy, run {report['run_id']}")
     ax.legend(loc="lower left", framealpha=0.9)
     fig.tight_layout()
+    return fig
+
+
+def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
+    fig = per_class_figure(report)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
 def write_report(report: dict[str, Any], pipeline_root: str) -> str:
-    """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, per_class_accuracy.png."""
+    """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, report.html, per_class_accuracy.png."""
     out = fs.join(pipeline_root, "reports", report["run_id"].replace(":", "-"))
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))
+    from pipelines.report_html import render_html
+
+    fs.write_text(fs.join(out, "report.html"), render_html(report))
     with tempfile.TemporaryDirectory() as tmp:
         plot = plot_per_class(report, Path(tmp) / "per_class_accuracy.png")
         if plot is not None:

@@ -1,4 +1,4 @@
-"""``twinflow retrain | rollback | promote | status | history | lineage``: retraining on data that keeps arriving.
+"""``twinflow retrain | rollback | promote | status | history | report | lineage``: results of runs over time.
 
 Registered by ``pipelines.cli``. ``retrain`` takes every flag of ``run`` plus the span flags;
 ``schedule --local`` (in ``pipelines.kubeflow.cli``, beside the Kubeflow schedule) runs it on a cron.
@@ -64,6 +64,14 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     _add_serving_flags(history, metadata=True)
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(handler=_cmd_history)
+
+    report = verbs.add_parser(
+        "report", allow_abbrev=False, help="rebuild a run's report (report.md/json/html) from ML Metadata"
+    )
+    _add_serving_flags(report, metadata=True)
+    report.add_argument("--run", help="the run id (default: the latest run)")
+    report.add_argument("--open", action="store_true", help="open report.html in a browser")
+    report.set_defaults(handler=_cmd_report)
 
     lineage = verbs.add_parser(
         "lineage", allow_abbrev=False, help="from a served version back to its trainer, transform, statistics, data"
@@ -179,6 +187,20 @@ def _cmd_history(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     rows = history(config)
     print(json.dumps(rows, indent=1) if args.json else format_history(rows))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.local_runner import rebuild_report
+
+    config = config_from_args(args)
+    out = rebuild_report(config, args.run)
+    page = fs.join(out, "report.html")
+    print(f"report written to {out}: {page}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page if fs.is_remote(page) else "file://" + os.path.abspath(page))
     return 0
 
 

@@ -1,0 +1,174 @@
+"""Is one framework really better here, and where? Intervals and a paired test on the very same test images.
+
+Both trained models predict every test-split example of the run (the raw examples
+ImageExampleGen wrote, through each model's ``serving_default`` signature, so the
+preprocessing is the pushed one). From the two lists of right and wrong answers:
+
+- accuracy and per-class recall with 95% Wilson score intervals (``scipy.stats.binomtest``);
+- the 2×2 agreement table and McNemar's exact test: a two-sided binomial test of the
+  discordant pairs against 1/2 (``scipy.stats.binomtest``), the exact form of McNemar's test;
+- a 95% paired-bootstrap interval of the accuracy difference (``scipy.stats.bootstrap`` with
+  ``paired=True``, percentile method, 2,000 resamples, fixed seed), overall and per class.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from scipy import stats
+
+from core import fs
+from core.contract import FILENAME_KEY, LABEL_KEY, SERVING_EXAMPLES_SIGNATURE
+
+SIGNIFICANCE = 0.05
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+PREDICT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class TestSet:
+    examples: list[bytes]  # serialized raw tf.Examples, in file order
+    labels: np.ndarray  # int class index per example
+    filenames: list[str]
+
+
+def read_test_split(examples_uri: str, split: str = "test") -> TestSet:
+    """The raw test examples of one ImageExampleGen output."""
+    pattern = fs.join(examples_uri, f"Split-{split}", "*")
+    files = sorted(tf.io.gfile.glob(pattern) if fs.is_remote(pattern) else glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {split} split under {examples_uri}")
+    examples, labels, names = [], [], []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        example = tf.train.Example.FromString(record)
+        examples.append(record)
+        labels.append(example.features.feature[LABEL_KEY].int64_list.value[0])
+        names.append(example.features.feature[FILENAME_KEY].bytes_list.value[0].decode("utf-8", errors="replace"))
+    return TestSet(examples, np.asarray(labels, dtype=np.int64), names)
+
+
+def predict_classes(model_dir: str, test: TestSet) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class index, probabilities) of the model in ``model_dir`` for every test example."""
+    from serving.models import load_version
+
+    model = load_version(model_dir)
+    chunks = [
+        model.predict(SERVING_EXAMPLES_SIGNATURE, test.examples[i : i + PREDICT_BATCH])["probabilities"]
+        for i in range(0, len(test.examples), PREDICT_BATCH)
+    ]
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(model.class_names)), np.float32)
+    return probabilities.argmax(axis=1), probabilities
+
+
+def proportion(correct: np.ndarray) -> dict[str, Any]:
+    """A share of right answers with its 95% Wilson score interval."""
+    n, k = int(correct.size), int(correct.sum())
+    if n == 0:
+        return {"value": None, "low": None, "high": None, "n": 0}
+    interval = stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return {"value": k / n, "low": float(interval.low), "high": float(interval.high), "n": n}
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (1.0 when the models never disagree)."""
+    if only_a + only_b == 0:
+        return 1.0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
+    """Accuracy of a minus b, with a paired-bootstrap 95% interval (examples resampled together)."""
+    n = int(correct_a.size)
+    if n == 0:
+        return {"value": None, "low": None, "high": None, "n": 0}
+    value = float(correct_a.mean() - correct_b.mean())
+    if n < 2 or np.array_equal(correct_a, correct_b):
+        return {"value": value, "low": value, "high": value, "n": n}
+    result = stats.bootstrap(
+        (correct_a.astype(float), correct_b.astype(float)),
+        lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    interval = result.confidence_interval
+    return {"value": value, "low": float(interval.low), "high": float(interval.high), "n": n}
+
+
+CONFIDENT_MISTAKES = 12
+
+
+def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int = CONFIDENT_MISTAKES) -> list[int]:
+    """The wrong answers given with the highest probability, most confident first."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    order = np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")
+    return [int(i) for i in wrong[order][:count]]
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
+    """Rows: true class; columns: predicted class."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix.tolist()
+
+
+def compare(
+    names: tuple[str, str], labels: np.ndarray, predicted: tuple[np.ndarray, np.ndarray], class_names: list[str]
+) -> dict[str, Any]:
+    """Intervals per framework, the agreement table, McNemar's test and the paired difference, overall and per class."""
+    a, b = names
+    right_a, right_b = predicted[0] == labels, predicted[1] == labels
+    table = {
+        "both_right": int((right_a & right_b).sum()),
+        f"only_{a}_right": int((right_a & ~right_b).sum()),
+        f"only_{b}_right": int((~right_a & right_b).sum()),
+        "both_wrong": int((~right_a & ~right_b).sum()),
+    }
+    p_value = mcnemar_exact(table[f"only_{a}_right"], table[f"only_{b}_right"])
+    difference = paired_difference(right_a, right_b)
+    per_class = {}
+    for index, name in enumerate(class_names):
+        rows = labels == index
+        per_class[name] = {
+            "recall": {a: proportion(right_a[rows]), b: proportion(right_b[rows])},
+            "difference": paired_difference(right_a[rows], right_b[rows]),
+            "p_value": mcnemar_exact(int((right_a & ~right_b)[rows].sum()), int((~right_a & right_b)[rows].sum())),
+        }
+    return {
+        "frameworks": [a, b],
+        "test_examples": int(labels.size),
+        "accuracy": {a: proportion(right_a), b: proportion(right_b)},
+        "agreement": table,
+        "mcnemar_p_value": p_value,
+        "difference": difference,
+        "significant": p_value < SIGNIFICANCE,
+        "verdict": verdict(a, b, difference, p_value),
+        "per_class": per_class,
+        "disagreements": [int(i) for i in np.flatnonzero(predicted[0] != predicted[1])],
+        "predictions": {a: predicted[0].tolist(), b: predicted[1].tolist()},
+        "confusion": {
+            a: confusion(labels, predicted[0], len(class_names)),
+            b: confusion(labels, predicted[1], len(class_names)),
+        },
+        "class_names": list(class_names),
+    }
+
+
+def verdict(a: str, b: str, difference: dict[str, Any], p_value: float) -> str:
+    """The Δ row in words."""
+    value = difference["value"]
+    interval = f"{100 * value:+.2f} pp, 95% CI {100 * difference['low']:+.2f} to {100 * difference['high']:+.2f} pp"
+    if p_value < SIGNIFICANCE and value != 0:
+        better, worse = (a, b) if value > 0 else (b, a)
+        return f"{better} is more accurate than {worse} on these test images ({interval}; McNemar p = {p_value:.3g})"
+    return f"no significant difference at 5% ({a} − {b}: {interval}; McNemar p = {p_value:.3g})"

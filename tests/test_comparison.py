@@ -1,0 +1,136 @@
+"""The paired comparison: intervals, McNemar's exact test, the paired bootstrap, and the report of a real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.comparison import compare, mcnemar_exact, paired_difference, proportion
+
+
+def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
+    # 1 vs 9 discordant pairs: p = 2 * P(X <= 1 | n=10, 1/2) = 2 * 11 / 1024.
+    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    assert mcnemar_exact(9, 1) == pytest.approx(22 / 1024)
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_intervals_contain_the_estimate_and_shrink_with_more_examples() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 1000, 10000):
+        correct = rng.random(n) < 0.9
+        share = proportion(correct)
+        assert share["low"] <= share["value"] <= share["high"]
+        widths.append(share["high"] - share["low"])
+    assert widths[0] > widths[1] > widths[2]
+    a, b = rng.random(2000) < 0.9, rng.random(2000) < 0.85
+    difference = paired_difference(a, b)
+    assert difference["low"] <= difference["value"] <= difference["high"]
+    assert difference["value"] == pytest.approx(a.mean() - b.mean())
+
+
+def test_compare_counts_the_agreement_table_and_says_the_verdict() -> None:
+    labels = np.array([0] * 50 + [1] * 50)
+    first = labels.copy()
+    second = labels.copy()
+    second[:20] = 1  # the second model misses 20 of class 0; the first misses none
+    result = compare(("keras", "lightning"), labels, (first, second), ["a", "b"])
+    assert result["agreement"] == {"both_right": 80, "only_keras_right": 20, "only_lightning_right": 0, "both_wrong": 0}
+    assert result["significant"] and result["mcnemar_p_value"] == pytest.approx(2 * 0.5**20)
+    assert result["verdict"].startswith("keras is more accurate than lightning")
+    assert result["disagreements"] == list(range(20))
+    assert result["per_class"]["b"]["difference"]["value"] == 0.0
+    same = compare(("keras", "lightning"), labels, (first, first), ["a", "b"])
+    assert not same["significant"] and same["verdict"].startswith("no significant difference at 5%")
+
+
+@pytest.mark.e2e
+def test_a_real_run_reports_the_paired_comparison(both_run) -> None:
+    from tfx.utils import path_utils
+
+    from pipelines.comparison import predict_classes, read_test_split
+    from pipelines.run_record import read_run
+
+    config, report = both_run
+    comparison = report["comparison"]
+    rows = {r["framework"]: r for r in report["frameworks"]}
+    for name in ("keras", "lightning"):
+        share = comparison["accuracy"][name]
+        assert share["low"] <= share["value"] <= share["high"]
+        assert share["value"] == pytest.approx(rows[name]["test_accuracy"], abs=1e-6)  # the Evaluator's figure
+    assert sum(comparison["agreement"].values()) == comparison["test_examples"] == 45
+    # The disagreements are exactly the examples where the two models' predictions differ.
+    from tfx import v1 as tfx
+
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    record = read_run(metadata, config.pipeline_name, report["run_id"])
+    test = read_test_split(record.nodes["ImageExampleGen"].output("examples").uri)
+    predictions = [
+        predict_classes(path_utils.serving_model_path(record.nodes[f"Trainer_{n}"].output("model").uri), test)[0]
+        for n in ("keras", "lightning")
+    ]
+    assert comparison["disagreements"] == [int(i) for i in np.flatnonzero(predictions[0] != predictions[1])]
+    folder = Path(config.pipeline_root, "reports", report["run_id"].replace(":", "-"))
+    assert "comparison" in json.loads((folder / "report.json").read_text())
+    markdown = (folder / "report.md").read_text()
+    assert "## Is the difference real?" in markdown and comparison["verdict"] in markdown
+
+
+@pytest.mark.e2e
+def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(both_run, tmp_path) -> None:
+    import subprocess
+    import sys
+    from html.parser import HTMLParser
+
+    config, report = both_run
+    comparison = report["comparison"]
+    folder = Path(config.pipeline_root, "reports", report["run_id"].replace(":", "-"))
+    page = (folder / "report.html").read_text()
+
+    class Images(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[str] = []
+            self.links: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            values = dict(attrs)
+            if tag == "img":
+                self.sources.append(values.get("src") or "")
+            if tag in ("link", "script") or (tag == "a" and values.get("href")):
+                self.links.append(tag)
+
+    parsed = Images()
+    parsed.feed(page)
+    assert parsed.links == [] and all(src.startswith("data:image/png;base64,") for src in parsed.sources)
+    thumbnails = min(len(comparison["disagreements"]), 60) + sum(
+        len(v) for v in comparison["confident_mistakes"].values()
+    )
+    assert len(parsed.sources) == 2 + thumbnails  # confusion matrices, per-class bars, then the thumbnails
+    assert comparison["verdict"] in page
+    for index in comparison["disagreements"][:60]:  # each disagreement's file is shown
+        assert comparison["disagreement_files"][comparison["disagreements"].index(index)] in page
+    (folder / "report.html").unlink()
+    where = ("--pipeline-root", config.pipeline_root, "--metadata-path", config.metadata_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "report", "--run", report["run_id"], *where],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (folder / "report.html").exists() and str(folder / "report.html") in result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "report", "--run", "no-such-run", *where],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 2 and "run 'no-such-run'" in missing.stderr and "Traceback" not in missing.stderr
