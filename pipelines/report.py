@@ -252,7 +252,8 @@ def _comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
         "",
         f"{comparison['test_examples']} test images: both right {table['both_right']}, only {a} right "
         f"{table[f'only_{a}_right']}, only {b} right {table[f'only_{b}_right']}, both wrong {table['both_wrong']}. "
-        "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples (difference).",
+        "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples (difference). "
+        "Per-class p-values are each a test of its own, not corrected for multiple comparisons.",
     ]
     return lines
 

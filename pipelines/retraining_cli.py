@@ -191,6 +191,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ notes are not the report
     from pipelines.local_runner import rebuild_report
 
     config = config_from_args(args)
