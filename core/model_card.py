@@ -29,6 +29,15 @@ class SplitMetrics(_Card):
     loss: float = Field(ge=0)
 
 
+class EpochMetrics(_Card):
+    """One epoch as both trainers log it (validation on the eval split); a non-finite value is left out."""
+
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
 class TrainingSummary(_Card):
     config: TrainingConfig
     device: str
@@ -38,6 +47,7 @@ class TrainingSummary(_Card):
     first_epoch_images_per_second: float = Field(ge=0)
     train: SplitMetrics
     eval: SplitMetrics
+    history: list[EpochMetrics] = Field(default_factory=list)  # per epoch, for training curves
 
 
 class TensorSpec(_Card):

@@ -47,6 +47,7 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
         train_loss=training.train.loss,
         eval_accuracy=training.eval.accuracy,
         eval_loss=training.eval.loss,
+        history=[epoch.model_dump() for epoch in training.history],
     )
     evaluation = evaluator.output("evaluation") if evaluator else None
     if evaluation is not None:

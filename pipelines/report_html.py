@@ -50,6 +50,23 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         fig.tight_layout()
         plots.append(("Confusion matrices", _png(fig)))
         plt.close(fig)
+    curves = [r for r in report["frameworks"] if r.get("history")]
+    if curves:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for index, row in enumerate(curves):
+                epochs = range(1, len(row["history"]) + 1)
+                color = f"C{index}"
+                for split, style in ((metric, "-"), (f"val_{metric}", "--")):
+                    values = [epoch.get(split) for epoch in row["history"]]
+                    label = f"{row['framework']} {'train' if split == metric else 'eval'}"
+                    ax.plot(epochs, [np.nan if v is None else v for v in values], style, color=color, label=label)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.legend()
+        fig.tight_layout()
+        plots.append(("Training curves (train solid, eval dashed)", _png(fig)))
+        plt.close(fig)
     figure = per_class_figure(report)
     if figure is not None:
         plots.append(("Per-class test accuracy", _png(figure)))

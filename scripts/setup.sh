@@ -49,7 +49,26 @@ ensure_mariadb() {
     return 0
 }
 
+# tests/test_comparison.py renders report.html in Debian's headless Chromium: best effort, like MariaDB.
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: note: chromium is not installed (needs root and apt-get); the browser test of report.html will skip"
+        return 0
+    fi
+    echo "setup: installing chromium for the browser test of report.html"
+    local log=${TMPDIR:-/tmp}/twinflow-chromium-install.log
+    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        -o DPkg::Lock::Timeout=120 chromium; } >"$log" 2>&1 && command -v chromium >/dev/null 2>&1; then
+        rm -f "$log"
+    else
+        echo "setup: note: could not install chromium (see $log); the browser test of report.html will skip"
+    fi
+    return 0
+}
+
 ensure_mariadb || true
+ensure_chromium || true
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]] && stack_installed; then
     echo "setup: .venv is up to date"

@@ -111,7 +111,9 @@ def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(bot
     thumbnails = min(len(comparison["disagreements"]), 60) + sum(
         len(v) for v in comparison["confident_mistakes"].values()
     )
-    assert len(parsed.sources) == 2 + thumbnails  # confusion matrices, per-class bars, then the thumbnails
+    assert len(parsed.sources) == 3 + thumbnails  # confusion matrices, training curves, per-class bars, thumbnails
+    for row in report["frameworks"]:  # the curves come from what each trainer logged per epoch
+        assert len(row["history"]) == row["epochs_run"] and all(e["val_accuracy"] is not None for e in row["history"])
     assert comparison["verdict"] in page
     for index in comparison["disagreements"][:60]:  # each disagreement's file is shown
         assert comparison["disagreement_files"][comparison["disagreements"].index(index)] in page
@@ -134,3 +136,39 @@ def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(bot
         timeout=300,
     )
     assert missing.returncode == 2 and "run 'no-such-run'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.e2e
+def test_the_html_report_renders_in_a_real_browser(both_run) -> None:
+    """Headless Chromium (Debian's; scripts/setup.sh installs it where apt can) renders the page without errors."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium on this machine (scripts/setup.sh installs Debian's where apt-get is available)")
+    config, report = both_run
+    folder = Path(config.pipeline_root, "reports", report["run_id"].replace(":", "-"))
+    screenshot = folder / "screenshot.png"  # kept beside the report it shows
+    flags = (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1200,3000",
+    )
+    result = subprocess.run(
+        [browser, *flags, f"--screenshot={screenshot}", (folder / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console  # no script errors, no resource that failed to load
+    from PIL import Image
+
+    with Image.open(screenshot) as shot:
+        assert shot.size == (1200, 3000)
+        assert len(set(shot.convert("L").getdata())) > 50  # a rendered page, not a blank one

@@ -14,12 +14,13 @@ from typing import Any
 from core.config import TrainingConfig
 from core.contract import IMAGE_XF_KEY, TRAINING_CONFIG_KEY
 from core.errors import TrainingDivergedError
-from core.model_card import InputContract, SplitMetrics, TensorSpec
+from core.model_card import EpochMetrics, InputContract, SplitMetrics, TensorSpec
 
 # Augmentation shared by both trainers (train split only), each named in TrainingConfig.augment:
 # "flip": random horizontal flip with p=0.5; "brightness": an additive shift drawn
 # uniformly from [-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA].
 BRIGHTNESS_DELTA = 0.2
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # logged per epoch under these names by both
 
 
 def training_config(custom_config: Mapping[str, Any] | None) -> TrainingConfig:
@@ -73,13 +74,17 @@ class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.epochs: list[tuple[int, float]] = []  # (images, seconds) per finished epoch
+        self.history: list[EpochMetrics] = []  # what each epoch logged, the same names in both frameworks
         self._epoch_start = self.start
         self._epoch_images = 0
 
     def add_images(self, count: int) -> None:
         self._epoch_images += count
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, logged: Mapping[str, Any] | None = None) -> None:
+        """Close the epoch; ``logged`` is what the framework logged for it (loss, accuracy, val_loss, val_accuracy)."""
+        values = {name: float(logged[name]) for name in EPOCH_METRICS if logged and name in logged}
+        self.history.append(EpochMetrics(**{k: v for k, v in values.items() if math.isfinite(v)}))
         now = time.perf_counter()
         self.epochs.append((self._epoch_images, now - self._epoch_start))
         self._epoch_start, self._epoch_images = now, 0
@@ -100,8 +105,9 @@ class Stopwatch:
             return 0.0
         return self.epochs[0][0] / self.epochs[0][1]
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         return {
+            "history": list(self.history),
             "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
             "first_epoch_images_per_second": round(self.first_epoch_images_per_second, 1),

@@ -98,7 +98,7 @@ class _EpochCheck(tf.keras.callbacks.Callback):
         self._stopwatch.add_images(self._config.batch_size)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._stopwatch.end_epoch()
+        self._stopwatch.end_epoch(logs)
         check_finite_loss("keras", epoch + 1, float((logs or {}).get("loss", 0.0)), self._config)
 
 

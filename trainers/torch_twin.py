@@ -213,7 +213,7 @@ class EpochReport(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
-        self._stopwatch.end_epoch()
+        self._stopwatch.end_epoch({name: float(value) for name, value in trainer.callback_metrics.items()})
         images, seconds = self._stopwatch.epochs[-1]
         metrics = " - ".join(
             f"{name}: {float(trainer.callback_metrics[name]):.4f}"
