@@ -21,7 +21,6 @@ PROBABILITIES_KEY = "probabilities"
 SERVING_EXAMPLES_SIGNATURE = "serving_default"  # serialized raw tf.Examples
 SERVING_IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded images
 SIGNATURE_INPUTS = {SERVING_EXAMPLES_SIGNATURE: "examples", SERVING_IMAGE_BYTES_SIGNATURE: "image_bytes"}
-SERVING_OUTPUTS = (PROBABILITIES_KEY, "class_index", "class_name", "class_names")
 # Transform-graph vocabulary holding "<label index>:<label name>" lines.
 CLASS_VOCAB_NAME = "class_names"
 # The key of the training section in TFX custom_config (Transform and every Trainer read it).
