@@ -26,6 +26,11 @@ _BUSY = (
 )
 
 
+def _folder_lock(serving_dir: str) -> contextlib.AbstractContextManager[object]:
+    """The serving folder's lock, which every push holds too (object stores have none: no create-if-absent)."""
+    return contextlib.nullcontext() if fs.is_remote(serving_dir) else hold(str(serving_dir), busy=_BUSY)
+
+
 def _card_or_none(version: Version) -> ModelCard | None:
     try:
         return read_model_card(version.path)
@@ -64,8 +69,7 @@ def _target(
 def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version:
     """Serve an earlier complete version again by re-publishing it as the newest; returns the new version."""
     model_root = fs.join(str(serving_dir), framework)
-    lock = contextlib.nullcontext() if fs.is_remote(serving_dir) else hold(str(serving_dir), busy=_BUSY)
-    with lock:
+    with _folder_lock(serving_dir):
         versions = complete_versions(model_root)
         if not versions:
             raise RollbackError(
@@ -101,8 +105,7 @@ def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version
 def promote(serving_dir: str, framework: str) -> dict[str, int]:
     """Move ``stable`` to the ``canary`` version (which then is just stable); returns the new labels."""
     model_root = fs.join(str(serving_dir), framework)
-    lock = contextlib.nullcontext() if fs.is_remote(serving_dir) else hold(str(serving_dir), busy=_BUSY)
-    with lock:
+    with _folder_lock(serving_dir):
         labels = read_labels(model_root)
         canary = labels.get(CANARY)
         if canary is None:
