@@ -178,6 +178,13 @@ class PipelineConfig(_Section):
         description="shared ML Metadata store mysql://USER@HOST:PORT/DB (password from "
         "$TWINFLOW_METADATA_PASSWORD or $TWINFLOW_METADATA_PASSWORD_FILE); default: the SQLite metadata_path",
     )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="train each framework this many times with seeds seed, seed+1, ...; all are evaluated, "
+        "the report gives mean and sd, and only the best by eval-split accuracy may be pushed",
+    )
     enable_cache: bool = Field(True, description="reuse TFX's cached component outputs")
     beam_args: tuple[str, ...] = Field(
         (),

@@ -172,3 +172,41 @@ def verdict(a: str, b: str, difference: dict[str, Any], p_value: float) -> str:
         better, worse = (a, b) if value > 0 else (b, a)
         return f"{better} is more accurate than {worse} on these test images ({interval}; McNemar p = {p_value:.3g})"
     return f"no significant difference at 5% ({a} − {b}: {interval}; McNemar p = {p_value:.3g})"
+
+
+def compare_seeds(accuracies: dict[str, list[float]]) -> dict[str, Any]:
+    """Does the framework difference exceed seed-to-seed variation? Test accuracy per repeat, two frameworks.
+
+    Mean and sample standard deviation per framework, the difference of means, and Welch's
+    t-test (``scipy.stats.ttest_ind(equal_var=False)``): the seeds of two frameworks are not
+    pairs (seed 42 means different weights in each), and their spreads need not be equal.
+    With 3 repeats each the test has little power: a "within seed variation" verdict says
+    the repeats could not tell the frameworks apart, not that they are equal.
+    """
+    (a, first), (b, second) = accuracies.items()
+    summary = {
+        name: {
+            "n": len(values),
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "values": list(values),
+        }
+        for name, values in accuracies.items()
+    }
+    difference = summary[a]["mean"] - summary[b]["mean"]
+    p_value = None
+    if len(first) > 1 and len(second) > 1 and (np.ptp(first) > 0 or np.ptp(second) > 0):
+        p_value = float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+    exceeds = p_value is not None and p_value < SIGNIFICANCE
+    spread = ", ".join(f"{name} sd {100 * (s['sd'] or 0):.2f} pp" for name, s in summary.items())
+    welch = "no test (no spread)" if p_value is None else f"Welch's t-test p = {p_value:.3g}"
+    words = "exceeds" if exceeds else "does not exceed"
+    return {
+        "frameworks": [a, b],
+        "accuracy": summary,
+        "difference_of_means": difference,
+        "welch_p_value": p_value,
+        "exceeds_seed_variation": exceeds,
+        "verdict": f"the framework difference ({a} − {b}: {100 * difference:+.2f} pp in mean test accuracy over "
+        f"{len(first)} and {len(second)} seeds) {words} the seed-to-seed variation ({spread}; {welch})",
+    }

@@ -78,6 +78,7 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--accept-drift", "accept_drift", LOCAL_VERBS, constant=True),
     ConfigFlag("--keep-versions", "keep_versions", PIPELINE_VERBS),
     ConfigFlag("--canary", "canary", PIPELINE_VERBS, constant=True),
+    ConfigFlag("--repeats", "repeats", LOCAL_VERBS),
     ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS),
     ConfigFlag("--framework", "framework", PIPELINE_VERBS),
     ConfigFlag("--eval-buckets", "eval_buckets", PIPELINE_VERBS),

@@ -24,7 +24,9 @@ from core.decisions import read_decisions
 from core.errors import ConfigError
 from core.metadata import connection_config, describe_store
 from core.model_card import read_model_card
+from core.repeats import node_id
 from core.versions import complete_versions, served_version
+from pipelines.report import framework_repeats, framework_row
 from pipelines.run_record import RunRecord, custom_property, read_run
 from pipelines.shared_lock import check_store
 
@@ -92,9 +94,20 @@ def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> d
     return row
 
 
+def _chosen_repeat(record: RunRecord, name: str) -> int:
+    """The repeat whose model the pusher chose (1 without repeats, or when the models' cards are gone)."""
+    repeats = framework_repeats(record, name)
+    if len(repeats) == 1:
+        return repeats[0]
+    try:
+        return int(framework_row(record, name).get("repeat", repeats[0]))
+    except Exception:  # a model folder removed since: show the first repeat rather than nothing
+        return repeats[0]
+
+
 def _framework_outcome(record: RunRecord, name: str) -> dict[str, Any]:
-    evaluator = record.nodes.get(f"Evaluator_{name}")
-    pusher = record.nodes.get(f"Pusher_{name}")
+    evaluator = record.nodes.get(node_id("Evaluator", name, _chosen_repeat(record, name)))
+    pusher = record.nodes.get(node_id("Pusher", name))
     outcome: dict[str, Any] = {"test_accuracy": None, "blessed": None, "pushed_version": None, "decision": None}
     evaluation = evaluator.output("evaluation") if evaluator else None
     if evaluation is not None:

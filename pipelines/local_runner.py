@@ -192,7 +192,8 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     finally:
         progress.stop()
     wall = time.perf_counter() - started
-    report = build_report(read_run(metadata, config.pipeline_name, run_id), config.frameworks, wall)
+    record = read_run(metadata, config.pipeline_name, run_id)
+    report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
     out = write_report(report, config.pipeline_root)
     print("\n" + to_markdown(report))
     print(f"report written to {out} (open {fs.join(out, 'report.html')})")
@@ -201,7 +202,8 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
 
 def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
     """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts."""
-    from pipelines.report import build_report, write_report
+    from core.repeats import parse_node_id
+    from pipelines.report import build_report, recorded_config, write_report
     from pipelines.run_record import read_run
 
     metadata = connection_config(config.metadata_uri, config.metadata_path)
@@ -209,11 +211,12 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
         record = read_run(metadata, config.pipeline_name, run_id)
     except LookupError as err:
         raise ConfigError(str(err)) from None
-    trained = sorted(node.removeprefix("Trainer_") for node in record.nodes if node.startswith("Trainer_"))
+    trained = {parsed[1] for node in record.nodes if (parsed := parse_node_id(node)) and parsed[0] == "Trainer"}
     order = {name: index for index, name in enumerate(config.frameworks)}
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
-    return write_report(build_report(record, frameworks, wall), config.pipeline_root)
+    recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
+    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root)
 
 
 def _served(config: PipelineConfig) -> list[str]:

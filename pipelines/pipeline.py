@@ -7,6 +7,7 @@ import json
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import trainer_pb2, transform_pb2
+from tfx.types import channel_utils
 
 from components.data_gate.component import DataGate
 from components.drift_gate.component import DriftGate
@@ -17,6 +18,7 @@ from core import fs
 from core.config import PipelineConfig
 from core.contract import TRAINING_CONFIG_KEY
 from core.registry import get_framework
+from core.repeats import node_id, repeat_seed
 from core.versions import served_version
 from pipelines.evaluation import build_eval_config
 from schemas import default_schema_path
@@ -25,19 +27,26 @@ PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
 EVAL_SPLIT = "test"
 
 
-def _latest_blessed_model(trainer_id: str, name: str) -> tfx.dsl.Resolver:
-    """The Evaluator's baseline: the latest model of this framework that was blessed."""
+def _latest_blessed_model(name: str, repeats: int) -> tfx.dsl.Resolver:
+    """The Evaluator's baseline: the latest model of this framework, from any repeat, that was blessed."""
+
+    def produced(kind: str, output_key: str, artifact_type: type) -> tfx.dsl.Channel:
+        channels = [
+            tfx.dsl.Channel(type=artifact_type, producer_component_id=node_id(kind, name, r), output_key=output_key)
+            for r in range(1, repeats + 1)
+        ]
+        return channels[0] if repeats == 1 else channel_utils.union(channels)
+
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.Model, producer_component_id=trainer_id, output_key="model"
-        ),
-        model_blessing=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ModelBlessing,
-            producer_component_id=f"Evaluator_{name}",
-            output_key="blessing",
-        ),
+        model=produced("Trainer", "model", tfx.types.standard_artifacts.Model),
+        model_blessing=produced("Evaluator", "blessing", tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(f"LatestBlessedModel_{name}")
+
+
+def _gathered(channels: list[tfx.dsl.Channel]) -> tfx.dsl.Channel:
+    """One channel as it is; several (one per repeat) as their union, which the pusher chooses from."""
+    return channels[0] if len(channels) == 1 else channel_utils.union(channels)
 
 
 def _served_versions(config: PipelineConfig) -> str:
@@ -57,7 +66,8 @@ def create_pipeline(
     baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen → statistics, schema, validation → data and drift gates → Transform → per framework:
-    Trainer → Evaluator → Pusher.
+    Trainer → Evaluator → Pusher (with ``repeats`` > 1: a Trainer and an Evaluator per seed, and one
+    Pusher that chooses among them by eval-split accuracy; see core.repeats).
 
     The drift gate compares the new statistics with those each served model was trained on
     (kept beside it by the pusher), so it needs no resolver and works the same on every runner.
@@ -108,29 +118,35 @@ def create_pipeline(
 
     for name in config.frameworks:
         plugin = get_framework(name)
-        trainer = tfx.components.Trainer(
-            run_fn=plugin.run_fn,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            train_args=trainer_pb2.TrainArgs(splits=["train"]),
-            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-            custom_config=custom_config,
-        ).with_id(f"Trainer_{name}")
-        resolver = _latest_blessed_model(trainer.id, name) if baseline else None
-        evaluator = FiniteEvaluator(
-            examples=example_gen.outputs["examples"],
-            model=trainer.outputs["model"],
-            baseline_model=resolver.outputs["model"] if resolver else None,
-            eval_config=build_eval_config(config.evaluation, num_classes, plugin),
-            example_splits=[EVAL_SPLIT],
-            module_file=None,
-            **({"module_path": plugin.evaluator_module} if plugin.evaluator_module else {}),
-        ).with_id(f"Evaluator_{name}")
+        resolver = _latest_blessed_model(name, config.repeats) if baseline else None
+        eval_config = build_eval_config(config.evaluation, num_classes, plugin)
+        trainers, evaluators = [], []
+        for repeat in range(1, config.repeats + 1):
+            training = config.training.model_copy(update={"seed": repeat_seed(config.training.seed, repeat)})
+            trainer = tfx.components.Trainer(
+                run_fn=plugin.run_fn,
+                examples=transform.outputs["transformed_examples"],
+                transform_graph=transform.outputs["transform_graph"],
+                schema=schema_gen.outputs["schema"],
+                train_args=trainer_pb2.TrainArgs(splits=["train"]),
+                eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
+                custom_config={TRAINING_CONFIG_KEY: training.to_dict()},
+            ).with_id(node_id("Trainer", name, repeat))
+            evaluator = FiniteEvaluator(
+                examples=example_gen.outputs["examples"],
+                model=trainer.outputs["model"],
+                baseline_model=resolver.outputs["model"] if resolver else None,
+                eval_config=eval_config,
+                example_splits=[EVAL_SPLIT],
+                module_file=None,
+                **({"module_path": plugin.evaluator_module} if plugin.evaluator_module else {}),
+            ).with_id(node_id("Evaluator", name, repeat))
+            trainers.append(trainer)
+            evaluators.append(evaluator)
         pusher = VersionedPusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            model_evaluation=evaluator.outputs["evaluation"],
+            model=_gathered([t.outputs["model"] for t in trainers]),
+            model_blessing=_gathered([e.outputs["blessing"] for e in evaluators]),
+            model_evaluation=_gathered([e.outputs["evaluation"] for e in evaluators]),
             serving_dir=str(config.serving_dir),
             model_name=name,
             examples=example_gen.outputs["examples"],
@@ -138,8 +154,8 @@ def create_pipeline(
             keep_versions=config.keep_versions,
             max_accuracy_drop=config.evaluation.max_accuracy_drop,
             canary=config.canary,
-        ).with_id(f"Pusher_{name}")
-        components += [trainer, *([resolver] if resolver else []), evaluator, pusher]
+        ).with_id(node_id("Pusher", name))
+        components += [*trainers, *([resolver] if resolver else []), *evaluators, pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,22 +21,32 @@ from components.tfma_results import load_sliced_metrics
 from core import fs
 from core.contract import DRIFT_REPORT_FILE, LABEL_KEY
 from core.model_card import read_model_card
+from core.repeats import Candidate, choose_best, node_id, parse_node_id
 from pipelines.run_record import RunRecord, custom_property
 
 
-def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
-    """Everything the comparison needs about one framework's branch of the run."""
-    trainer = record.nodes.get(f"Trainer_{framework}")
-    evaluator = record.nodes.get(f"Evaluator_{framework}")
-    pusher = record.nodes.get(f"Pusher_{framework}")
-    row: dict[str, Any] = {"framework": framework}
+def framework_repeats(record: RunRecord, framework: str) -> list[int]:
+    """The repeats of ``framework`` this run trained (or tried to): [1] for a run without repeats."""
+    parsed = (parse_node_id(node) for node in record.nodes)
+    found = {p[2] for p in parsed if p and p[:2] == ("Trainer", framework)}
+    return sorted(found) or [1]
+
+
+def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, Any]:
+    """One trained model of the run (one repeat): its card, its Evaluator's metrics and blessing."""
+    trainer = record.nodes.get(node_id("Trainer", framework, repeat))
+    evaluator = record.nodes.get(node_id("Evaluator", framework, repeat))
+    row: dict[str, Any] = {"framework": framework, "repeat": repeat}
     model = trainer.output("model") if trainer else None
     if model is None:
         return {**row, "status": "not trained"}
-    card = read_model_card(path_utils.serving_model_path(model.uri))
+    model_dir = path_utils.serving_model_path(model.uri)
+    card = read_model_card(model_dir)
     training = card.training
     class_names = card.class_names
     row.update(
+        model_dir=model_dir,
+        seed=training.config.seed,
         device=training.device,
         architecture=card.architecture,
         parameters=card.parameters,
@@ -66,6 +77,29 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     non_finite = custom_property(blessing, NON_FINITE_PROPERTY) if blessing is not None else None
     if non_finite:
         row["not_blessed_because"] = f"non-finite test metrics: {non_finite}"
+    return row
+
+
+def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
+    """Everything the comparison needs about one framework's branch of the run.
+
+    With repeats, the row is the repeat the pusher chooses (core.repeats: blessed, best
+    eval-split accuracy), with every repeat listed under ``repeats`` and their test accuracies'
+    mean and standard deviation under ``seed_variation``.
+    """
+    rows = [repeat_row(record, framework, r) for r in framework_repeats(record, framework)]
+    trained = [r for r in rows if "status" not in r]
+    candidates = [Candidate(r, r["seed"], r["eval_accuracy"], r["blessed"]) for r in trained]
+    chosen = choose_best(candidates)
+    row = dict(chosen.item if chosen else (trained or rows)[0])
+    if len(rows) > 1:
+        row["repeats"] = [
+            {key: r.get(key) for key in ("seed", "eval_accuracy", "test_accuracy", "blessed", "epochs_run")}
+            | {"chosen": chosen is not None and r is chosen.item}
+            for r in rows
+        ]
+        row["seed_variation"] = seed_variation([r.get("test_accuracy") for r in rows])
+    pusher = record.nodes.get(node_id("Pusher", framework))
     pushed = pusher.output("pushed_model") if pusher else None
     row["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
     if row["pushed"]:
@@ -77,12 +111,27 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     return row
 
 
-def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: float) -> dict[str, Any]:
+def seed_variation(accuracies: list[float | None]) -> dict[str, Any]:
+    """Mean and sample standard deviation of test accuracy over the repeats that were evaluated."""
+    values = [a for a in accuracies if a is not None]
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values) if values else None,
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+    }
+
+
+def build_report(
+    record: RunRecord, frameworks: tuple[str, ...], wall_seconds: float, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``config``: the run's whole PipelineConfig as JSON, recorded verbatim (each model's training
+    config is in its card either way)."""
     rows = [framework_row(record, name) for name in frameworks]
     report: dict[str, Any] = {
         "pipeline": record.pipeline_name,
         "run_id": record.run_id,
         "wall_seconds": round(wall_seconds, 1),
+        **({"config": config} if config else {}),
         "components": [
             {"id": n.node_id, "state": n.state, "seconds": round(n.seconds, 1)} for n in record.nodes.values()
         ],
@@ -93,6 +142,9 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     ingest = read_ingest_report(examples.uri) if examples is not None else None
     if ingest is not None:
         report["data"] = ingest.model_dump()
+    if examples is not None:
+        report["data_fingerprint"] = custom_property(examples, "input_fingerprint") or None
+        report["examples_uri"] = examples.uri
     if examples is not None and custom_property(examples, "spans"):
         report["spans"] = json.loads(str(custom_property(examples, "spans")))
     gate = record.nodes.get("DriftGate")
@@ -100,7 +152,13 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     if drift is not None and fs.gfile().exists(fs.join(drift.uri, DRIFT_REPORT_FILE)):
         report["drift"] = json.loads(fs.read_text(fs.join(drift.uri, DRIFT_REPORT_FILE)))
     if len(rows) == 2 and all("test_accuracy" in r for r in rows) and examples is not None:
-        report["comparison"] = paired_comparison(record, examples.uri, (rows[0]["framework"], rows[1]["framework"]))
+        report["comparison"] = paired_comparison(examples.uri, rows[0], rows[1])
+    if len(rows) == 2 and all(r.get("seed_variation", {}).get("n", 0) > 1 for r in rows):
+        from pipelines.comparison import compare_seeds
+
+        report["seed_comparison"] = compare_seeds(
+            {r["framework"]: [x["test_accuracy"] for x in r["repeats"] if x["test_accuracy"] is not None] for r in rows}
+        )
     if len(rows) == 2 and all("test_accuracy" in r for r in rows):
         a, b = rows
         report["difference"] = {
@@ -122,12 +180,14 @@ def build_report(record: RunRecord, frameworks: tuple[str, ...], wall_seconds: f
     return report
 
 
-def paired_comparison(record: RunRecord, examples_uri: str, names: tuple[str, str]) -> dict[str, Any]:
-    """Both trained models on the run's very test images: intervals, McNemar's test, the paired difference."""
+def paired_comparison(examples_uri: str, first_row: dict[str, Any], second_row: dict[str, Any]) -> dict[str, Any]:
+    """Both trained models (with repeats: each framework's chosen one) on the run's very test images:
+    intervals, McNemar's test, the paired difference."""
     from pipelines.comparison import compare, confident_mistakes, predict_classes, read_test_split
 
     test = read_test_split(examples_uri)
-    model_dirs = [path_utils.serving_model_path(record.nodes[f"Trainer_{name}"].output("model").uri) for name in names]
+    names = (first_row["framework"], second_row["framework"])
+    model_dirs = [first_row["model_dir"], second_row["model_dir"]]
     class_names = read_model_card(model_dirs[0]).class_names
     (first, first_probabilities), (second, second_probabilities) = (predict_classes(d, test) for d in model_dirs)
     result = compare(names, test.labels, (first, second), class_names)
@@ -199,6 +259,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{diff['model_size_bytes'] / 1e6:+.2f} MB | | | |"
         )
     lines += _comparison_markdown(report.get("comparison"))
+    lines += _repeats_markdown(report)
     per_class = [r for r in rows if r.get("per_class_accuracy")]
     if per_class:
         names = list(per_class[0]["per_class_accuracy"])
@@ -217,6 +278,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += _retraining_markdown(report)
     lines += ["", "## Components", "", "| component | state | seconds |", "|---|---|---|"]
     lines += [f"| {c['id']} | {c['state']} | {c['seconds']:.1f} |" for c in report["components"]]
+    if report.get("data_fingerprint"):
+        lines += ["", f"Data fingerprint: `{report['data_fingerprint']}`."]
+    if report.get("config"):
+        lines += ["", "## Config", "", "```json", json.dumps(report["config"], indent=2), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -255,6 +320,43 @@ def _comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
         f"{table[f'only_{a}_right']}, only {b} right {table[f'only_{b}_right']}, both wrong {table['both_wrong']}. "
         "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples (difference). "
         "Per-class p-values are each a test of its own, not corrected for multiple comparisons.",
+    ]
+    return lines
+
+
+def _repeats_markdown(report: dict[str, Any]) -> list[str]:
+    """Every repeat's seed, eval and test accuracy; mean ± sd; whether the framework difference exceeds it."""
+    rows = [r for r in report["frameworks"] if r.get("repeats")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Seed-to-seed variation (each framework trained once per seed)",
+        "",
+        "| framework | seed | eval acc | test acc | blessed | chosen to push |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        for r in row["repeats"]:
+            lines.append(
+                f"| {row['framework']} | {r['seed']} | {percent(r['eval_accuracy'])} | {percent(r['test_accuracy'])} "
+                f"| {'yes' if r['blessed'] else 'no'} | {'yes' if r['chosen'] else ''} |"
+            )
+    lines.append("")
+    for row in rows:
+        variation = row["seed_variation"]
+        sd = "–" if variation["sd"] is None else f"{100 * variation['sd']:.2f}"
+        lines.append(
+            f"- {row['framework']}: test accuracy {percent(variation['mean'])} ± {sd} pp "
+            f"(mean ± sd, n = {variation['n']})"
+        )
+    seeds = report.get("seed_comparison")
+    if seeds:
+        lines += ["", f"**Across seeds, {seeds['verdict']}.**"]
+    lines += [
+        "",
+        "The repeat chosen to push is the blessed one with the best eval-split accuracy; the paired comparison "
+        "above compares the chosen repeats on the test split, which the choice never saw.",
     ]
     return lines
 
@@ -336,9 +438,21 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def report_dir(pipeline_root: str, run_id: str) -> str:
+    return fs.join(pipeline_root, "reports", run_id.replace(":", "-"))
+
+
+def recorded_config(pipeline_root: str, run_id: str) -> dict[str, Any] | None:
+    """The config a run's own report recorded (None without a report, or from before configs were kept)."""
+    path = fs.join(report_dir(pipeline_root, run_id), "report.json")
+    if not fs.gfile().exists(path):
+        return None
+    return json.loads(fs.read_text(path)).get("config")
+
+
 def write_report(report: dict[str, Any], pipeline_root: str) -> str:
     """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, report.html, per_class_accuracy.png."""
-    out = fs.join(pipeline_root, "reports", report["run_id"].replace(":", "-"))
+    out = report_dir(pipeline_root, report["run_id"])
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))

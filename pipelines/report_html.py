@@ -125,6 +125,7 @@ def render_html(report: dict[str, Any]) -> str:
         plots=_plots(report),
         galleries=_galleries(report.get("comparison")),
         data=json.dumps(report.get("data"), indent=1) if report.get("data") else "",
+        config=json.dumps(report.get("config"), indent=1) if report.get("config") else "",
         pct=percent,
         num=number,
         interval=interval_text,

@@ -3,7 +3,8 @@
 TFMA's thresholds compare with ``<`` and ``>``, which a NaN passes: a model whose loss is NaN
 (it answers NaN probabilities, and its argmax accuracy can still clear a floor) would be
 blessed. After TFMA has judged, a non-finite overall accuracy or loss turns the blessing into
-NOT_BLESSED.
+NOT_BLESSED. The evaluation artifact is marked with its model's id, as TFX marks the blessing,
+so a pusher choosing among repeats can pair each model with its own evaluation.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Executor(tfx_evaluator.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        if model.id:  # which model this evaluation is of, as TFX marks the blessing (the pusher pairs them)
+            evaluation.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
         bad = non_finite_headline(load_overall_metrics(evaluation.uri))
         if not bad:
             return

@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.pusher import executor as tfx_pusher
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
+from tfx.utils import path_utils as tfx_path_utils
 
 from components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
 from components.versioned_pusher.publish import (
@@ -31,6 +33,7 @@ from core import fs
 from core.decisions import write_decision
 from core.errors import ModelCardError
 from core.model_card import TrainingData, read_model_card
+from core.repeats import Candidate, choose_best, describe_choice
 from core.versions import BASELINE_STATISTICS, CANARY, STABLE, Version, read_labels, served_version, write_labels
 
 __all__ = ["STAGING_PREFIX", "Executor", "Verdict", "find_pushed", "judge", "next_version", "push", "training_data"]
@@ -38,6 +41,7 @@ __all__ = ["STAGING_PREFIX", "Executor", "Verdict", "find_pushed", "judge", "nex
 DEFAULT_KEEP_VERSIONS = 5
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 TRAIN_STATISTICS = "Split-train/FeatureStats.pb"
+CURRENT_MODEL_ID = evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY
 _EPSILON = 1e-9  # 0.91 - 0.01 is not exactly 0.90 in floating point
 
 
@@ -135,6 +139,41 @@ def _single(input_dict: dict[str, list[Artifact]], key: str) -> Artifact | None:
     return artifact_utils.get_single_instance(artifacts) if artifacts else None
 
 
+def choose_repeat(input_dict: dict[str, list[Artifact]]) -> tuple[dict[str, list[Artifact]], str]:
+    """With one model per repeat: the inputs narrowed to the chosen repeat's model, blessing and evaluation.
+
+    Each blessing and evaluation names its model's id (``current_model_id``); the choice is
+    core.repeats's (blessed, best eval-split accuracy). With no repeat blessed the first stays,
+    and is refused as "not blessed" as a single model would be. Returns the inputs and a line
+    saying what was chosen (empty for a single model).
+    """
+    models = input_dict["model"]
+    if len(models) < 2:
+        return input_dict, ""
+
+    def of(key: str, model: Artifact) -> Artifact:
+        matches = [a for a in input_dict[key] if a.get_int_custom_property(CURRENT_MODEL_ID) == model.id]
+        if len(matches) != 1:
+            raise RuntimeError(f"expected one {key} for model {model.uri} (id {model.id}), found {len(matches)}")
+        return matches[0]
+
+    candidates = []
+    for model in sorted(models, key=lambda m: m.id):
+        training = read_model_card(tfx_path_utils.serving_model_path(model.uri)).training
+        blessing = of("model_blessing", model)
+        blessed = blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1
+        candidates.append(Candidate(model, training.config.seed, training.eval.accuracy, blessed))
+    chosen = choose_best(candidates)
+    model = (chosen or candidates[0]).item
+    narrowed = {
+        **input_dict,
+        "model": [model],
+        "model_blessing": [of("model_blessing", model)],
+        "model_evaluation": [of("model_evaluation", model)],
+    }
+    return narrowed, describe_choice(chosen, candidates)
+
+
 def label_push(model_root: str, version: Version, served: Version | None, canary: bool) -> dict[str, int]:
     """Labels after a push: as ``canary`` beside the served ``stable``, or (labels in use) the new ``stable``.
 
@@ -160,6 +199,10 @@ class Executor(tfx_pusher.Executor):
     ) -> None:
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
         name = exec_properties["model_name"]
+        input_dict, repeats = choose_repeat(input_dict)
+        if repeats:
+            print(f"[push] {name}: {repeats}", flush=True)
+            pushed.set_string_custom_property("repeats", repeats)
         model_root = fs.join(exec_properties["serving_dir"], name)
         remove_abandoned(model_root)  # whatever this run decides, a dead push's leftovers go
         run_id = exec_properties.get("run_id") or (self._context.pipeline_run_id if self._context else None) or None
@@ -175,6 +218,7 @@ class Executor(tfx_pusher.Executor):
             "served_before": served.number if served else None,
             "evaluation": finite_only(evaluation),
             "spans": data.spans if data else None,
+            **({"repeats": repeats} if repeats else {}),
         }
         version = self._decide(input_dict, exec_properties, model_root, evaluation, served, data, statistics, record)
         if version is None:

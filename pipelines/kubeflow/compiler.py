@@ -166,6 +166,11 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
     """
     if not config.kubeflow.image:
         raise ConfigError("no container image: pass --image (the image built from the Dockerfile)")
+    if config.repeats > 1:  # one training-config parameter feeds every Trainer: the repeats would share a seed
+        raise ConfigError(
+            f"repeats: {config.repeats} is for local runs (twinflow run --repeats); a Kubeflow spec trains each "
+            "framework once. Set repeats to 1 for compile"
+        )
     pipeline, defaults = build_pipeline(config, num_classes)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
