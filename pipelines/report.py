@@ -108,6 +108,8 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
         row["pushed_version"] = int(version) if version not in (None, "") else None
     if pushed is not None and custom_property(pushed, "decision"):
         row["push_reason"] = custom_property(pushed, "decision")
+    if pushed is not None and custom_property(pushed, "repeats"):
+        row["push_choice"] = custom_property(pushed, "repeats")  # the pusher's own account of its choice
     return row
 
 
@@ -398,6 +400,7 @@ def _retraining_markdown(report: dict[str, Any]) -> list[str]:
             f"- {d['feature']}: {d['comparator']} {d['distance']:.3f} > threshold {d['threshold']:g}"
             for d in drift.get("drifted", [])
         ]
+    lines += [f"- {r['framework']}: {r['push_choice']}" for r in report["frameworks"] if r.get("push_choice")]
     lines += [f"- {r['framework']}: {r['push_reason']}" for r in report["frameworks"] if r.get("push_reason")]
     return ["", "## Retraining", "", *lines] if lines else []
 
