@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import sys
 import threading
@@ -164,6 +165,23 @@ def run_local(
         return report
 
 
+def schema_snapshot(config: PipelineConfig) -> str:
+    """The schema, copied to ``<pipeline_root>/schemas/<content hash>.pbtxt``.
+
+    ImportSchemaGen's cache key is its ``schema_file`` path, not the file's content: a schema
+    edited in place would be answered from the cache with the old one. A path named by the
+    content changes exactly when the schema does.
+    """
+    source = str(config.schema_path or default_schema_path())
+    text = fs.read_text(source)
+    target = fs.join(config.pipeline_root, "schemas", hashlib.sha256(text.encode()).hexdigest()[:16] + ".pbtxt")
+    if not fs.gfile().exists(target):  # written aside and renamed: a killed run leaves no half-written schema
+        fs.gfile().makedirs(fs.join(config.pipeline_root, "schemas"))
+        fs.write_text(target + ".partial", text)
+        fs.gfile().rename(target + ".partial", target, overwrite=True)
+    return target
+
+
 def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerprint: str) -> tuple[dict, str]:
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
@@ -178,7 +196,10 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
         Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     metadata = connection_config(config.metadata_uri, config.metadata_path)
     pipeline = create_pipeline(
-        config, num_classes=num_classes, data_fingerprint=data_fingerprint, metadata_connection_config=metadata
+        config.model_copy(update={"schema_path": schema_snapshot(config)}),
+        num_classes=num_classes,
+        data_fingerprint=data_fingerprint,
+        metadata_connection_config=metadata,
     )
     ir = compiler.Compiler().compile(pipeline)
     runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
