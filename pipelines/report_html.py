@@ -67,6 +67,24 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         fig.tight_layout()
         plots.append(("Training curves (train solid, eval dashed)", _png(fig)))
         plt.close(fig)
+    repeated = [r for r in report["frameworks"] if r.get("repeats")]
+    if repeated:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for index, row in enumerate(repeated):
+            values = [100 * r["test_accuracy"] for r in row["repeats"] if r["test_accuracy"] is not None]
+            ax.scatter(values, [index] * len(values), color=f"C{index}", alpha=0.7, label=f"{row['framework']} seeds")
+            chosen = [100 * r["test_accuracy"] for r in row["repeats"] if r["chosen"] and r["test_accuracy"]]
+            ax.scatter(chosen, [index] * len(chosen), marker="*", s=220, color=f"C{index}", edgecolor="black")
+            variation = row["seed_variation"]
+            if variation["sd"] is not None:
+                ax.errorbar(100 * variation["mean"], index + 0.25, xerr=100 * variation["sd"], fmt="o", color="black")
+        ax.set_yticks(range(len(repeated)), [r["framework"] for r in repeated])
+        ax.set_ylim(-0.6, len(repeated) - 0.4)
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_title("Test accuracy per seed (star: pushed; bar: mean ± sd)")
+        fig.tight_layout()
+        plots.append(("Seed-to-seed variation", _png(fig)))
+        plt.close(fig)
     figure = per_class_figure(report)
     if figure is not None:
         plots.append(("Per-class test accuracy", _png(figure)))

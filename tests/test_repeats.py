@@ -154,4 +154,4 @@ def test_a_run_with_repeats_trains_every_seed_and_pushes_the_best_by_eval_accura
     assert "## Seed-to-seed variation" in (folder / "report.md").read_text()
     recorded = json.loads((folder / "report.json").read_text())
     assert recorded["config"]["repeats"] == 3 and recorded["data_fingerprint"]
-    assert "Seed-to-seed variation" in (folder / "report.html").read_text()
+    assert 'alt="Seed-to-seed variation"' in (folder / "report.html").read_text()  # the per-seed plot
