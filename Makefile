@@ -21,7 +21,7 @@ retrain-demo: data  # three spans of Fashion-MNIST arriving, the third brighter:
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -v tests
+	$(BIN)/python -m pytest -v --durations=25 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not e2e and not slow" tests
