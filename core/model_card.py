@@ -81,10 +81,24 @@ class TrainingData(_Card):
     run_id: str | None = None
 
 
+class VariantInfo(_Card):
+    """What an optimized variant is made of: its float parent, the method, and what was measured."""
+
+    name: Literal["prune", "int8"]
+    parent_framework: str
+    parent_model: str = Field(description="the float parent's serving folder in the pipeline root")
+    parent_version: int | None = Field(None, description="the parent's version in the serving folder (the pusher)")
+    method: str
+    sparsity: float | None = Field(None, ge=0, le=1, description="share of zero weights in conv and dense kernels")
+    fine_tune_epochs: int | None = None
+    calibration_images: int | None = None
+    benchmark: dict[str, float] = Field(default_factory=dict, description="sizes and latencies, float vs variant")
+
+
 class ModelCard(_Card):
     schema_version: Literal[1] = SCHEMA_VERSION
     framework: str
-    format: Literal["saved_model", "onnx"]
+    format: Literal["saved_model", "onnx", "tflite"]
     artifact: str = Field(description="the framework artifact, relative to the model folder ('.' for a SavedModel)")
     signatures: list[str] = Field(default_factory=list)
     onnx: OnnxGraph | None = None
@@ -95,6 +109,7 @@ class ModelCard(_Card):
     parameters: int = Field(gt=0)
     training: TrainingSummary
     size_bytes: int = Field(ge=0)
+    variant: VariantInfo | None = Field(None, description="set on an optimized variant of a float model")
     # Written by the pusher.
     version: int | None = None
     source_model: str | None = None

@@ -1,7 +1,8 @@
 """One pushed version loaded for serving, the same two signatures and outputs whatever the framework.
 
 Keras versions are SavedModels whose signatures hold the transform graph; Lightning versions
-are ONNX models behind their copied transform graph (``trainers.onnx_model``). Both answer
+(and the int8 Keras variant) are ONNX (TFLite) models behind their copied transform graph
+(``trainers.transformed_model``). Both answer
 ``serving_default`` (serialized raw tf.Examples) and ``serving_image_bytes`` (encoded images)
 with ``probabilities``, ``class_index``, ``class_name`` and ``class_names``, and both describe
 those signatures as TF Serving's ``SignatureDef`` protos for the metadata endpoints.
@@ -121,17 +122,18 @@ class KerasModel(ServedModel):
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
-class OnnxModel(ServedModel):
-    """ONNX Runtime behind the pushed transform graph; its signatures are described as the Keras ones are."""
+class TransformGraphModel(ServedModel):
+    """ONNX Runtime or TFLite behind the pushed transform graph; its signatures are described as the Keras ones are."""
 
     framework = "lightning"
-    platform = "onnxruntime_onnx"
+    PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 
     def __init__(self, path: str, card: ModelCard):
-        from trainers.onnx_model import OnnxImageClassifier
+        from trainers.transformed_model import load_transformed_classifier
 
         self.card = card
-        self._classifier = OnnxImageClassifier(path)
+        self.platform = self.PLATFORMS[card.format]
+        self._classifier = load_transformed_classifier(path)
         outputs = _outputs_info(len(card.class_names))
         self.signature_defs = {name: _signature_def(SIGNATURE_INPUTS[name], outputs) for name in SIGNATURE_INPUTS}
 
@@ -151,9 +153,11 @@ def load_version(path: str) -> ServedModel:
     card = read_model_card(path)
     if card.format == "saved_model":
         model: ServedModel = KerasModel(fs.join(path, card.artifact) if card.artifact != "." else path, card)
-    elif card.format == "onnx":
-        model = OnnxModel(path, card)
+    elif card.format in TransformGraphModel.PLATFORMS:
+        model = TransformGraphModel(path, card)
     else:
-        raise ValueError(f"{path}: model.json names format {card.format!r}; this server loads saved_model and onnx")
+        raise ValueError(
+            f"{path}: model.json names format {card.format!r}; this server loads saved_model, onnx and tflite"
+        )
     model.framework = card.framework
     return model

@@ -42,7 +42,7 @@ def _broken(tmp_path: Path, change) -> Path:
         (lambda d: d.update(parameters="many"), "parameters: Input should be a valid integer"),
         (lambda d: d["training"]["train"].update(loss=float("nan")), "training.train.loss"),
         (lambda d: d.update(schema_version=2), "schema_version: Input should be 1"),
-        (lambda d: d.update(format="pickle"), "format: Input should be 'saved_model' or 'onnx'"),
+        (lambda d: d.update(format="pickle"), "format: Input should be 'saved_model', 'onnx' or 'tflite'"),
         (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
         (lambda d: d.update(class_names=["only"]), "class_names: List should have at least 2 items"),
     ],

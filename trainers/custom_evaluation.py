@@ -1,8 +1,12 @@
-"""TFMA hooks for Lightning models, called by the TFX Evaluator through ``module_path``.
+"""TFMA hooks for models TFMA cannot run itself, called by the TFX Evaluator through ``module_path``.
 
-TFMA can only run TensorFlow models itself. These hooks load a Lightning serving
-directory (model.onnx + transform_graph/) and predict inside TFMA's Beam pipeline, so
-torch models meet exactly the same EvalConfig, metrics, slices and thresholds as Keras.
+These hooks load a serving directory by its model card (Lightning's model.onnx, the Keras
+int8 variant's model.tflite, each behind its transform_graph/; or a SavedModel, when it is
+the float baseline of a TFLite variant) and predict inside TFMA's Beam pipeline, so torch
+models and optimized variants meet exactly the same EvalConfig, metrics, slices and
+thresholds as Keras. Every model is fed raw serialized examples and applies the Transform
+graph itself: a TFLite model never meets TFMA's own TFLite extractor, which would fill its
+missing ``image_xf`` input with -1.
 """
 
 from __future__ import annotations
@@ -13,33 +17,57 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from trainers.onnx_model import OnnxImageClassifier
+from core.contract import PROBABILITIES_KEY, SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
+from core.model_card import read_model_card
+from trainers.transformed_model import load_transformed_classifier
 
-PREDICT_STAGE_NAME = "OnnxPredict"
+PREDICT_STAGE_NAME = "CustomPredict"
 
 
-def _load_model(model_dir: str) -> OnnxImageClassifier:
-    return OnnxImageClassifier(model_dir)
+class SavedModelClassifier:
+    """A twinflow SavedModel's serialized-examples signature, answering probabilities like the others."""
+
+    def __init__(self, model_dir: str):
+        self.card = read_model_card(model_dir)
+        self.class_names = list(self.card.class_names)
+        self._signature = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES_SIGNATURE]
+
+    def predict_examples(self, serialized: list[bytes] | np.ndarray) -> np.ndarray:
+        values = tf.constant(np.asarray(serialized, dtype=object).reshape(-1))
+        return self._signature(**{SIGNATURE_INPUTS[SERVING_EXAMPLES_SIGNATURE]: values})[PROBABILITIES_KEY].numpy()
+
+
+def _load_model(model_dir: str) -> Any:
+    if read_model_card(model_dir).format == "saved_model":
+        return SavedModelClassifier(model_dir)
+    return load_transformed_classifier(model_dir)
 
 
 def custom_eval_shared_model(
     eval_saved_model_path: str, model_name: str, eval_config: tfma.EvalConfig | None, **kwargs: Any
 ) -> tfma.types.EvalSharedModel:
-    """TFX hook: ``eval_saved_model_path`` is the model's serving directory (Format-Serving)."""
-    return tfma.default_eval_shared_model(
+    """TFX hook: ``eval_saved_model_path`` is the model's serving directory (Format-Serving).
+
+    The model type is generic: TFMA would take a Keras SavedModel (a TFLite variant's baseline)
+    for one it runs itself and ask it for compiled metrics; here it only predicts.
+    """
+    shared = tfma.default_eval_shared_model(
         eval_saved_model_path=eval_saved_model_path,
         model_name=model_name,
         eval_config=eval_config,
         custom_model_loader=tfma.ModelLoader(construct_fn=functools.partial(_load_model, eval_saved_model_path)),
         **kwargs,
     )
+    return shared._replace(model_type=tfma.constants.TF_GENERIC)
 
 
 @beam.typehints.with_input_types(tfma.types.Extracts)
 @beam.typehints.with_output_types(tfma.types.Extracts)
-class OnnxPredictDoFn(tfma.utils.DoFnWithModels):
+class CustomPredictDoFn(tfma.utils.DoFnWithModels):
     """Adds each model's class probabilities to a batched extract, computed from its raw examples.
 
     As in TFMA's own predictions extractor, a single model's prediction is stored directly
@@ -68,13 +96,13 @@ def custom_extractors(
     eval_config: tfma.EvalConfig,
     tensor_adapter_config: Any = None,
 ) -> list[tfma.extractors.Extractor]:
-    """TFX hook: TFMA's default extractors with the ONNX predictor in place of TensorFlow's."""
+    """TFX hook: TFMA's default extractors with this predictor in place of TensorFlow's."""
     # One model is named '' (TFMA's convention, which its metrics follow when looking predictions up).
     models = {m.model_name: m for m in tfma.utils.verify_and_update_eval_shared_models(eval_shared_model) or []}
     specs = list(eval_config.model_specs)
     keys = {("" if len(specs) == 1 else spec.name): spec.prediction_key for spec in specs}
     predict = tfma.extractors.Extractor(
-        stage_name=PREDICT_STAGE_NAME, ptransform=beam.ParDo(OnnxPredictDoFn(models, keys))
+        stage_name=PREDICT_STAGE_NAME, ptransform=beam.ParDo(CustomPredictDoFn(models, keys))
     )
     return tfma.default_extractors(
         eval_shared_model=eval_shared_model,

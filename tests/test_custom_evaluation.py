@@ -17,7 +17,7 @@ from components.tfma_results import load_sliced_metrics
 from core.registry import get_framework
 from pipelines.evaluation import build_eval_config
 from pipelines.run_record import read_run
-from trainers import lightning_evaluation
+from trainers import custom_evaluation
 from trainers.lightning_trainer import export_serving_model, run_fn
 from trainers.onnx_model import OnnxImageClassifier
 from trainers.torch_twin import build_model
@@ -67,12 +67,12 @@ def _analyze(models, eval_config: tfma.EvalConfig, pattern: str, out: Path) -> N
         data_location=pattern,
         file_format="tfrecords",
         output_path=str(out),
-        extractors=lightning_evaluation.custom_extractors(models, eval_config, None),
+        extractors=custom_evaluation.custom_extractors(models, eval_config, None),
     )
 
 
 def test_custom_eval_shared_model_loads_the_serving_directory(lightning_trained) -> None:
-    model = lightning_evaluation.custom_eval_shared_model(
+    model = custom_evaluation.custom_eval_shared_model(
         lightning_trained.serving_model_dir, "", None, add_metrics_callbacks=None
     )
     loaded = model.model_loader.load()
@@ -83,7 +83,7 @@ def test_custom_eval_shared_model_loads_the_serving_directory(lightning_trained)
 def test_tfma_metrics_equal_direct_onnx_metrics(lightning_trained, keras_run, raw_test_examples, tmp_path) -> None:
     eval_config = _eval_config(keras_run, has_baseline=False)
     model_dir = lightning_trained.serving_model_dir
-    model = lightning_evaluation.custom_eval_shared_model(model_dir, eval_config.model_specs[0].name, eval_config)
+    model = custom_evaluation.custom_eval_shared_model(model_dir, eval_config.model_specs[0].name, eval_config)
     _analyze(model, eval_config, raw_test_examples, tmp_path)
 
     predicted, labels = _direct(model_dir, raw_test_examples)
@@ -111,7 +111,7 @@ def test_with_a_baseline_each_model_gets_its_own_predictions(
     eval_config = _eval_config(keras_run, has_baseline=True)
     dirs = {"candidate": lightning_trained.serving_model_dir, "baseline": str(baseline_dir)}
     models = [
-        lightning_evaluation.custom_eval_shared_model(dirs[spec.name], spec.name, eval_config)
+        custom_evaluation.custom_eval_shared_model(dirs[spec.name], spec.name, eval_config)
         for spec in eval_config.model_specs
     ]
     assert [m.is_baseline for m in models] == [spec.is_baseline for spec in eval_config.model_specs]
@@ -135,6 +135,6 @@ def test_run_fn_and_hooks_are_what_the_registry_names() -> None:
     module, _, name = plugin.run_fn.rpartition(".")
     assert origin(getattr(importlib.import_module(module), name)) == origin(run_fn)
     hooks = importlib.import_module(plugin.evaluator_module)
-    assert origin(hooks.custom_eval_shared_model) == origin(lightning_evaluation.custom_eval_shared_model)
-    assert origin(hooks.custom_extractors) == origin(lightning_evaluation.custom_extractors)
+    assert origin(hooks.custom_eval_shared_model) == origin(custom_evaluation.custom_eval_shared_model)
+    assert origin(hooks.custom_extractors) == origin(custom_evaluation.custom_extractors)
     assert plugin.signature_name is None
