@@ -97,6 +97,64 @@ class EvaluationConfig(_Section):
     max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="largest drop vs the last blessed model")
 
 
+VARIANTS = ("prune", "int8")
+
+
+class OptimizationConfig(_Section):
+    """Optimized variants of each trained float model, judged by the same Evaluator as their parent.
+
+    ``max_drop`` is a fraction like ``evaluation.max_accuracy_drop`` (0.005 = 0.5 percentage points).
+    """
+
+    variants: tuple[Literal["prune", "int8"], ...] = Field(
+        (),
+        strict=False,
+        description="optimized variants to make of each framework's model, comma-separated: prune, int8; or none",
+    )
+    sparsity: float = Field(0.5, gt=0, lt=1, description="share of weights magnitude pruning sets to zero")
+    fine_tune_epochs: int = Field(1, ge=1, description="epochs of fine-tuning after pruning (train split)")
+    calibration_images: int = Field(512, ge=1, description="train-split images that calibrate int8 quantization")
+    max_drop: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="largest test-accuracy drop vs the float parent a variant may have and be blessed (0.005: 0.5 pp)",
+    )
+    latency_iterations: int = Field(
+        200, ge=1, description="timed batch-1 calls per model and thread count (batch 64: a tenth, at least 3)"
+    )
+    latency_threads: tuple[int, ...] = Field(
+        (1, 2), strict=False, min_length=1, description="thread counts the latency benchmark times, comma-separated"
+    )
+
+    @field_validator("latency_threads", mode="before")
+    @classmethod
+    def _thread_list(cls, value: Any) -> Any:
+        value = _comma_list(value)
+        return (
+            tuple(int(v) for v in value) if isinstance(value, tuple) and all(str(v).isdigit() for v in value) else value
+        )
+
+    @field_validator("latency_threads")
+    @classmethod
+    def _positive_threads(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"thread counts must be at least 1, got {value}")
+        return value
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _variant_list(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("variants")
+    @classmethod
+    def _no_repeated_variant(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"variant listed twice: {value}")
+        return value
+
+
 class KubeflowConfig(_Section):
     """What ``twinflow compile`` fixes in the spec beyond the pipeline itself."""
 
@@ -194,6 +252,7 @@ class PipelineConfig(_Section):
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 

@@ -16,19 +16,45 @@ class FrameworkPlugin:
     ``run_fn`` is the TFX Trainer entry point (a dotted path). Models saved as TF
     SavedModels are evaluated through ``signature_name``; anything else names an
     ``evaluator_module`` exposing TFMA's ``custom_eval_shared_model`` and
-    ``custom_extractors`` hooks.
+    ``custom_extractors`` hooks. ``optimize_fn`` (a dotted path) makes the optimized
+    variants (``make_variant(variant, parent_dir, output_dir, examples_uri, transform_dir,
+    settings)``); a framework without one takes no ``--optimize``.
     """
 
     name: str
     run_fn: str
     signature_name: str | None = None
     evaluator_module: str | None = None
+    optimize_fn: str | None = None
+
+    def variant(self, name: str) -> FrameworkPlugin:
+        """How a variant is evaluated: every variant (and its float baseline) through the custom
+        evaluator hooks, which load any model format by its card and apply the transform graph."""
+        return FrameworkPlugin(
+            name=variant_name(self.name, name), run_fn=self.run_fn, evaluator_module=VARIANT_EVALUATOR
+        )
+
+
+VARIANT_EVALUATOR = "trainers.custom_evaluation"
+
+
+def variant_name(framework: str, variant: str) -> str:
+    """The model name a variant is evaluated and pushed under: ``lightning-int8``."""
+    return f"{framework}-{variant}"
 
 
 FRAMEWORKS: dict[str, FrameworkPlugin] = {
-    "keras": FrameworkPlugin(name="keras", run_fn="trainers.keras_trainer.run_fn", signature_name="serving_default"),
+    "keras": FrameworkPlugin(
+        name="keras",
+        run_fn="trainers.keras_trainer.run_fn",
+        signature_name="serving_default",
+        optimize_fn="trainers.keras_optimize.make_variant",
+    ),
     "lightning": FrameworkPlugin(
-        name="lightning", run_fn="trainers.lightning_trainer.run_fn", evaluator_module="trainers.lightning_evaluation"
+        name="lightning",
+        run_fn="trainers.lightning_trainer.run_fn",
+        evaluator_module=VARIANT_EVALUATOR,
+        optimize_fn="trainers.lightning_optimize.make_variant",
     ),
 }
 

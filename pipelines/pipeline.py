@@ -13,11 +13,12 @@ from components.data_gate.component import DataGate
 from components.drift_gate.component import DriftGate
 from components.finite_evaluator.component import FiniteEvaluator
 from components.image_example_gen.component import ImageExampleGen
+from components.model_optimizer.component import ModelOptimizer
 from components.versioned_pusher.component import VersionedPusher
 from core import fs
 from core.config import PipelineConfig
 from core.contract import TRAINING_CONFIG_KEY
-from core.registry import get_framework
+from core.registry import FrameworkPlugin, get_framework
 from core.repeats import node_id, repeat_seed
 from core.versions import served_version
 from pipelines.evaluation import build_eval_config
@@ -56,6 +57,63 @@ def _served_versions(config: PipelineConfig) -> str:
     except Exception:  # e.g. a cluster volume compiled from a workstation: the baseline is read at run time anyway
         return ""
     return json.dumps({name: version.number if version else None for name, version in served.items()})
+
+
+def _variants(
+    config: PipelineConfig,
+    plugin: FrameworkPlugin,
+    num_classes: int,
+    trainers: list,
+    evaluators: list,
+    transform: tfx.components.Transform,
+    example_gen: ImageExampleGen,
+    parent_pusher: VersionedPusher,
+) -> list:
+    """Per optimized variant: ModelOptimizer → Evaluator (the float parent as baseline, the same metrics,
+    slices and floor, blessed within ``optimization.max_drop`` of the parent) → Pusher as ``<fw>-<variant>``."""
+    if config.optimization.variants and not plugin.optimize_fn:
+        raise ValueError(f"framework {plugin.name!r} makes no optimized variants (no optimize_fn in core.registry)")
+    settings = config.optimization
+    variant_evaluation = config.evaluation.model_copy(update={"max_accuracy_drop": settings.max_drop})
+    nodes: list = []
+    for variant in settings.variants:
+        variant_plugin = plugin.variant(variant)
+        name = variant_plugin.name
+        optimizer = ModelOptimizer(
+            model=_gathered([t.outputs["model"] for t in trainers]),
+            model_blessing=_gathered([e.outputs["blessing"] for e in evaluators]),
+            model_evaluation=_gathered([e.outputs["evaluation"] for e in evaluators]),
+            transformed_examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            framework=plugin.name,
+            variant=variant,
+            optimize_fn=str(plugin.optimize_fn),
+            settings=settings.model_dump_json(),
+        ).with_id(node_id("Optimizer", name))
+        evaluator = FiniteEvaluator(
+            examples=example_gen.outputs["examples"],
+            model=optimizer.outputs["variant_model"],
+            baseline_model=optimizer.outputs["parent_model"],
+            eval_config=build_eval_config(variant_evaluation, num_classes, variant_plugin),
+            example_splits=[EVAL_SPLIT],
+            module_file=None,
+            module_path=variant_plugin.evaluator_module,
+        ).with_id(node_id("Evaluator", name))
+        pusher = VersionedPusher(
+            model=optimizer.outputs["variant_model"],
+            model_blessing=evaluator.outputs["blessing"],
+            model_evaluation=evaluator.outputs["evaluation"],
+            serving_dir=str(config.serving_dir),
+            model_name=name,
+            examples=example_gen.outputs["examples"],
+            keep_versions=config.keep_versions,
+            max_accuracy_drop=config.evaluation.max_accuracy_drop,
+            canary=config.canary,
+            parent_model_name=plugin.name,
+        ).with_id(node_id("Pusher", name))
+        pusher.add_upstream_node(parent_pusher)  # a variant is pushed only beside its served float parent
+        nodes += [optimizer, evaluator, pusher]
+    return nodes
 
 
 def create_pipeline(
@@ -156,6 +214,7 @@ def create_pipeline(
             canary=config.canary,
         ).with_id(node_id("Pusher", name))
         components += [*trainers, *([resolver] if resolver else []), *evaluators, pusher]
+        components += _variants(config, plugin, num_classes, trainers, evaluators, transform, example_gen, pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

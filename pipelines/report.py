@@ -113,6 +113,72 @@ def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     return row
 
 
+VARIANT_LATENCY_KEYS = ("p50_ms_b1_t1", "p50_ms_b64_t1", "p50_ms_b1_t2", "p50_ms_b64_t2")
+
+
+def variant_rows(record: RunRecord, parent: dict[str, Any]) -> list[dict[str, Any]]:
+    """The float model and each optimized variant of one framework (``<fw>-<variant>`` nodes): test
+    accuracy and its change vs the float parent, sizes and latencies (measured in one benchmark run per
+    variant, float beside variant), blessing and push. Empty when the run made no variants."""
+    framework = parent["framework"]
+    names = sorted({p[1] for node in record.nodes if (p := parse_node_id(node)) and p[0] == "Optimizer"} - {framework})
+    names = [n for n in names if n.startswith(f"{framework}-")]
+    if not names:
+        return []
+    rows: list[dict[str, Any]] = []
+    float_row: dict[str, Any] = {
+        "framework": framework,
+        "variant": "float",
+        "test_accuracy": parent.get("test_accuracy"),
+    }
+    float_row.update(blessed=parent.get("blessed"), pushed=parent.get("pushed"))
+    for name in names:
+        optimizer = record.nodes[node_id("Optimizer", name)]
+        model = optimizer.output("variant_model")
+        row: dict[str, Any] = {"framework": framework, "variant": name.removeprefix(f"{framework}-"), "model": name}
+        if model is None:
+            rows.append({**row, "status": "not made"})
+            continue
+        card = read_model_card(path_utils.serving_model_path(model.uri))
+        info = card.variant
+        benchmark = info.benchmark if info else {}
+        row.update(
+            method=info.method if info else None,
+            sparsity=info.sparsity if info else None,
+            size_bytes=benchmark.get("variant_bytes"),
+            gzip_bytes=benchmark.get("variant_gzip_bytes"),
+            size_vs_float=_ratio(benchmark.get("variant_bytes"), benchmark.get("float_bytes")),
+            **{key: benchmark.get(f"variant_{key}") for key in VARIANT_LATENCY_KEYS},
+            speedup_b1_t1=_ratio(benchmark.get("float_p50_ms_b1_t1"), benchmark.get("variant_p50_ms_b1_t1")),
+        )
+        if "size_bytes" not in float_row and benchmark:  # the float model, as timed beside this variant
+            float_row.update(
+                size_bytes=benchmark.get("float_bytes"),
+                gzip_bytes=benchmark.get("float_gzip_bytes"),
+                size_vs_float=1.0,
+                **{key: benchmark.get(f"float_{key}") for key in VARIANT_LATENCY_KEYS},
+                speedup_b1_t1=1.0,
+            )
+        evaluator = record.nodes.get(node_id("Evaluator", name))
+        evaluation = evaluator.output("evaluation") if evaluator else None
+        if evaluation is not None:
+            row["test_accuracy"] = load_sliced_metrics(evaluation.uri).get("overall", {}).get("accuracy")
+            row["delta_vs_float"] = _difference(row["test_accuracy"], parent.get("test_accuracy"))
+        blessing = evaluator.output("blessing") if evaluator else None
+        row["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
+        pusher = record.nodes.get(node_id("Pusher", name))
+        pushed = pusher.output("pushed_model") if pusher else None
+        row["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
+        if pushed is not None and custom_property(pushed, "decision"):
+            row["push_reason"] = custom_property(pushed, "decision")
+        rows.append(row)
+    return [float_row, *rows]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def seed_variation(accuracies: list[float | None]) -> dict[str, Any]:
     """Mean and sample standard deviation of test accuracy over the repeats that were evaluated."""
     values = [a for a in accuracies if a is not None]
@@ -129,6 +195,7 @@ def build_report(
     """``config``: the run's whole PipelineConfig as JSON, recorded verbatim (each model's training
     config is in its card either way)."""
     rows = [framework_row(record, name) for name in frameworks]
+    variants = [v for row in rows if "status" not in row for v in variant_rows(record, row)]
     report: dict[str, Any] = {
         "pipeline": record.pipeline_name,
         "run_id": record.run_id,
@@ -138,6 +205,7 @@ def build_report(
             {"id": n.node_id, "state": n.state, "seconds": round(n.seconds, 1)} for n in record.nodes.values()
         ],
         "frameworks": rows,
+        **({"variants": variants} if variants else {}),
     }
     example_gen = record.nodes.get("ImageExampleGen")
     examples = example_gen.output("examples") if example_gen else None
@@ -262,6 +330,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     lines += _comparison_markdown(report.get("comparison"))
     lines += _repeats_markdown(report)
+    lines += _variants_markdown(report.get("variants"))
     per_class = [r for r in rows if r.get("per_class_accuracy")]
     if per_class:
         names = list(per_class[0]["per_class_accuracy"])
@@ -360,6 +429,48 @@ def _repeats_markdown(report: dict[str, Any]) -> list[str]:
         "The repeat chosen to push is the blessed one with the best eval-split accuracy; the paired comparison "
         "above compares the chosen repeats on the test split, which the choice never saw.",
     ]
+    return lines
+
+
+def _milliseconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _variants_markdown(variants: list[dict[str, Any]] | None) -> list[str]:
+    if not variants:
+        return []
+    lines = [
+        "",
+        "## Optimized variants",
+        "",
+        "Each variant is judged by the same Evaluator (metrics, slices, floor) with its float parent as the "
+        "baseline. Sizes are the served artifact (gzip in brackets); latencies are p50 milliseconds per call "
+        "on `image_xf`, measured float beside variant in one run.",
+        "",
+        "| model | test acc | Δ vs float | size | vs float | p50 b1 1t | p50 b64 1t | p50 b1 2t | p50 b64 2t | "
+        "speed-up b1 | sparsity | blessed | pushed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        name = v["framework"] if v["variant"] == "float" else v["model"]
+        if v.get("status"):
+            lines.append(f"| {name} | {v['status']} |" + " |" * 11)
+            continue
+        size, delta, ratio = v.get("size_bytes"), v.get("delta_vs_float"), v.get("size_vs_float")
+        speedup, sparsity = v.get("speedup_b1_t1"), v.get("sparsity")
+        cells = [
+            name,
+            percent(v.get("test_accuracy")),
+            "–" if delta is None else f"{100 * delta:+.2f} pp",
+            "–" if size is None else f"{size / 1e6:.2f} MB ({(v.get('gzip_bytes') or 0) / 1e6:.2f})",
+            "–" if ratio is None else f"{ratio:.0%}",
+            *(_milliseconds(v.get(key)) for key in VARIANT_LATENCY_KEYS),
+            "–" if speedup is None else f"{speedup:.2f}x",
+            "–" if sparsity is None else f"{sparsity:.0%}",
+            "yes" if v.get("blessed") else "no",
+            "yes" if v.get("pushed") else "no",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -85,6 +85,29 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         fig.tight_layout()
         plots.append(("Seed-to-seed variation", _png(fig)))
         plt.close(fig)
+    variants = [v for v in report.get("variants") or [] if v.get("p50_ms_b1_t1") and v.get("test_accuracy")]
+    if variants:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        frameworks = sorted({v["framework"] for v in variants})
+        markers = {"float": "o", "prune": "s", "int8": "^"}
+        for v in variants:
+            color = f"C{frameworks.index(v['framework'])}"
+            ax.scatter(v["p50_ms_b1_t1"], 100 * v["test_accuracy"], color=color, marker=markers.get(v["variant"], "x"))
+            label = v["framework"] if v["variant"] == "float" else v["model"]
+            ax.annotate(
+                label,
+                (v["p50_ms_b1_t1"], 100 * v["test_accuracy"]),
+                fontsize=8,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency, batch 1, 1 thread (ms, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title("Accuracy against latency: float and optimized variants")
+        fig.tight_layout()
+        plots.append(("Optimized variants: accuracy and latency", _png(fig)))
+        plt.close(fig)
     figure = per_class_figure(report)
     if figure is not None:
         plots.append(("Per-class test accuracy", _png(figure)))

@@ -14,9 +14,11 @@ from typing import Any
 
 from components.versioned_pusher.publish import publish
 from core import fs
+from core.config import VARIANTS
 from core.decisions import read_decisions, write_decision
 from core.errors import ModelCardError, RollbackError
 from core.model_card import ModelCard, read_model_card
+from core.registry import variant_name
 from core.versions import CANARY, STABLE, Version, complete_versions, read_labels, served_version, write_labels
 from pipelines.run_guard import hold
 
@@ -140,9 +142,12 @@ def promote(serving_dir: str, framework: str) -> dict[str, int]:
 
 
 def status(serving_dir: str, frameworks: Sequence[str]) -> list[dict[str, Any]]:
-    """Per framework: what is served, why, on what data and how good, how many versions are kept, the last decision."""
+    """Per framework (and each optimized variant of it in the folder, ``<framework>-<variant>``): what is served,
+    why, on what data and how good, how many versions are kept, the last decision."""
     rows = []
-    for framework in frameworks:
+    variants = [variant_name(f, v) for f in frameworks for v in VARIANTS]
+    present = [name for name in variants if fs.isdir(fs.join(str(serving_dir), name))]
+    for framework in [*frameworks, *present]:
         model_root = fs.join(str(serving_dir), framework)
         versions = complete_versions(model_root)
         served = served_version(model_root)

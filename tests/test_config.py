@@ -127,9 +127,9 @@ def test_every_config_flag_names_a_real_key_and_each_flag_is_unique() -> None:
 @pytest.mark.parametrize("verb", ["run", "compile", "submit", "schedule"])
 def test_no_verb_takes_a_flag_by_its_prefix(verb: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args([verb, "--optimize", "prune,int8", *(["--cron", "0 3 * * *"] * (verb == "schedule"))])
+        build_parser().parse_args([verb, "--learning", "0.1", *(["--cron", "0 3 * * *"] * (verb == "schedule"))])
     assert exit_.value.code == 2
-    assert "unrecognized arguments: --optimize" in capsys.readouterr().err
+    assert "unrecognized arguments: --learning" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb", ["run", "compile", "submit", "schedule"])

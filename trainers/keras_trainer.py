@@ -143,6 +143,7 @@ def export_serving_model(
     model.save(
         path,
         save_format="tf",
+        include_optimizer=False,  # serving needs no optimizer slots (they tripled the folder's size)
         signatures={
             SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
             SERVING_IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),

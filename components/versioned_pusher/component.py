@@ -7,7 +7,8 @@ model is pushed only if its test accuracy is not worse than the served version's
 ``max_accuracy_drop``); the oldest versions beyond ``keep_versions`` are removed, and every
 execution leaves a decision record (core.decisions). ``examples`` and ``statistics``, when
 given, record the training data in the card and keep the train split's statistics in the
-version as its drift baseline.
+version as its drift baseline. ``parent_model_name`` marks an optimized variant: it is pushed
+only while its float parent is in that model's serving folder, whose version it records.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class VersionedPusherSpec(types.ComponentSpec):
         "max_accuracy_drop": ExecutionParameter(type=float),
         "run_id": ExecutionParameter(type=str, optional=True),
         "canary": ExecutionParameter(type=int, optional=True),
+        "parent_model_name": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -56,6 +58,7 @@ class VersionedPusher(base_component.BaseComponent):
         max_accuracy_drop: float = executor.DEFAULT_MAX_ACCURACY_DROP,
         run_id: str | None = None,
         canary: bool = False,
+        parent_model_name: str | None = None,
     ):
         super().__init__(
             spec=VersionedPusherSpec(
@@ -70,6 +73,7 @@ class VersionedPusher(base_component.BaseComponent):
                 max_accuracy_drop=max_accuracy_drop,
                 run_id=run_id,
                 canary=int(canary),
+                parent_model_name=parent_model_name,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )
         )

@@ -32,7 +32,7 @@ from components.versioned_pusher.publish import (
 from core import fs
 from core.decisions import write_decision
 from core.errors import ModelCardError
-from core.model_card import TrainingData, read_model_card
+from core.model_card import TrainingData, VariantInfo, read_model_card
 from core.repeats import Candidate, choose_best, describe_choice
 from core.versions import BASELINE_STATISTICS, CANARY, STABLE, Version, read_labels, served_version, write_labels
 
@@ -53,6 +53,7 @@ def push(
     data: TrainingData | None = None,
     decision: str | None = None,
     baseline_statistics: str | None = None,
+    variant: VariantInfo | None = None,
 ) -> Version:
     """Push ``source`` as a new, complete version under ``model_root``; returns it.
 
@@ -66,6 +67,8 @@ def push(
         stamp["data"] = data.model_dump()
     if decision is not None:
         stamp["decision"] = decision
+    if variant is not None:
+        stamp["variant"] = variant.model_dump()
     extra = {BASELINE_STATISTICS: baseline_statistics} if baseline_statistics else {}
     return publish(source, model_root, stamp, extra)
 
@@ -232,6 +235,26 @@ class Executor(tfx_pusher.Executor):
         after = served_version(model_root)
         write_decision(model_root, {**record, "served_after": after.number if after else None})
 
+    def _variant_parent(
+        self, exec_properties: dict[str, Any], source: str, record: dict[str, Any]
+    ) -> VariantInfo | None:
+        """A variant's card with its float parent's served version filled in; None (and the reason in
+        ``record``) when the parent is not in its serving folder, or for a float model."""
+        parent_name = exec_properties.get("parent_model_name")
+        if not parent_name:
+            return None
+        variant = read_model_card(source).variant
+        if variant is None:
+            raise ModelCardError(f"{source}: pushed as a variant of {parent_name}, but its model.json has no variant")
+        parent = find_pushed(fs.join(exec_properties["serving_dir"], parent_name), variant.parent_model)
+        if parent is None:
+            reason = f"not pushed: its float parent {variant.parent_model} is not in the {parent_name} serving folder"
+            record["reason"] = reason
+            print(f"[push] {exec_properties['model_name']}: {reason}", flush=True)
+            return None
+        record["parent_version"] = parent.number
+        return variant.model_copy(update={"parent_version": parent.number})
+
     def _decide(
         self,
         input_dict: dict[str, list[Artifact]],
@@ -255,6 +278,9 @@ class Executor(tfx_pusher.Executor):
             record.update(version=existing.number, reason=f"already pushed as version {existing.number}")
             print(f"[push] {name}: this model is already version {existing.number}", flush=True)
             return existing
+        variant = self._variant_parent(exec_properties, source, record)
+        if exec_properties.get("parent_model_name") and variant is None:
+            return None
         given = exec_properties.get("max_accuracy_drop")
         tolerance = DEFAULT_MAX_ACCURACY_DROP if given is None else float(given)
         verdict = judge(evaluation, read_model_card(source).class_names, served, tolerance)
@@ -266,7 +292,15 @@ class Executor(tfx_pusher.Executor):
         if baseline is not None and not fs.gfile().exists(baseline):
             print(f"[push] {name}: no train-split statistics at {baseline}; no drift baseline kept", flush=True)
             baseline = None
-        version = push(source, model_root, evaluation, data=data, decision=verdict.reason, baseline_statistics=baseline)
+        version = push(
+            source,
+            model_root,
+            evaluation,
+            data=data,
+            decision=verdict.reason,
+            baseline_statistics=baseline,
+            variant=variant,
+        )
         record.update(pushed=True, version=version.number)
         print(f"[push] {name}: version {version.number} at {version.path} ({verdict.reason})", flush=True)
         labels = label_push(model_root, version, served, bool(exec_properties.get("canary")))

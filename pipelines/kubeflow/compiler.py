@@ -171,6 +171,11 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
             f"repeats: {config.repeats} is for local runs (twinflow run --repeats); a Kubeflow spec trains each "
             "framework once. Set repeats to 1 for compile"
         )
+    if config.optimization.variants:  # the optimizer steps need tfmot in the image, which nothing tests yet
+        raise ConfigError(
+            f"optimization.variants: {list(config.optimization.variants)} is for local runs (twinflow run "
+            "--optimize); a Kubeflow spec makes no variants. Set optimization.variants to none for compile"
+        )
     pipeline, defaults = build_pipeline(config, num_classes)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
