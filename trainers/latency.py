@@ -2,7 +2,7 @@
 
 Times ``image_xf`` → probabilities of each model folder (SavedModel, ONNX or TFLite) in
 this process with N threads: a warm-up, then K calls at batch 1 and K/10 (at least 3) at
-batch 64. Prints one JSON line of p50/p90 milliseconds. The thread count is set before any
+batch 64, the models taking turns. Prints one JSON line of p50/p90 milliseconds. The thread count is set before any
 runtime starts, which is why each count gets its own process (see trainers.variants).
 """
 
@@ -34,14 +34,18 @@ def _predictor(model_dir: str, threads: int) -> Callable[[np.ndarray], object]:
     return load_transformed_classifier(model_dir, threads=threads).predict_transformed
 
 
-def _time(predict: Callable[[np.ndarray], object], batch: np.ndarray, iterations: int) -> list[float]:
-    for _ in range(WARM_UP):
-        predict(batch)
-    times = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        predict(batch)
-        times.append((time.perf_counter() - started) * 1000)
+def _time(predictors: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, rounds: int) -> dict[str, list]:
+    """Milliseconds per call of each model, the models taking turns call by call: a machine that slows
+    down or speeds up for a while does so for all of them alike."""
+    for predict in predictors.values():
+        for _ in range(WARM_UP):
+            predict(batch)
+    times: dict[str, list[float]] = {label: [] for label in predictors}
+    for _ in range(rounds):
+        for label, predict in predictors.items():
+            started = time.perf_counter()
+            predict(batch)
+            times[label].append((time.perf_counter() - started) * 1000)
     return times
 
 
@@ -59,13 +63,12 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     images = np.load(args.images).astype(np.float32)
+    predictors = {label: _predictor(path, args.threads) for label, path in (m.split("=", 1) for m in args.models)}
     figures: dict[str, float] = {}
-    for label, model_dir in (item.split("=", 1) for item in args.models):
-        predict = _predictor(model_dir, args.threads)
-        for batch_size, count in ((1, args.iterations), (64, max(3, args.iterations // 10))):
-            batch = np.resize(images, (batch_size, *images.shape[1:]))
-            times = _time(predict, batch, count)
-            key = f"b{batch_size}_t{args.threads}"
+    for batch_size, rounds in ((1, args.iterations), (64, max(3, args.iterations // 10))):
+        batch = np.resize(images, (batch_size, *images.shape[1:]))
+        key = f"b{batch_size}_t{args.threads}"
+        for label, times in _time(predictors, batch, rounds).items():
             figures[f"{label}_p50_ms_{key}"] = float(np.percentile(times, 50))
             figures[f"{label}_p90_ms_{key}"] = float(np.percentile(times, 90))
     print(json.dumps(figures))

@@ -29,6 +29,7 @@ from core.model_card import ModelCard, read_model_card, write_model_card
 THREADS = (1, 2)
 BATCHES = (1, 64)
 LATENCY_TIMEOUT_S = 600
+SAVED_MODEL_PARTS = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets")
 
 
 def read_transformed_split(
@@ -61,8 +62,9 @@ def kernel_sparsity(kernels: Iterable[np.ndarray]) -> float:
 def artifact_files(model_dir: str, card: ModelCard) -> list[str]:
     """The files that hold the network as served: the SavedModel folder, or the one model file (the
     transform graph copied beside an ONNX or TFLite file is the same for float and variant, and left out)."""
-    if card.artifact == ".":
-        return [fs.join(model_dir, name) for name in fs.list_files(model_dir) if name != "model.json"]
+    if card.artifact == ".":  # a SavedModel's own files, not what a push adds beside them (statistics, marker)
+        own = [name for name in fs.list_files(model_dir) if name.split("/")[0] in SAVED_MODEL_PARTS]
+        return [fs.join(model_dir, name) for name in own]
     return [fs.join(model_dir, card.artifact)]
 
 
