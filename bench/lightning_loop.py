@@ -65,6 +65,7 @@ def main() -> int:
             model, optimizer = module.model.to(device), module.configure_optimizers()
             batches = torch_twin.InMemoryBatches(*train, args.batch_size, shuffle=True)
             for _ in range(args.epochs):
+                stopwatch.start_epoch()
                 model.train()
                 for x, y in batches:
                     x, y = torch_twin.augment(x.to(device)), y.to(device)
@@ -73,9 +74,10 @@ def main() -> int:
                     loss.backward()
                     optimizer.step()
                     stopwatch.add_images(len(y))
-                torch_twin.evaluate(model, evaluation, device)
+                stopwatch.end_training_steps()
+                torch_twin.evaluate_split(model, evaluation, device)
                 stopwatch.end_epoch()
-            accuracy = torch_twin.evaluate(model, evaluation, device)[1]
+            accuracy = torch_twin.evaluate_split(model, evaluation, device)[1]
         else:
             with tempfile.TemporaryDirectory() as logs:
                 config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, architecture=args.architecture)
@@ -83,7 +85,7 @@ def main() -> int:
                 device = trainer.strategy.root_device
                 trainer.fit(module, datamodule=Data(args.batch_size, augment=config.augment, seed=0))
                 torch_twin.restore_best(module, checkpoint)
-                accuracy = torch_twin.evaluate(module.model.to(device), evaluation, device)[1]
+                accuracy = torch_twin.evaluate_split(module.model.to(device), evaluation, device)[1]
                 onnx_path = Path(logs, "m.onnx")
                 torch_twin.export_onnx(module.model, 28, 1, str(onnx_path))
                 onnx_error = _onnx_error(module.model, onnx_path)
@@ -93,7 +95,7 @@ def main() -> int:
             "threads": torch.get_num_threads(),
             "wait_policy": args.wait_policy,
             **stopwatch.summary(),
-            "epoch_images_per_second": [round(i / s) for i, s in stopwatch.epochs],
+            "epoch_images_per_second": [round(i / t) for i, _, t in stopwatch.epochs],
             "eval_accuracy": round(accuracy, 4),
         }
         if loop == "lightning":

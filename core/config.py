@@ -48,6 +48,9 @@ class TrainingConfig(_Section):
     batch_size: int = Field(64, gt=0, description="batch size")
     learning_rate: float = Field(1e-3, gt=0, description="learning rate")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant, or cosine: per epoch from the learning rate down to a tenth of it"
+    )
     seed: int = Field(42, description="random seed")
     image_size: int = Field(28, ge=4, le=1024, description="images are resized to this square size")
     channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB)")
@@ -58,6 +61,21 @@ class TrainingConfig(_Section):
         description="training-time augmentations, comma-separated: flip (horizontal), brightness; or none",
     )
     early_stopping_patience: int = Field(2, ge=0, description="epochs without a better eval loss before stopping")
+    devices: int = Field(
+        1,
+        ge=1,
+        description="devices per trainer, data-parallel: Lightning DDP processes (CPU or GPUs), "
+        "Keras MirroredStrategy replicas (GPUs)",
+    )
+    strategy: Literal["auto", "ddp_spawn", "ddp_fork"] = Field(
+        "auto", description="how Lightning starts its processes with --devices > 1 (auto: ddp_spawn)"
+    )
+    memory_budget_mb: float = Field(
+        4096,
+        gt=0,
+        description="Transform output up to this size (MB, train and eval splits) is held in memory; "
+        "above it the trainers stream batches from disk",
+    )
 
     @field_validator("augment", mode="before")
     @classmethod

@@ -45,6 +45,10 @@ class TrainingSummary(_Card):
     seconds: float = Field(ge=0)
     images_per_second: float = Field(ge=0)
     first_epoch_images_per_second: float = Field(ge=0)
+    # Mean seconds per epoch outside the training steps (validation, callbacks, checkpoints).
+    overhead_seconds_per_epoch: float = Field(0.0, ge=0)
+    # "memory": the Transform output was held in memory; "stream": it was over the memory budget and streamed.
+    input_mode: Literal["memory", "stream"] = "memory"
     train: SplitMetrics
     eval: SplitMetrics
     history: list[EpochMetrics] = Field(default_factory=list)  # per epoch, for training curves

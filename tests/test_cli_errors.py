@@ -46,7 +46,8 @@ def test_a_bad_config_value_is_refused_before_tensorflow_loads(tmp_path: Path) -
     assert result.stdout.split() == ["2", "False", "False"]
     assert result.stderr.strip() == (
         "twinflow run: error: training.learning_rate: Input should be a finite number (got nan); "
-        "training.architecture: unknown architecture 'resnet'; known: twin_cnn, tiny_cnn (got 'resnet')"
+        "training.architecture: unknown architecture 'resnet'; "
+        "known: twin_cnn, twin_cnn_dropout, tiny_cnn (got 'resnet')"
     )
 
 

@@ -16,8 +16,9 @@ from core import fs
 from core.config import OptimizationConfig
 from core.contract import IMAGE_XF_KEY
 from core.model_card import ModelCard, VariantInfo, read_model_card
-from trainers.keras_trainer import SHUFFLE_BUFFER, augment, export_serving_model
+from trainers.keras_trainer import augment, export_serving_model
 from trainers.tflite_model import TFLITE_FILE
+from trainers.transformed_data import SHUFFLE_BUFFER_MAX
 from trainers.transformed_model import TRANSFORM_GRAPH_DIR
 from trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
 
@@ -44,7 +45,7 @@ def prune(model: tf.keras.Model, card: ModelCard, train: tuple, settings: Optimi
     )
     images, labels = train
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=config.seed).batch(config.batch_size)
+    dataset = dataset.shuffle(SHUFFLE_BUFFER_MAX, seed=config.seed).batch(config.batch_size)
     if config.augment:
         dataset = dataset.map(lambda x, y: (augment(x, config.seed, config.augment), y))
     pruned.fit(

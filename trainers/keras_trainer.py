@@ -9,7 +9,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
-from tfx_bsl.public import tfxio
 
 from core import fs
 from core.architectures import architecture
@@ -18,7 +17,6 @@ from core.contract import (
     CLASS_VOCAB_NAME,
     IMAGE_KEY,
     IMAGE_XF_KEY,
-    LABEL_XF_KEY,
     PROBABILITIES_KEY,
     SERVING_EXAMPLES_SIGNATURE,
     SERVING_IMAGE_BYTES_SIGNATURE,
@@ -30,11 +28,18 @@ from trainers.common import (
     check_finite_loss,
     input_contract,
     parse_class_vocabulary,
+    scheduled_learning_rate,
     split_metrics,
     training_config,
 )
-
-SHUFFLE_BUFFER = 10_000
+from trainers.transformed_data import (
+    MB,
+    READ_BATCH,
+    example_bytes,
+    read_within_budget,
+    shuffle_buffer_size,
+    transformed_batches,
+)
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
@@ -47,9 +52,15 @@ def build_model(arch_name: str, image_size: int, channels: int, num_classes: int
             tf.keras.layers.MaxPooling2D(2),
         ]
     layers.append(tf.keras.layers.Flatten())
-    layers += [tf.keras.layers.Dense(units, activation="relu") for units in spec.dense_units]
+    for units in spec.dense_units:
+        layers += [*_dropout(spec.dropout), tf.keras.layers.Dense(units, activation="relu")]
+    layers += _dropout(spec.dropout)
     layers.append(tf.keras.layers.Dense(num_classes, name="logits"))
     return tf.keras.Sequential(layers, name=arch_name)
+
+
+def _dropout(rate: float) -> list[tf.keras.layers.Layer]:
+    return [tf.keras.layers.Dropout(rate)] if rate else []
 
 
 def augment(images: tf.Tensor, seed: int, augmentations: tuple[str, ...] = ("flip", "brightness")) -> tf.Tensor:
@@ -63,6 +74,64 @@ def augment(images: tf.Tensor, seed: int, augmentations: tuple[str, ...] = ("fli
     return images
 
 
+class TransformedSplit:
+    """One split of Transform output: arrays in memory when they fit ``budget_bytes``, else streamed per epoch."""
+
+    def __init__(
+        self,
+        file_pattern: list[str],
+        data_accessor: Any,
+        tf_transform_output: tft.TFTransformOutput,
+        config: TrainingConfig,
+        budget_bytes: float,
+    ):
+        self._source = (file_pattern, data_accessor, tf_transform_output)
+        self._config = config
+        arrays = read_within_budget(
+            transformed_batches(file_pattern, data_accessor, tf_transform_output, READ_BATCH), budget_bytes
+        )
+        self.held_bytes = 0 if arrays is None else sum(a.nbytes for a in arrays)
+        # Held once as tensors (each dataset gathers from these; the numpy arrays are let go).
+        self.tensors = None if arrays is None else tuple(tf.constant(a) for a in arrays)
+
+    @property
+    def streamed(self) -> bool:
+        return self.tensors is None
+
+    def dataset(self, training: bool, images_seen: tf.Variable | None = None, replicas: int = 1) -> tf.data.Dataset:
+        """(image_xf [B,H,W,C], label [B]) batches; shuffled and augmented for training.
+
+        ``images_seen`` counts the images the dataset yields, inside the graph: Keras then
+        needs no per-step Python callback to know an epoch's size.
+        """
+        config = self._config
+        batch_size = config.batch_size * replicas  # data-parallel: each replica steps on batch_size, as in DDP
+        if self.tensors is None:
+            buffer = shuffle_buffer_size(
+                example_bytes(config.image_size, config.channels), config.memory_budget_mb * MB
+            )
+            dataset = transformed_batches(
+                *self._source, batch_size, shuffle_buffer=buffer if training else 0, seed=config.seed
+            )
+        else:
+            images, labels = self.tensors
+            count = int(labels.shape[0])
+            dataset = tf.data.Dataset.range(count)
+            if training:
+                dataset = dataset.shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
+            dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+        if training and config.augment:
+            dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment), labels))
+        if images_seen is not None:
+            dataset = dataset.map(lambda images, labels: _counted(images, labels, images_seen))
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _counted(images: tf.Tensor, labels: tf.Tensor, images_seen: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
+    with tf.control_dependencies([images_seen.assign_add(tf.shape(labels, out_type=tf.int64)[0])]):
+        return tf.identity(images), tf.identity(labels)
+
+
 def input_fn(
     file_pattern: list[str],
     data_accessor: Any,
@@ -70,35 +139,35 @@ def input_fn(
     config: TrainingConfig,
     training: bool,
 ) -> tf.data.Dataset:
-    """(image_xf [B,H,W,C], label [B]) batches; cached in memory, shuffled/augmented for training."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=1024, shuffle=False, num_epochs=1, label_key=LABEL_XF_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    )
-    dataset = dataset.map(lambda features, label: (features[IMAGE_XF_KEY], tf.reshape(label, [-1])))
-    dataset = dataset.unbatch().cache()
-    if training:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(config.batch_size)
-    if training and config.augment:
-        dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment), labels))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    """(image_xf [B,H,W,C], label [B]) batches of one split, as the trainer reads them."""
+    split = TransformedSplit(file_pattern, data_accessor, tf_transform_output, config, config.memory_budget_mb * MB)
+    return split.dataset(training)
 
 
 class _EpochCheck(tf.keras.callbacks.Callback):
-    """Feeds the shared Stopwatch, and stops training on a non-finite loss (as the Lightning twin does)."""
+    """Feeds the shared Stopwatch, and stops training on a non-finite loss (as the Lightning twin does).
 
-    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig):
+    Epoch-level hooks only: a batch-level hook would make Keras call back into Python
+    (and wait for the step) after every step.
+    """
+
+    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig, images_seen: tf.Variable):
         super().__init__()
         self._stopwatch = stopwatch
         self._config = config
+        self._images_seen = images_seen
+        self._counted = 0
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._stopwatch.add_images(self._config.batch_size)
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._stopwatch.start_epoch()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:  # fit's validation pass starts
+        self._stopwatch.end_training_steps()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._stopwatch.end_epoch(logs)
+        seen = int(self._images_seen.numpy())
+        self._stopwatch.end_epoch(logs, images=seen - self._counted)
+        self._counted = seen
         check_finite_loss("keras", epoch + 1, float((logs or {}).get("loss", 0.0)), self._config)
 
 
@@ -106,6 +175,36 @@ def _optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
     if config.optimizer == "sgd":
         return tf.keras.optimizers.SGD(config.learning_rate, momentum=0.9)
     return tf.keras.optimizers.Adam(config.learning_rate)
+
+
+def _schedule(config: TrainingConfig) -> list[tf.keras.callbacks.Callback]:
+    """The epoch's learning rate, set at its start as the Lightning twin's scheduler sets it."""
+    if config.lr_schedule == "constant":
+        return []
+    return [
+        tf.keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: scheduled_learning_rate(config.learning_rate, epoch, config.epochs, config.lr_schedule)
+        )
+    ]
+
+
+def distribution(config: TrainingConfig) -> tf.distribute.Strategy:
+    """One device: TensorFlow's default. More: MirroredStrategy, a replica per GPU in this one process.
+
+    Without that many GPUs it trains on one device and says so: on a CPU one process already
+    uses every core. Across machines, tf.distribute.MultiWorkerMirroredStrategy is the equivalent.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if config.devices == 1:
+        return tf.distribute.get_strategy()
+    if len(gpus) < config.devices:
+        print(
+            f"[keras] --devices {config.devices}: {len(gpus)} GPUs visible, so one device trains "
+            "(MirroredStrategy replicates over GPUs; on a CPU one process already uses every core)",
+            flush=True,
+        )
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[: config.devices]])
 
 
 def device_name() -> str:
@@ -151,26 +250,44 @@ def export_serving_model(
     )
 
 
+def read_splits(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, config: TrainingConfig):
+    """Train then eval split, each held in memory if it fits what the budget has left, else streamed."""
+    budget = config.memory_budget_mb * MB
+    train = TransformedSplit(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config, budget)
+    evaluation = TransformedSplit(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config, budget - train.held_bytes
+    )
+    mode = "stream" if train.streamed or evaluation.streamed else "memory"
+    held = (train.held_bytes + evaluation.held_bytes) / MB
+    print(f"[keras] Transform output: {held:,.0f} MB held in memory, input mode {mode}", flush=True)
+    return train, evaluation, mode
+
+
 def run_fn(fn_args: FnArgs) -> None:
     config = training_config(fn_args.custom_config)
     tf.keras.utils.set_random_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = parse_class_vocabulary(tf_transform_output.vocabulary_by_name(CLASS_VOCAB_NAME))
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config, training=True)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config, training=False)
+    train_split, eval_split, input_mode = read_splits(fn_args, tf_transform_output, config)
+    images_seen = tf.Variable(0, dtype=tf.int64, trainable=False)
+    evaluation = eval_split.dataset(training=False)
 
-    model = build_model(config.architecture, config.image_size, config.channels, len(class_names))
-    model.compile(
-        optimizer=_optimizer(config),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    strategy = distribution(config)
+    with strategy.scope():
+        model = build_model(config.architecture, config.image_size, config.channels, len(class_names))
+        model.compile(
+            optimizer=_optimizer(config),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
     model.summary(print_fn=logging.info)
     device = device_name()
-    print(f"[keras] training {config.architecture} ({model.count_params():,} parameters) on {device}", flush=True)
+    replicas = strategy.num_replicas_in_sync
+    where = f"{replicas} × {device} (MirroredStrategy)" if replicas > 1 else device
+    print(f"[keras] training {config.architecture} ({model.count_params():,} parameters) on {where}", flush=True)
     stopwatch = Stopwatch()
     history = model.fit(
-        train,
+        train_split.dataset(training=True, images_seen=images_seen, replicas=replicas),
         validation_data=evaluation,
         epochs=config.epochs,
         verbose=2,
@@ -178,12 +295,12 @@ def run_fn(fn_args: FnArgs) -> None:
             tf.keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
             ),
-            tf.keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
-            _EpochCheck(stopwatch, config),
+            tf.keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0),
+            _EpochCheck(stopwatch, config, images_seen),
+            *_schedule(config),
         ],
     )
-    train_clean = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config, training=False)
-    train_loss, train_accuracy = model.evaluate(train_clean, verbose=0)
+    train_loss, train_accuracy = model.evaluate(train_split.dataset(training=False), verbose=0)
     eval_loss, eval_accuracy = model.evaluate(evaluation, verbose=0)
 
     export_serving_model(model, tf_transform_output, class_names, fn_args.serving_model_dir)
@@ -201,6 +318,7 @@ def run_fn(fn_args: FnArgs) -> None:
             device=device,
             epochs_run=len(history.history["loss"]),
             **stopwatch.summary(),
+            input_mode=input_mode,
             train=split_metrics(train_loss, train_accuracy),
             eval=split_metrics(eval_loss, eval_accuracy),
         ),

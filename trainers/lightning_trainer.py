@@ -10,16 +10,18 @@ torch is imported only through torch_twin, which must set OpenMP's wait policy f
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
+import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
-from tfx_bsl.public import tfxio
 
 from core import fs
 from core.config import TrainingConfig
-from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, PROBABILITIES_KEY
+from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, PROBABILITIES_KEY
+from core.errors import ConfigError
 from core.model_card import ModelCard, OnnxGraph, TrainingSummary, write_model_card
 from trainers.common import (
     Stopwatch,
@@ -31,6 +33,10 @@ from trainers.common import (
 from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR
 from trainers.torch_twin import (
     ONNX_OPSET,
+    STOPWATCH_FILE,
+    DataLoader,
+    HeldSplits,
+    IterableDataset,
     Split,
     TensorDataModule,
     TwinClassifier,
@@ -38,46 +44,101 @@ from trainers.torch_twin import (
     device_name,
     evaluate,
     export_onnx,
+    lightning_strategy,
     make_trainer,
     restore_best,
     seed_everything,
     split_from_nhwc,
 )
+from trainers.transformed_data import (
+    MB,
+    READ_BATCH,
+    example_bytes,
+    read_within_budget,
+    shuffle_buffer_size,
+    transformed_batches,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
-_READ_BATCH = 1024
 
+class StreamedBatches(IterableDataset):
+    """Batches streamed from the TFRecords on every pass (tf.data reads them, shuffling through a bounded
+    buffer with a new seed each epoch): what the trainer iterates over when the data is over its budget."""
 
-def read_transformed(file_pattern: list[str], data_accessor: Any, tf_transform_output: tft.TFTransformOutput) -> Split:
-    """All Transform output in ``file_pattern`` as (images NCHW float32, labels int64), read 1024 at a time."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH, shuffle=False, num_epochs=1, label_key=LABEL_XF_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    )
-    images: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for features, label in dataset.as_numpy_iterator():
-        images.append(features[IMAGE_XF_KEY])
-        labels.append(label.reshape(-1))
-    return split_from_nhwc(np.concatenate(images), np.concatenate(labels))
+    def __init__(self, make_batches: Callable[[int], tf.data.Dataset], seed: int):
+        super().__init__()
+        self._make_batches, self._seed, self._passes = make_batches, seed, 0
+
+    def __iter__(self) -> Iterator[Split]:
+        seed, self._passes = self._seed + self._passes, self._passes + 1
+        for images, labels in self._make_batches(seed).as_numpy_iterator():
+            yield split_from_nhwc(images, labels)
 
 
 class TransformedDataModule(TensorDataModule):
-    """The train and eval splits of Transform output, read through the Trainer's data accessor."""
+    """The train and eval splits of Transform output, read through the Trainer's data accessor: held as
+    tensors when both fit ``training.memory_budget_mb``, streamed from disk otherwise."""
 
     def __init__(self, fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, config: TrainingConfig):
         super().__init__(config.batch_size, config.augment, config.seed)
-        self._fn_args, self._tft_output = fn_args, tf_transform_output
+        self._fn_args, self._tft_output, self._config = fn_args, tf_transform_output, config
+        self.input_mode = "memory"
 
-    def load_splits(self) -> tuple[Split, Split]:
-        accessor = self._fn_args.data_accessor
-        return (
-            read_transformed(self._fn_args.train_files, accessor, self._tft_output),
-            read_transformed(self._fn_args.eval_files, accessor, self._tft_output),
+    def _batches(self, files: list[str], batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        buffer = 0
+        if shuffle:
+            budget = self._config.memory_budget_mb * MB
+            buffer = shuffle_buffer_size(example_bytes(self._config.image_size, self._config.channels), budget)
+        return transformed_batches(files, self._fn_args.data_accessor, self._tft_output, batch_size, buffer, seed)
+
+    def load_splits(self) -> tuple[Split, Split] | None:
+        budget = self._config.memory_budget_mb * MB
+        train = read_within_budget(self._batches(self._fn_args.train_files, READ_BATCH), budget)
+        held = 0 if train is None else sum(a.nbytes for a in train)
+        evaluation = (
+            None
+            if train is None
+            else read_within_budget(self._batches(self._fn_args.eval_files, READ_BATCH), budget - held)
         )
+        if train is None or evaluation is None:
+            self.input_mode = "stream"
+            print(
+                f"[lightning] Transform output is over {self._config.memory_budget_mb:,g} MB: streaming it", flush=True
+            )
+            return None
+        print(
+            f"[lightning] Transform output: {(held + sum(a.nbytes for a in evaluation)) / MB:,.0f} MB held in memory",
+            flush=True,
+        )
+        return split_from_nhwc(*train), split_from_nhwc(*evaluation)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is None and self.input_mode == "memory":
+            splits = self.load_splits()
+            if splits is not None:
+                self.train, self.eval = splits
+
+    def _streamed(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        files = self._fn_args.train_files if split == "train" else self._fn_args.eval_files
+        batches = StreamedBatches(lambda seed: self._batches(files, batch_size, shuffle, seed), self.seed)
+        return DataLoader(batches, batch_size=None)
+
+    def train_dataloader(self) -> Iterable[Split]:
+        return (
+            self._streamed("train", self.batch_size, True)
+            if self.input_mode == "stream"
+            else super().train_dataloader()
+        )
+
+    def val_dataloader(self) -> Iterable[Split]:
+        return (
+            self._streamed("eval", self.batch_size, False) if self.input_mode == "stream" else super().val_dataloader()
+        )
+
+    def clean_batches(self, split: str) -> Iterable[Split]:
+        return self._streamed(split, READ_BATCH, False) if self.input_mode == "stream" else super().clean_batches(split)
 
 
 def export_serving_model(model: nn.Module, transform_output: str, config: TrainingConfig, path: str) -> None:
@@ -88,6 +149,20 @@ def export_serving_model(model: nn.Module, transform_output: str, config: Traini
     with fs.gfile().GFile(fs.join(path, ONNX_FILE), "wb") as handle:
         handle.write(onnx.getvalue())
     fs.copy_tree(transform_output, fs.join(path, TRANSFORM_GRAPH_DIR))
+
+
+def _fit_data(data: TransformedDataModule, config: TrainingConfig) -> TensorDataModule:
+    """What ``fit`` trains on: the data module itself, or for data-parallel processes its splits, loaded here
+    (a launched process cannot reopen the Trainer's data accessor)."""
+    if config.devices == 1:
+        return data
+    data.setup("fit")
+    if data.train is None or data.eval is None:
+        raise ConfigError(
+            f"lightning: --devices {config.devices} needs the Transform output in memory, but it is over "
+            f"--memory-budget-mb {config.memory_budget_mb:g}; raise the budget or train on one device"
+        )
+    return HeldSplits(data.train, data.eval, config.batch_size, config.augment, config.seed)
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -104,6 +179,8 @@ def run_fn(fn_args: FnArgs) -> None:
         len(class_names),
         optimizer=config.optimizer,
         learning_rate=config.learning_rate,
+        lr_schedule=config.lr_schedule,
+        epochs=config.epochs,
     )
     parameters = count_parameters(module.model)
     stopwatch = Stopwatch()
@@ -113,12 +190,14 @@ def run_fn(fn_args: FnArgs) -> None:
         trainer, checkpoint = make_trainer(config, logs, stopwatch)
         run_device = trainer.strategy.root_device
         device = device_name(run_device)
-        print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {device}", flush=True)
-        trainer.fit(module, datamodule=data)
+        where = f"{config.devices} × {device} ({lightning_strategy(config)})" if config.devices > 1 else device
+        print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {where}", flush=True)
+        trainer.fit(module, datamodule=_fit_data(data, config))
+        if config.devices > 1:  # the epochs ran in the launched processes; rank 0 left its timings
+            stopwatch.load(os.path.join(logs, STOPWATCH_FILE))
         restore_best(module, checkpoint)
-    assert data.train is not None and data.eval is not None
-    train_loss, train_accuracy = evaluate(module.model.to(run_device), data.train, run_device)
-    eval_loss, eval_accuracy = evaluate(module.model, data.eval, run_device)
+    train_loss, train_accuracy = evaluate(module.model.to(run_device), data.clean_batches("train"), run_device)
+    eval_loss, eval_accuracy = evaluate(module.model, data.clean_batches("eval"), run_device)
 
     export_serving_model(module.model, fn_args.transform_output, config, fn_args.serving_model_dir)
     card = ModelCard(
@@ -134,8 +213,9 @@ def run_fn(fn_args: FnArgs) -> None:
         training=TrainingSummary(
             config=config,
             device=device,
-            epochs_run=trainer.current_epoch,
+            epochs_run=len(stopwatch.epochs),
             **stopwatch.summary(),
+            input_mode=data.input_mode,
             train=split_metrics(train_loss, train_accuracy),
             eval=split_metrics(eval_loss, eval_accuracy),
         ),

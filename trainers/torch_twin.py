@@ -16,7 +16,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -26,14 +26,17 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, IterableDataset
 
 from core.architectures import architecture
 from core.config import TrainingConfig
 from core.contract import IMAGE_XF_KEY, PROBABILITIES_KEY
-from trainers.common import BRIGHTNESS_DELTA, Stopwatch, check_finite_loss
+from trainers.common import BRIGHTNESS_DELTA, Stopwatch, check_finite_loss, scheduled_learning_rate
 
 ONNX_OPSET = 17
 _EVAL_BATCH = 1024
+
+__all__ = ["DataLoader", "IterableDataset"]  # re-exported: torch is imported through this module only
 
 Split = tuple[torch.Tensor, torch.Tensor]  # (images NCHW float32, labels int64)
 
@@ -70,8 +73,9 @@ def build_model(arch_name: str, image_size: int, channels: int, num_classes: int
     layers.append(nn.Flatten())
     features = in_channels * size * size
     for units in spec.dense_units:
-        layers += [nn.Linear(features, units), nn.ReLU()]
+        layers += [*_dropout(spec.dropout), nn.Linear(features, units), nn.ReLU()]
         features = units
+    layers += _dropout(spec.dropout)
     layers.append(nn.Linear(features, num_classes))
     model = nn.Sequential(*layers)
     for layer in model:
@@ -79,6 +83,10 @@ def build_model(arch_name: str, image_size: int, channels: int, num_classes: int
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
     return model.to(memory_format=torch.channels_last)
+
+
+def _dropout(rate: float) -> list[nn.Module]:
+    return [nn.Dropout(rate)] if rate else []
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -98,23 +106,38 @@ def augment(images: torch.Tensor, augmentations: tuple[str, ...] = ("flip", "bri
 
 
 class InMemoryBatches:
-    """Batches sliced from tensors already in memory: one gather per batch, no workers, no collation."""
+    """Batches sliced from tensors already in memory: one gather per batch, no workers, no collation.
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
+    Under data-parallel training (``world`` > 1) each rank takes its own equal share of every
+    epoch's permutation (all ranks draw the same one from the same seed), as a DistributedSampler would.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
+        self.rank, self.world = rank, world
         self._generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-(len(self.labels) // self.world) // self.batch_size)
 
     def __iter__(self) -> Iterator[Split]:
         count = len(self.labels)
-        if self.shuffle:
-            for index in torch.randperm(count, generator=self._generator).split(self.batch_size):
-                yield self.images[index], self.labels[index]
-        else:
+        if self.world == 1 and not self.shuffle:
             for start in range(0, count, self.batch_size):
                 yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            return
+        order = torch.randperm(count, generator=self._generator) if self.shuffle else torch.arange(count)
+        for index in order[self.rank :: self.world][: count // self.world].split(self.batch_size):
+            yield self.images[index], self.labels[index]
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -137,19 +160,37 @@ class TensorDataModule(pl.LightningDataModule):
         if self.train is None:
             self.train, self.eval = self.load_splits()
 
+    def _shard(self) -> dict[str, int]:
+        trainer = self.trainer
+        return {"rank": trainer.global_rank, "world": trainer.world_size} if trainer is not None else {}
+
     def train_dataloader(self) -> InMemoryBatches:
         assert self.train is not None, "setup() first"
-        return InMemoryBatches(*self.train, self.batch_size, shuffle=True, seed=self.seed)
+        return InMemoryBatches(*self.train, self.batch_size, shuffle=True, seed=self.seed, **self._shard())
 
     def val_dataloader(self) -> InMemoryBatches:
         assert self.eval is not None, "setup() first"
-        return InMemoryBatches(*self.eval, self.batch_size, shuffle=False)
+        return InMemoryBatches(*self.eval, self.batch_size, shuffle=False, **self._shard())
+
+    def clean_batches(self, split: str) -> Iterable[Split]:
+        """A split's batches unshuffled and unaugmented, for the final train and eval metrics."""
+        data = self.train if split == "train" else self.eval
+        assert data is not None, "setup() first"
+        return InMemoryBatches(*data, _EVAL_BATCH, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         images, labels = batch
         if self.augment and self.trainer is not None and self.trainer.training:
             images = augment(images, self.augment)
         return images, labels
+
+
+class HeldSplits(TensorDataModule):
+    """Splits already loaded, as tensors: what data-parallel processes receive (pickled for a spawn launcher)."""
+
+    def __init__(self, train: Split, evaluation: Split, batch_size: int, augment: tuple[str, ...], seed: int):
+        super().__init__(batch_size, augment, seed)
+        self.train, self.eval = train, evaluation
 
 
 class TwinClassifier(pl.LightningModule):
@@ -163,6 +204,8 @@ class TwinClassifier(pl.LightningModule):
         num_classes: int,
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
+        lr_schedule: str = "constant",
+        epochs: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -182,6 +225,7 @@ class TwinClassifier(pl.LightningModule):
             on_step=False,
             on_epoch=True,
             batch_size=len(labels),
+            sync_dist=self.trainer.world_size > 1,  # data-parallel: means over every rank's share
         )
         return loss
 
@@ -191,10 +235,18 @@ class TwinClassifier(pl.LightningModule):
     def validation_step(self, batch: Split, batch_idx: int) -> None:
         self._step(batch, "val_")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         if self.hparams.optimizer == "sgd":
-            return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9)
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate, eps=1e-7)
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9)
+        else:
+            optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate, eps=1e-7)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        # Stepped once per epoch: the rate of epoch e is common.scheduled_learning_rate(e), as in Keras.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: scheduled_learning_rate(1.0, epoch, self.hparams.epochs, self.hparams.lr_schedule)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
 class EpochReport(Callback):
@@ -203,18 +255,35 @@ class EpochReport(Callback):
     An epoch ends after its validation pass, where Keras's ``on_epoch_end`` ends it too.
     """
 
-    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig):
+    def __init__(self, stopwatch: Stopwatch, config: TrainingConfig, state_file: str | None = None):
         self._stopwatch = stopwatch
         self._config = config
+        self._state_file = state_file  # data-parallel: rank 0 leaves its timings here for the launching process
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._stopwatch.start_epoch()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, i: int):
-        self._stopwatch.add_images(len(batch[1]))
+        self._stopwatch.add_images(len(batch[1]) * trainer.world_size)  # every rank trains an equal share
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.training or trainer.state.fn == "fit":
+            _synchronize(module.device)
+            self._stopwatch.end_training_steps()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
+        _synchronize(module.device)
         self._stopwatch.end_epoch({name: float(value) for name, value in trainer.callback_metrics.items()})
-        images, seconds = self._stopwatch.epochs[-1]
+        if trainer.is_global_zero:
+            self._report(trainer)
+        if "loss" in trainer.callback_metrics:
+            loss = float(trainer.callback_metrics["loss"])
+            check_finite_loss("lightning", trainer.current_epoch + 1, loss, self._config)
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        if self._state_file and trainer.world_size > 1:
+            self._stopwatch.save(self._state_file)
+        images, seconds, steps = self._stopwatch.epochs[-1]
         metrics = " - ".join(
             f"{name}: {float(trainer.callback_metrics[name]):.4f}"
             for name in ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -222,18 +291,32 @@ class EpochReport(Callback):
         )
         print(
             f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs} - {seconds:.1f}s - "
-            f"{images / seconds if seconds else 0:,.0f} images/s - {metrics}",
+            f"{images / steps if steps else 0:,.0f} images/s in training steps - {metrics}",
             flush=True,
         )
-        if "loss" in trainer.callback_metrics:
-            loss = float(trainer.callback_metrics["loss"])
-            check_finite_loss("lightning", trainer.current_epoch + 1, loss, self._config)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a clock read after it counts it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def quiet_lightning() -> None:
     """Lightning's INFO banners (GPU available…, tips) would drown the one line per epoch."""
     for name in ("pytorch_lightning", "lightning_fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+STOPWATCH_FILE = "stopwatch.json"
+
+
+def lightning_strategy(config: TrainingConfig) -> str:
+    """One device: Lightning's default. More: DDP started by spawning or forking processes, never by
+    Lightning's default launcher, which re-runs the command line (inside a TFX Trainer: the whole pipeline)."""
+    if config.devices == 1:
+        return "auto"
+    return "ddp_spawn" if config.strategy == "auto" else config.strategy
 
 
 def make_trainer(config: TrainingConfig, logs_dir: str, stopwatch: Stopwatch) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -244,12 +327,13 @@ def make_trainer(config: TrainingConfig, logs_dir: str, stopwatch: Stopwatch) ->
     )
     trainer = pl.Trainer(
         accelerator="auto",
-        devices=1,
+        devices=config.devices,
+        strategy=lightning_strategy(config),
         max_epochs=config.epochs,
         callbacks=[
             EarlyStopping(monitor="val_loss", mode="min", patience=config.early_stopping_patience),
             checkpoint,
-            EpochReport(stopwatch, config),
+            EpochReport(stopwatch, config, os.path.join(logs_dir, STOPWATCH_FILE)),
         ],
         logger=TensorBoardLogger(logs_dir, name="", version=""),
         enable_progress_bar=False,
@@ -269,18 +353,22 @@ def restore_best(module: TwinClassifier, checkpoint: ModelCheckpoint) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, device: torch.device) -> tuple[float, float]:
-    """(loss, accuracy) over clean data, averaged per example like Keras's ``evaluate``."""
-    images, labels = split
+def evaluate(model: nn.Module, batches: Iterable[Split], device: torch.device) -> tuple[float, float]:
+    """(loss, accuracy) over clean batches, averaged per example like Keras's ``evaluate``."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(labels), _EVAL_BATCH):
-        x = images[start : start + _EVAL_BATCH].to(device)
-        y = labels[start : start + _EVAL_BATCH].to(device)
+    total_loss, correct, count = 0.0, 0, 0
+    for images, labels in batches:
+        x, y = images.to(device), labels.to(device)
         logits = model(x)
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(dim=1) == y).sum())
-    return total_loss / len(labels), correct / len(labels)
+        count += len(y)
+    return total_loss / count, correct / count
+
+
+def evaluate_split(model: nn.Module, split: Split, device: torch.device) -> tuple[float, float]:
+    """``evaluate`` over tensors held in memory."""
+    return evaluate(model, InMemoryBatches(*split, _EVAL_BATCH, shuffle=False), device)
 
 
 def device_name(device: torch.device) -> str:

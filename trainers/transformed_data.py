@@ -1,0 +1,74 @@
+"""Transform output as both trainers read it: held in memory under a budget, streamed above it.
+
+Small data is read once into arrays and batched by index (one gather per batch, no
+per-example tf.data work): this is what lets the trainers run at the speed of a bare loop.
+Data over ``TrainingConfig.memory_budget_mb`` is never held whole: batches are streamed
+from the TFRecords on every epoch, shuffled through a bounded buffer, so a trainer's peak
+memory does not grow with the data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
+
+MB = 1024 * 1024
+READ_BATCH = 1024
+SHUFFLE_BUFFER_MAX = 10_000  # examples; a streamed shuffle buffer also stays within a quarter of the budget
+SHUFFLE_BUFFER_MIN = 256
+
+Arrays = tuple[np.ndarray, np.ndarray]  # (image_xf [N,H,W,C] float32, label [N] int64)
+
+
+def transformed_batches(
+    file_pattern: list[str],
+    data_accessor: Any,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """(image_xf, label [B]) batches read from the TFRecords, one pass; shuffled by records when ``shuffle_buffer``."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        shuffle=shuffle_buffer > 0,
+        shuffle_buffer_size=max(shuffle_buffer, 1),
+        shuffle_seed=seed,
+        num_epochs=1,
+        label_key=LABEL_XF_KEY,
+    )
+    dataset = data_accessor.tf_dataset_factory(file_pattern, options, tf_transform_output.transformed_metadata.schema)
+    return dataset.map(lambda features, label: (features[IMAGE_XF_KEY], tf.reshape(label, [-1])))
+
+
+def read_within_budget(batches: tf.data.Dataset, budget_bytes: float) -> Arrays | None:
+    """All of ``batches`` as arrays, or None as soon as they would pass ``budget_bytes`` (then: stream)."""
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    held = 0
+    for image_batch, label_batch in batches.as_numpy_iterator():
+        held += image_batch.nbytes + label_batch.nbytes
+        if held > budget_bytes:
+            return None
+        images.append(image_batch.astype(np.float32, copy=False))
+        labels.append(label_batch.astype(np.int64, copy=False))
+    if not labels:
+        raise ValueError("the Transform output split is empty: no examples to train or evaluate on")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def shuffle_buffer_size(example_bytes: int, budget_bytes: float) -> int:
+    """Examples a streamed shuffle buffer holds: up to 10,000, within a quarter of the memory budget."""
+    fits = int(budget_bytes / 4 // max(example_bytes, 1))
+    return max(SHUFFLE_BUFFER_MIN, min(SHUFFLE_BUFFER_MAX, fits))
+
+
+def example_bytes(image_size: int, channels: int) -> int:
+    """Bytes one transformed example takes in memory (float32 image, int64 label)."""
+    return image_size * image_size * channels * 4 + 8
