@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 DATA ?= work/data/fashion_mnist
 RUN_ARGS ?=
 
-.PHONY: setup data run retrain-demo test test-fast lint format clean image image-test image-kfp-local
+.PHONY: setup data run retrain-demo bench bench-scale test test-fast lint format clean image image-test image-kfp-local
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,14 @@ run: data
 
 retrain-demo: data  # three spans of Fashion-MNIST arriving, the third brighter: two pushes, one drift stop
 	$(BIN)/python scripts/retrain_demo.py $(DEMO_ARGS)
+
+# Training-only images/s of both trainers vs bare loops on one Transform output (QUICK=1: a sample, ~1 min).
+bench: data
+	$(BIN)/python bench/training.py $(if $(QUICK),--quick) --data-dir $(DATA) $(BENCH_ARGS)
+
+# Per-stage time and peak memory at 1x, 4x, 16x a generated RGB data set (QUICK=1: 250 images at 1x).
+bench-scale: setup
+	$(BIN)/python bench/scale.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 test: setup
 	$(BIN)/ruff check .

@@ -116,6 +116,62 @@ def _variants(
     return nodes
 
 
+def _example_gen(config: PipelineConfig, data_fingerprint: str) -> ImageExampleGen:
+    return ImageExampleGen(
+        input_base=config.input_base,
+        span_pattern=config.span_pattern if config.data_root else "",
+        spans=config.spans,
+        eval_buckets=config.eval_buckets,
+        test_buckets=config.test_buckets,
+        input_fingerprint=data_fingerprint,
+        max_bad_images=config.max_bad_images,
+        max_image_pixels=config.max_image_pixels,
+    )
+
+
+def _transform(
+    config: PipelineConfig, example_gen: ImageExampleGen, schema_gen: tfx.components.ImportSchemaGen
+) -> tfx.components.Transform:
+    custom_config = {TRAINING_CONFIG_KEY: config.training.to_dict()}
+    return tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=custom_config,
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+    )
+
+
+def create_data_pipeline(
+    config: PipelineConfig, data_fingerprint: str = "", metadata_connection_config: object | None = None
+) -> tfx.dsl.Pipeline:
+    """The data stages alone (ExampleGen → statistics → Transform), built as the full pipeline builds them:
+    what the training and scaling benchmarks measure and train on. With ``enable_cache`` a rerun on the
+    same data reuses every output."""
+    example_gen = _example_gen(config, data_fingerprint)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
+    statistics_gen = _statistics_gen(example_gen, schema_gen)
+    transform = _transform(config, example_gen, schema_gen)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=[example_gen, schema_gen, statistics_gen, transform],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def _statistics_gen(
+    example_gen: ImageExampleGen, schema_gen: tfx.components.ImportSchemaGen
+) -> tfx.components.StatisticsGen:
+    return tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True, semantic_domain_stats_sample_rate=1.0),
+    )
+
+
 def create_pipeline(
     config: PipelineConfig,
     num_classes: int,
@@ -133,22 +189,9 @@ def create_pipeline(
     ``baseline=False`` leaves out the latest-blessed-model resolver (the Evaluator then
     judges by the accuracy floor alone): open-source Kubeflow Pipelines cannot run resolver tasks.
     """
-    example_gen = ImageExampleGen(
-        input_base=config.input_base,
-        span_pattern=config.span_pattern if config.data_root else "",
-        spans=config.spans,
-        eval_buckets=config.eval_buckets,
-        test_buckets=config.test_buckets,
-        input_fingerprint=data_fingerprint,
-        max_bad_images=config.max_bad_images,
-        max_image_pixels=config.max_image_pixels,
-    )
+    example_gen = _example_gen(config, data_fingerprint)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True, semantic_domain_stats_sample_rate=1.0),
-    )
+    statistics_gen = _statistics_gen(example_gen, schema_gen)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -162,14 +205,7 @@ def create_pipeline(
         served_versions=_served_versions(config),
     )
     drift_gate.add_upstream_node(data_gate)  # schema anomalies are reported before drift
-    custom_config = {TRAINING_CONFIG_KEY: config.training.to_dict()}
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
-        custom_config=custom_config,
-        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
-    )
+    transform = _transform(config, example_gen, schema_gen)
     transform.add_upstream_node(data_gate)
     transform.add_upstream_node(drift_gate)
     components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate, drift_gate, transform]

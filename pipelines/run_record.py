@@ -16,6 +16,8 @@ class NodeRecord:
     state: str
     seconds: float
     outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+    started: float = 0.0  # epoch seconds: when the execution was created and last updated (its end)
+    ended: float = 0.0
 
     def output(self, key: str) -> metadata_store_pb2.Artifact | None:
         artifacts = self.outputs.get(key) or []
@@ -58,7 +60,13 @@ def read_run(
         node_contexts = [c for c in store.get_contexts_by_execution(execution.id) if c.name.startswith(prefix)]
         node_id = node_contexts[0].name[len(prefix) :] if node_contexts else execution.name
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
-        record = NodeRecord(node_id, _STATE_NAMES.get(execution.last_known_state, "UNKNOWN"), seconds)
+        record = NodeRecord(
+            node_id,
+            _STATE_NAMES.get(execution.last_known_state, "UNKNOWN"),
+            seconds,
+            started=execution.create_time_since_epoch / 1000,
+            ended=execution.last_update_time_since_epoch / 1000,
+        )
         events = store.get_events_by_execution_ids([execution.id])
         output_events = [
             e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)

@@ -79,29 +79,12 @@ def keras_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> t
 def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
     """The real Transform output of ``keras_run``, as run_fn sees it: files, graph dir, data accessor."""
     from tfx import v1 as tfx
-    from tfx.components.trainer.fn_args_utils import DataAccessor
-    from tfx.components.util import tfxio_utils
-    from tfx.types import artifact_utils, standard_artifacts
 
-    from pipelines.run_record import read_run
+    from pipelines.trainer_inputs import recorded_transform_output
 
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    transform = read_run(metadata, config.pipeline_name).nodes["Transform"]
-    examples = standard_artifacts.Examples()
-    examples.uri = transform.output("transformed_examples").uri
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval", "test"])
-    accessor = DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
-        record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact([examples], []),
-        data_view_decode_fn=None,
-    )
-    return {
-        "config": config,
-        "transform_graph": transform.output("transform_graph").uri,
-        "files": {s: [artifact_utils.get_split_uri([examples], s) + "/*"] for s in ("train", "eval", "test")},
-        "data_accessor": accessor,
-    }
+    return {"config": config, **recorded_transform_output(metadata, config.pipeline_name)}
 
 
 @pytest.fixture(scope="session")

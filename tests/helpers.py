@@ -55,22 +55,9 @@ def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConf
 
 def trainer_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
     """The FnArgs TFX's Trainer would give a run_fn for ``transform_outputs``."""
-    from tfx.components.trainer.fn_args_utils import FnArgs
+    from pipelines.trainer_inputs import trainer_fn_args as fn_args
 
-    from core.contract import TRAINING_CONFIG_KEY
-
-    config = transform_outputs["config"].training.model_copy(update=training)
-    return FnArgs(
-        working_dir=str(workdir / "working"),
-        train_files=transform_outputs["files"]["train"],
-        eval_files=transform_outputs["files"]["eval"],
-        transform_graph_path=transform_outputs["transform_graph"],
-        transform_output=transform_outputs["transform_graph"],
-        data_accessor=transform_outputs["data_accessor"],
-        serving_model_dir=str(workdir / "serving"),
-        model_run_dir=str(workdir / "model_run"),
-        custom_config={TRAINING_CONFIG_KEY: config.to_dict()},
-    )
+    return fn_args(transform_outputs, transform_outputs["config"].training.model_copy(update=training), workdir)
 
 
 def pushed_versions(serving_dir: str | Path, framework: str) -> list[Path]:
