@@ -152,12 +152,17 @@ def test_blessed_variants_are_pushed_beside_their_parent_and_served(optimized_ru
         served.warm_up()
         (variant_classes, variant_probabilities) = predict_classes(version.path, test)
         (float_classes, float_probabilities) = predict_classes(parent.path, test)
-        # int8 keeps the float model's answers; pruning re-tunes the tiny model (a third of its answers moved on
-        # one CI machine, 67% and 71% agreement), while a broken variant agrees at chance (a third, 3 classes).
+        # int8 keeps the float model's probabilities, so it changes only answers the float model was unsure
+        # of (on 45 images one flip is 2.2 pp: a run measured 93.3% agreement, all three flips on images
+        # with a float top-2 margin under 0.07, probabilities within 0.068). Pruning re-tunes the tiny
+        # model (67% and 71% agreement measured), while a broken variant agrees at chance (a third).
         agreement = float((variant_classes == float_classes).mean())
-        assert agreement >= (0.95 if model.endswith("int8") else 0.5), (model, agreement)
+        assert agreement >= (0.9 if model.endswith("int8") else 0.5), (model, agreement)
         if model.endswith("int8"):
-            assert np.abs(variant_probabilities - float_probabilities).max() < 0.25, model
+            assert np.abs(variant_probabilities - float_probabilities).max() < 0.15, model
+            ranked = np.sort(float_probabilities, axis=1)
+            margins = (ranked[:, -1] - ranked[:, -2])[variant_classes != float_classes]
+            assert (margins < 0.2).all(), (model, margins)
         # TFMA's accuracy is that of direct inference: the TFLite model was fed the transformed image.
         direct = float((variant_classes == test.labels).mean())
         assert direct == pytest.approx(_variant(report, model)["test_accuracy"], abs=1e-6), model
