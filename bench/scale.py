@@ -93,13 +93,15 @@ def child_data(data_dir: Path, root: Path, beam_args: list[str], budget_mb: floa
     """In the child: the data stages as one LocalDagRunner run."""
     from tfx import v1 as tfx
 
+    from pipelines.local_runner import host_argv_hidden
     from pipelines.pipeline import create_data_pipeline
     from pipelines.run_guard import list_run_input
 
     config = _config(data_dir, root, beam_args, budget_mb)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     listing = list_run_input(config).listing
-    tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, listing.fingerprint(), metadata))
+    with host_argv_hidden():  # this script's own flags are not Beam's
+        tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, listing.fingerprint(), metadata))
     return {"images": len(listing.files)}
 
 

@@ -58,6 +58,7 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
     from tfx import v1 as tfx
 
     from core.config import load_config
+    from pipelines.local_runner import host_argv_hidden
     from pipelines.pipeline import create_data_pipeline
     from pipelines.run_guard import preflight
     from pipelines.trainer_inputs import recorded_transform_output
@@ -77,7 +78,8 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
     listing = preflight(config, str(default_schema_path())).listing
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     started = time.perf_counter()
-    tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, listing.fingerprint(), metadata))
+    with host_argv_hidden():  # this script's own flags are not Beam's
+        tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, listing.fingerprint(), metadata))
     print(f"[bench] data stages ready in {time.perf_counter() - started:.0f} s ({len(listing.files):,} images)")
     return recorded_transform_output(metadata, config.pipeline_name), config
 

@@ -98,7 +98,7 @@ class ComponentProgress(threading.Thread):
 
 
 @contextlib.contextmanager
-def _host_argv_hidden() -> Iterator[None]:
+def host_argv_hidden() -> Iterator[None]:
     """Keep TFX's Beam executors from parsing this process's command line as absl flags.
 
     BaseBeamExecutor calls ``flags.FLAGS(sys.argv + beam_args)`` (TFX's own TODO
@@ -208,7 +208,7 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     progress.start()
     started = time.perf_counter()
     try:
-        with _host_argv_hidden():
+        with host_argv_hidden():
             tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     finally:
         progress.stop()

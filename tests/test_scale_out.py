@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 
 from core.config import PipelineConfig
 from core.model_card import read_model_card
+from pipelines.local_runner import host_argv_hidden
 from pipelines.pipeline import create_data_pipeline
 from pipelines.run_guard import list_run_input
 from pipelines.run_record import read_run
@@ -46,7 +47,8 @@ def test_data_stages_on_beams_multi_processing_runner_match_the_in_memory_run(
     )
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     fingerprint = list_run_input(config).listing.fingerprint()
-    tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, fingerprint, metadata))
+    with host_argv_hidden():  # pytest's own flags are not Beam's
+        tfx.orchestration.LocalDagRunner().run(create_data_pipeline(config, fingerprint, metadata))
 
     nodes = read_run(metadata, config.pipeline_name).nodes
     assert {nodes[n].state for n in ("ImageExampleGen", "StatisticsGen", "Transform")} == {"COMPLETE"}
