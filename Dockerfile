@@ -4,7 +4,13 @@
 # trainers.preprocessing.preprocessing_fn, components.<name>.executor.Executor).
 #
 #   docker build -t REGISTRY/twinflow:TAG .                                   # CPU
-#   docker build --build-arg TORCH_VARIANT=cu128 -t REGISTRY/twinflow:TAG-gpu .  # torch on CUDA
+#   docker build --build-arg TORCH_VARIANT=cu128 -t REGISTRY/twinflow:TAG-torch-gpu .  # torch on CUDA
+#   docker build --build-arg TF_VARIANT=cuda -t REGISTRY/twinflow:TAG-tf-gpu .         # TensorFlow on CUDA
+#
+# One image cannot hold both CUDA builds: TensorFlow 2.16's CUDA extra pins cuDNN 8.9 and
+# torch's CUDA wheels need cuDNN 9. A GPU deployment gives each Trainer step its framework's
+# image (twinflow compile --keras-trainer-image / --lightning-trainer-image) and runs every
+# other step, Evaluators included, in the CPU image.
 #
 # The model server (`twinflow serve`, for KServe: serving/manifests.py) is the 'serving' target;
 # a plain build still gives the pipeline image above (the last stage, 'pipeline', is 'runtime').
@@ -21,6 +27,8 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 # cpu, or a PyTorch CUDA wheel tag (cu126, cu128 …) for the GPU variant.
 ARG TORCH_VARIANT=cpu
+# cpu, or cuda for TensorFlow's CUDA extra (tensorflow[and-cuda] at the pinned version).
+ARG TF_VARIANT=cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl
 # Folder(s) of wheels pip searches as well (pip's PIP_FIND_LINKS; build stage only, not in the
 # image), for a torch wheel where TORCH_INDEX is out of reach. The folder must be visible to
@@ -55,9 +63,21 @@ COPY serving/ serving/
 RUN python -m pip install --no-cache-dir --ignore-requires-python --no-deps --force-reinstall \
         -c requirements/constraints.txt .
 
-# 3. GPU variant: swap the CPU torch wheel for the CUDA build of the same version; every
-#    other pin stays. TensorFlow keeps to the CPU (its CUDA libraries differ from torch's).
-RUN if [ "${TORCH_VARIANT}" != "cpu" ]; then \
+# 3. GPU variants: swap the CPU torch wheel for the CUDA build of the same version, or add
+#    TensorFlow's CUDA libraries to the pinned TensorFlow; every other pin stays.
+RUN if [ "${TORCH_VARIANT}" != "cpu" ] && [ "${TF_VARIANT}" != "cpu" ]; then \
+        echo "TORCH_VARIANT=${TORCH_VARIANT} and TF_VARIANT=${TF_VARIANT}: one image holds one CUDA build" \
+            "(TensorFlow 2.16 needs cuDNN 8.9, torch's CUDA wheels cuDNN 9); build one image per framework" >&2; \
+        exit 1; \
+    fi \
+    && if [ "${TF_VARIANT}" = "cuda" ]; then \
+        tf_version="$(sed -n 's/^tensorflow==\(.*\)$/\1/p' requirements/constraints.txt)" \
+        && python -m pip install --no-cache-dir --ignore-requires-python \
+            -c requirements/constraints.txt "tensorflow[and-cuda]==${tf_version}"; \
+    elif [ "${TF_VARIANT}" != "cpu" ]; then \
+        echo "TF_VARIANT=${TF_VARIANT}: expected cpu or cuda" >&2; exit 1; \
+    fi \
+    && if [ "${TORCH_VARIANT}" != "cpu" ]; then \
         torch_version="$(sed -n 's/^torch==\([^+]*\)+cpu$/\1/p' requirements/constraints.txt)" \
         && grep -v '^torch==' requirements/constraints.txt > /tmp/constraints-gpu.txt \
         && python -m pip install --no-cache-dir --ignore-requires-python \

@@ -4,10 +4,10 @@ BIN := $(VENV)/bin
 DATA ?= work/data/fashion_mnist
 RUN_ARGS ?=
 
-.PHONY: setup data run retrain-demo bench bench-scale test test-fast lint format clean image image-test image-kfp-local
+.PHONY: setup data run retrain-demo bench bench-scale bench-gpu test test-fast lint format clean image image-test image-kfp-local
 
-setup:
-	bash scripts/setup.sh
+setup:  # GPU=tensorflow or GPU=torch: that framework's CUDA build (one per environment)
+	GPU=$(GPU) bash scripts/setup.sh
 
 data: setup
 	bash scripts/install_dataset.sh
@@ -26,6 +26,10 @@ bench: data
 # Per-stage time and peak memory at 1x, 4x, 16x a generated RGB data set (QUICK=1: 250 images at 1x).
 bench-scale: setup
 	$(BIN)/python bench/scale.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# Both trainers and bare loops on an NVIDIA GPU, one environment per framework's CUDA build (QUICK=1: a sample).
+bench-gpu: data
+	DATA=$(DATA) QUICK=$(QUICK) bash scripts/gpu_bench.sh
 
 test: setup
 	$(BIN)/ruff check .

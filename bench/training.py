@@ -198,7 +198,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"a sample of {QUICK_PER_CLASS} images per class")
     parser.add_argument("--epochs", type=int, help="epochs per loop (default: 3, quick 4); the first is not counted")
     parser.add_argument("--loops", default="bare_keras,keras,bare_torch,lightning")
+    parser.add_argument("--require-gpu", action="store_true", help="stop unless each loop's framework sees a GPU")
     args = parser.parse_args()
+    if args.require_gpu and (missing := frameworks_without_gpu(args.loops.split(","))):
+        print(f"[bench] --require-gpu: {', '.join(missing)} sees no GPU (CUDA build installed?)", file=sys.stderr)
+        return 1
     import shutil
 
     import tensorflow as tf
@@ -244,6 +248,19 @@ def main() -> int:
     print(_table(results, ratios))
     print(f"written to {args.out / 'bench.json'}")
     return 0
+
+
+def frameworks_without_gpu(loops: list[str]) -> list[str]:
+    """The frameworks among ``loops`` that would train on the CPU."""
+    missing = []
+    if {"bare_keras", "keras"} & set(loops):
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            missing.append("tensorflow")
+    if {"bare_torch", "lightning"} & set(loops) and _torch_device().type != "cuda":
+        missing.append("torch")
+    return missing
 
 
 def _ratios(speed: dict[str, float]) -> dict[str, float]:

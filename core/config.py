@@ -184,6 +184,12 @@ class KubeflowConfig(_Section):
     trainer_cpu: float = Field(2.0, gt=0, description="CPUs requested by each Trainer step")
     trainer_memory_gib: float = Field(8.0, gt=0, description="memory (GiB) requested by each Trainer step")
     trainer_gpus: int = Field(0, ge=0, description="NVIDIA GPUs requested by each Trainer step")
+    keras_trainer_image: str | None = Field(
+        None, description="image for the Keras Trainer step, e.g. built with TF_VARIANT=cuda (default: image)"
+    )
+    lightning_trainer_image: str | None = Field(
+        None, description="image for the Lightning Trainer step, e.g. built with TORCH_VARIANT=cu128 (default: image)"
+    )
     evaluator_cpu: float = Field(1.0, gt=0, description="CPUs requested by each Evaluator step")
     evaluator_memory_gib: float = Field(4.0, gt=0, description="memory (GiB) requested by each Evaluator step")
 

@@ -5,9 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
-VENV=.venv
+VENV=${VENV:-.venv}  # another folder for a second environment (scripts/gpu_bench.sh: one per CUDA build)
 STAMP=$VENV/.twinflow-setup-stamp
-want=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+# GPU=tensorflow adds TensorFlow's CUDA libraries (tensorflow[and-cuda]); GPU=torch swaps in torch's
+# CUDA wheel (TORCH_VARIANT, cu128 by default). Not both: TensorFlow 2.16 needs cuDNN 8.9 and
+# torch's CUDA wheels cuDNN 9, so one environment holds one framework's CUDA build.
+GPU=${GPU:-}
+case "$GPU" in
+    "" | none | cpu) GPU="" ;;
+    tensorflow | torch) ;;
+    *) echo "setup: GPU=$GPU: expected tensorflow or torch (or nothing for CPU only)" >&2; exit 2 ;;
+esac
+TORCH_VARIANT=${TORCH_VARIANT:-cu128}
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl}
+want=$( (cat pyproject.toml requirements/constraints.txt; echo "gpu=$GPU/$TORCH_VARIANT") | sha256sum | cut -d' ' -f1)
 
 stack_imports() {
     TF_USE_LEGACY_KERAS=1 "$VENV/bin/python" -c \
@@ -87,6 +98,23 @@ echo "setup: installing the pinned stack (a few minutes the first time)"
 # runs on 3.11: hence --ignore-requires-python, held in check by the full constraints file.
 "$VENV/bin/python" -m pip install -q --ignore-requires-python \
     -c requirements/constraints.txt -e '.[dev]'
+install_gpu_build() {
+    local pinned
+    if [[ $GPU == tensorflow ]]; then
+        pinned=$(sed -n 's/^tensorflow==\(.*\)$/\1/p' requirements/constraints.txt)
+        echo "setup: adding TensorFlow's CUDA libraries (tensorflow[and-cuda]==$pinned)"
+        "$VENV/bin/python" -m pip install -q --ignore-requires-python \
+            -c requirements/constraints.txt "tensorflow[and-cuda]==$pinned"
+    elif [[ $GPU == torch ]]; then
+        pinned=$(sed -n 's/^torch==\([^+]*\)+cpu$/\1/p' requirements/constraints.txt)
+        echo "setup: swapping in torch's CUDA build (torch==$pinned+$TORCH_VARIANT from $TORCH_INDEX/$TORCH_VARIANT)"
+        grep -v '^torch==' requirements/constraints.txt >"$VENV/constraints-gpu.txt"
+        "$VENV/bin/python" -m pip install -q --ignore-requires-python --extra-index-url "$TORCH_INDEX/$TORCH_VARIANT" \
+            -c "$VENV/constraints-gpu.txt" "torch==$pinned+$TORCH_VARIANT"
+    fi
+}
+
+[[ -n $GPU ]] && install_gpu_build
 "$VENV/bin/python" -m pip check
 stack_imports || { echo "setup: the stack does not import after install" >&2; exit 1; }
 echo "$want" > "$STAMP"

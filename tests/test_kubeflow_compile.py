@@ -203,6 +203,27 @@ def assert_importable(spec: dict[str, Any]) -> None:
         assert callable(imported.custom_eval_shared_model) and callable(imported.custom_extractors), module
 
 
+def test_each_framework_trainer_can_run_in_its_own_gpu_image(tmp_path: Path) -> None:
+    """TensorFlow's and torch's CUDA builds need different cuDNN majors, so each Trainer may have its own image."""
+    tf_gpu, torch_gpu = "registry.example/twinflow:1-tf-gpu", "registry.example/twinflow:1-torch-gpu"
+    given = {"kubeflow.keras_trainer_image": tf_gpu, "kubeflow.lightning_trainer_image": torch_gpu}
+    spec = read_spec(compile_to(tmp_path / "gpu-images.yaml", framework="both", **given))[0]
+    images = {
+        name: body["container"]["image"]
+        for name in spec["root"]["dag"]["tasks"]
+        if "container" in (body := executor(spec, name))
+    }
+    assert images.pop("Trainer_keras") == tf_gpu
+    assert images.pop("Trainer_lightning") == torch_gpu
+    assert set(images.values()) == {IMAGE}  # every other step, Evaluators included, keeps the CPU image
+
+    only_keras = read_spec(
+        compile_to(tmp_path / "tf-gpu.yaml", framework="both", **{"kubeflow.keras_trainer_image": tf_gpu})
+    )[0]
+    assert executor(only_keras, "Trainer_keras")["container"]["image"] == tf_gpu
+    assert executor(only_keras, "Trainer_lightning")["container"]["image"] == IMAGE
+
+
 def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]) -> None:
     executors, functions, _ = code_paths(spec)
     assert "components.image_example_gen.executor.Executor" in executors

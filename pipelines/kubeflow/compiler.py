@@ -17,12 +17,14 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
+from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
 
 from components.drift_gate.component import DriftGate
 from components.image_example_gen.component import ImageExampleGen
 from components.versioned_pusher.component import VersionedPusher
 from core.config import KubeflowConfig, PipelineConfig
 from core.errors import ConfigError
+from core.repeats import node_id
 from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_FILE, TRAINING_CONFIG_PARAM
 from pipelines.pipeline import create_pipeline
 
@@ -159,6 +161,20 @@ def step_resources(component_id: str, kubeflow: KubeflowConfig) -> ResourceSpec 
     return spec
 
 
+def step_images(kubeflow: KubeflowConfig) -> str | dict[str, str]:
+    """The image of every step, or TFX's per-step map when a framework's Trainer has its own.
+
+    One image cannot hold TensorFlow's and torch's CUDA libraries (TF 2.16 needs cuDNN 8.9,
+    torch's CUDA wheels cuDNN 9), so a GPU deployment gives each Trainer the image built for
+    its framework's GPU build; every other step keeps the CPU image.
+    """
+    trainer_images = {"keras": kubeflow.keras_trainer_image, "lightning": kubeflow.lightning_trainer_image}
+    own = {node_id("Trainer", framework): image for framework, image in trainer_images.items() if image}
+    if not own:
+        return kubeflow.image
+    return {DEFAULT_IMAGE_PATH_KEY: kubeflow.image, **own}
+
+
 def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(pipeline spec, Kubernetes platform spec or None) as dicts, validated against the KFP protos.
 
@@ -179,7 +195,7 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
     pipeline, defaults = build_pipeline(config, num_classes)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=config.kubeflow.image,
+            default_image=step_images(config.kubeflow),
             use_pipeline_spec_2_1=True,  # the schema the open-source KFP 2.x backend reads
         ),
         output_dir=tempfile.gettempdir(),
