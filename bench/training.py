@@ -106,12 +106,13 @@ def bare_keras(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     import numpy as np
     import tensorflow as tf
 
-    from trainers.keras_trainer import _optimizer, augment, build_model
+    from trainers import keras_trainer
+    from trainers.keras_trainer import augment, build_model
 
     tf.keras.utils.set_random_seed(training.seed)
     images, labels = (tf.constant(a) for a in arrays)
     model = build_model(training.architecture, training.image_size, training.channels, classes)
-    optimizer = _optimizer(training)
+    optimizer = keras_trainer.optimizer(training)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function

@@ -32,14 +32,7 @@ from trainers.common import (
     split_metrics,
     training_config,
 )
-from trainers.transformed_data import (
-    MB,
-    READ_BATCH,
-    example_bytes,
-    read_within_budget,
-    shuffle_buffer_size,
-    transformed_batches,
-)
+from trainers.transformed_data import MB, TransformedSource
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
@@ -85,11 +78,9 @@ class TransformedSplit:
         config: TrainingConfig,
         budget_bytes: float,
     ):
-        self._source = (file_pattern, data_accessor, tf_transform_output)
+        self._source = TransformedSource(file_pattern, data_accessor, tf_transform_output, config)
         self._config = config
-        arrays = read_within_budget(
-            transformed_batches(file_pattern, data_accessor, tf_transform_output, READ_BATCH), budget_bytes
-        )
+        arrays = self._source.read(budget_bytes)
         self.held_bytes = 0 if arrays is None else sum(a.nbytes for a in arrays)
         # Held once as tensors (each dataset gathers from these; the numpy arrays are let go).
         self.tensors = None if arrays is None else tuple(tf.constant(a) for a in arrays)
@@ -107,12 +98,7 @@ class TransformedSplit:
         config = self._config
         batch_size = config.batch_size * replicas  # data-parallel: each replica steps on batch_size, as in DDP
         if self.tensors is None:
-            buffer = shuffle_buffer_size(
-                example_bytes(config.image_size, config.channels), config.memory_budget_mb * MB
-            )
-            dataset = transformed_batches(
-                *self._source, batch_size, shuffle_buffer=buffer if training else 0, seed=config.seed
-            )
+            dataset = self._source.batches(batch_size, shuffle=training, seed=config.seed)
         else:
             images, labels = self.tensors
             count = int(labels.shape[0])
@@ -171,7 +157,7 @@ class _EpochCheck(tf.keras.callbacks.Callback):
         check_finite_loss("keras", epoch + 1, float((logs or {}).get("loss", 0.0)), self._config)
 
 
-def _optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
+def optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
     if config.optimizer == "sgd":
         return tf.keras.optimizers.SGD(config.learning_rate, momentum=0.9)
     return tf.keras.optimizers.Adam(config.learning_rate)
@@ -276,7 +262,7 @@ def run_fn(fn_args: FnArgs) -> None:
     with strategy.scope():
         model = build_model(config.architecture, config.image_size, config.channels, len(class_names))
         model.compile(
-            optimizer=_optimizer(config),
+            optimizer=optimizer(config),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )

@@ -50,14 +50,7 @@ from trainers.torch_twin import (
     seed_everything,
     split_from_nhwc,
 )
-from trainers.transformed_data import (
-    MB,
-    READ_BATCH,
-    example_bytes,
-    read_within_budget,
-    shuffle_buffer_size,
-    transformed_batches,
-)
+from trainers.transformed_data import MB, READ_BATCH, TransformedSource
 
 if TYPE_CHECKING:
     from torch import nn
@@ -86,22 +79,15 @@ class TransformedDataModule(TensorDataModule):
         self._fn_args, self._tft_output, self._config = fn_args, tf_transform_output, config
         self.input_mode = "memory"
 
-    def _batches(self, files: list[str], batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
-        buffer = 0
-        if shuffle:
-            budget = self._config.memory_budget_mb * MB
-            buffer = shuffle_buffer_size(example_bytes(self._config.image_size, self._config.channels), budget)
-        return transformed_batches(files, self._fn_args.data_accessor, self._tft_output, batch_size, buffer, seed)
+    def _source(self, split: str) -> TransformedSource:
+        files = self._fn_args.train_files if split == "train" else self._fn_args.eval_files
+        return TransformedSource(files, self._fn_args.data_accessor, self._tft_output, self._config)
 
     def load_splits(self) -> tuple[Split, Split] | None:
         budget = self._config.memory_budget_mb * MB
-        train = read_within_budget(self._batches(self._fn_args.train_files, READ_BATCH), budget)
+        train = self._source("train").read(budget)
         held = 0 if train is None else sum(a.nbytes for a in train)
-        evaluation = (
-            None
-            if train is None
-            else read_within_budget(self._batches(self._fn_args.eval_files, READ_BATCH), budget - held)
-        )
+        evaluation = None if train is None else self._source("eval").read(budget - held)
         if train is None or evaluation is None:
             self.input_mode = "stream"
             print(
@@ -121,8 +107,8 @@ class TransformedDataModule(TensorDataModule):
                 self.train, self.eval = splits
 
     def _streamed(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        files = self._fn_args.train_files if split == "train" else self._fn_args.eval_files
-        batches = StreamedBatches(lambda seed: self._batches(files, batch_size, shuffle, seed), self.seed)
+        source = self._source(split)
+        batches = StreamedBatches(lambda seed: source.batches(batch_size, shuffle, seed), self.seed)
         return DataLoader(batches, batch_size=None)
 
     def train_dataloader(self) -> Iterable[Split]:

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
+from core.config import TrainingConfig
 from core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
 
 MB = 1024 * 1024
@@ -48,7 +49,11 @@ def transformed_batches(
 
 
 def read_within_budget(batches: tf.data.Dataset, budget_bytes: float) -> Arrays | None:
-    """All of ``batches`` as arrays, or None as soon as they would pass ``budget_bytes`` (then: stream)."""
+    """All of ``batches`` as arrays, or None as soon as they would pass ``budget_bytes`` (then: stream).
+
+    The split's size is only known by reading it, so data over the budget costs one extra
+    partial pass, bounded by the budget, before streaming starts.
+    """
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     held = 0
@@ -72,3 +77,31 @@ def shuffle_buffer_size(example_bytes: int, budget_bytes: float) -> int:
 def example_bytes(image_size: int, channels: int) -> int:
     """Bytes one transformed example takes in memory (float32 image, int64 label)."""
     return image_size * image_size * channels * 4 + 8
+
+
+class TransformedSource:
+    """One split's Transform output as a trainer reads it under ``config.memory_budget_mb``: the one
+    place both trainers size their shuffle buffer and read arrays from."""
+
+    def __init__(
+        self, files: list[str], data_accessor: Any, tf_transform_output: tft.TFTransformOutput, config: TrainingConfig
+    ):
+        self._files, self._data_accessor, self._tft_output = files, data_accessor, tf_transform_output
+        self._config = config
+
+    @property
+    def budget_bytes(self) -> float:
+        return self._config.memory_budget_mb * MB
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        """One streamed pass; shuffled through a buffer sized from the budget when ``shuffle``."""
+        buffer = 0
+        if shuffle:
+            buffer = shuffle_buffer_size(
+                example_bytes(self._config.image_size, self._config.channels), self.budget_bytes
+            )
+        return transformed_batches(self._files, self._data_accessor, self._tft_output, batch_size, buffer, seed)
+
+    def read(self, budget_bytes: float) -> Arrays | None:
+        """The whole split as arrays, or None when it is over ``budget_bytes``."""
+        return read_within_budget(self.batches(READ_BATCH), budget_bytes)
