@@ -35,51 +35,40 @@ for name in ("tfx", "tensorflow", "tensorflow-io", "torch", "pytorch-lightning",
     m.version(name)' >/dev/null 2>&1
 }
 
-# The shared-store tests (tests/test_mysql_metadata.py) start a MariaDB server of their own and need only
-# its binaries. Best effort and never fatal: one `command -v` when present; otherwise installed with
-# apt-get when this is root, else a one-line note (those tests then skip).
+# Two test dependencies from Debian, best effort and never fatal: MariaDB's server binaries for the
+# shared-store tests (tests/test_mysql_metadata.py starts a server of its own) and headless
+# Chromium for the browser test of report.html (tests/test_comparison.py). One `command -v` when
+# present; otherwise installed with apt-get when this is root, else a one-line note (those tests then skip).
 mariadb_installed() {
     command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] ||
         command -v mysqld >/dev/null 2>&1 || [[ -x /usr/sbin/mysqld ]]
 }
 
-ensure_mariadb() {
-    mariadb_installed && return 0
+chromium_installed() {
+    command -v chromium >/dev/null 2>&1
+}
+
+# ensure_apt_package PACKAGE CHECK WHAT: install PACKAGE unless CHECK succeeds; WHAT names the tests it serves.
+ensure_apt_package() {
+    local package=$1 check=$2 what=$3
+    "$check" && return 0
     if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "setup: note: mariadb-server is not installed (installing it needs root and apt-get); the shared-store tests will skip"
+        echo "setup: note: $package is not installed (installing it needs root and apt-get); $what will skip"
         return 0
     fi
-    echo "setup: installing mariadb-server for the shared-store tests (the tests start their own server)"
-    local log=${TMPDIR:-/tmp}/twinflow-mariadb-install.log
+    echo "setup: installing $package for $what"
+    local log=${TMPDIR:-/tmp}/twinflow-$package-install.log
     if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        -o DPkg::Lock::Timeout=120 mariadb-server; } >"$log" 2>&1 && mariadb_installed; then
+        -o DPkg::Lock::Timeout=120 "$package"; } >"$log" 2>&1 && "$check"; then
         rm -f "$log"
     else
-        echo "setup: note: could not install mariadb-server (see $log); the shared-store tests will skip"
+        echo "setup: note: could not install $package (see $log); $what will skip"
     fi
     return 0
 }
 
-# tests/test_comparison.py renders report.html in Debian's headless Chromium: best effort, like MariaDB.
-ensure_chromium() {
-    command -v chromium >/dev/null 2>&1 && return 0
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "setup: note: chromium is not installed (needs root and apt-get); the browser test of report.html will skip"
-        return 0
-    fi
-    echo "setup: installing chromium for the browser test of report.html"
-    local log=${TMPDIR:-/tmp}/twinflow-chromium-install.log
-    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        -o DPkg::Lock::Timeout=120 chromium; } >"$log" 2>&1 && command -v chromium >/dev/null 2>&1; then
-        rm -f "$log"
-    else
-        echo "setup: note: could not install chromium (see $log); the browser test of report.html will skip"
-    fi
-    return 0
-}
-
-ensure_mariadb || true
-ensure_chromium || true
+ensure_apt_package mariadb-server mariadb_installed "the shared-store tests" || true
+ensure_apt_package chromium chromium_installed "the browser test of report.html" || true
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]] && stack_installed; then
     echo "setup: .venv is up to date"
