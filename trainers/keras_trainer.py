@@ -32,7 +32,10 @@ from trainers.common import (
     split_metrics,
     training_config,
 )
+from trainers.tf_keras_autograph import skip_autograph_for_tf_keras
 from trainers.transformed_data import MB, TransformedSource
+
+skip_autograph_for_tf_keras()
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
