@@ -130,6 +130,14 @@ def test_unchanged_second_run_does_nothing_says_so_and_names_what_is_served(kera
     assert _pushed_versions(Path(config.serving_dir)) == before
 
 
+def test_transform_writes_its_graph_and_examples_and_no_second_set_of_statistics(keras_run) -> None:
+    # StatisticsGen describes the data; Transform's own TFDV passes would repeat that work.
+    config, _ = keras_run
+    outputs = {p.name for p in (Path(config.pipeline_root) / "Transform").iterdir()}
+    assert {"transform_graph", "transformed_examples"} <= outputs
+    assert not {name for name in outputs if name.endswith(("_stats", "_anomalies", "_schema"))}, outputs
+
+
 def test_a_changed_threshold_re_judges_the_cached_model_and_pushes_nothing_new(keras_run) -> None:
     config, first = keras_run
     before = _pushed_versions(Path(config.serving_dir))
