@@ -64,25 +64,21 @@ RUN python -m pip install --no-cache-dir --ignore-requires-python --no-deps --fo
         -c requirements/constraints.txt .
 
 # 3. GPU variants: swap the CPU torch wheel for the CUDA build of the same version, or add
-#    TensorFlow's CUDA libraries to the pinned TensorFlow; every other pin stays.
+#    TensorFlow's CUDA libraries to the pinned TensorFlow; every other pin stays. The same
+#    script is what `make setup GPU=…` runs.
+COPY scripts/install_gpu_build.sh scripts/
 RUN if [ "${TORCH_VARIANT}" != "cpu" ] && [ "${TF_VARIANT}" != "cpu" ]; then \
         echo "TORCH_VARIANT=${TORCH_VARIANT} and TF_VARIANT=${TF_VARIANT}: one image holds one CUDA build" \
             "(TensorFlow 2.16 needs cuDNN 8.9, torch's CUDA wheels cuDNN 9); build one image per framework" >&2; \
         exit 1; \
     fi \
     && if [ "${TF_VARIANT}" = "cuda" ]; then \
-        tf_version="$(sed -n 's/^tensorflow==\(.*\)$/\1/p' requirements/constraints.txt)" \
-        && python -m pip install --no-cache-dir --ignore-requires-python \
-            -c requirements/constraints.txt "tensorflow[and-cuda]==${tf_version}"; \
+        PIP_NO_CACHE_DIR=1 scripts/install_gpu_build.sh python tensorflow; \
     elif [ "${TF_VARIANT}" != "cpu" ]; then \
         echo "TF_VARIANT=${TF_VARIANT}: expected cpu or cuda" >&2; exit 1; \
     fi \
     && if [ "${TORCH_VARIANT}" != "cpu" ]; then \
-        torch_version="$(sed -n 's/^torch==\([^+]*\)+cpu$/\1/p' requirements/constraints.txt)" \
-        && grep -v '^torch==' requirements/constraints.txt > /tmp/constraints-gpu.txt \
-        && python -m pip install --no-cache-dir --ignore-requires-python \
-            --extra-index-url "${TORCH_INDEX}/${TORCH_VARIANT}" \
-            -c /tmp/constraints-gpu.txt "torch==${torch_version}+${TORCH_VARIANT}"; \
+        PIP_NO_CACHE_DIR=1 scripts/install_gpu_build.sh python torch "${TORCH_VARIANT}" "${TORCH_INDEX}"; \
     fi \
     && python -m pip check \
     && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pipelines, components, trainers.keras_trainer, serving"

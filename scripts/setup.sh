@@ -87,23 +87,7 @@ echo "setup: installing the pinned stack (a few minutes the first time)"
 # runs on 3.11: hence --ignore-requires-python, held in check by the full constraints file.
 "$VENV/bin/python" -m pip install -q --ignore-requires-python \
     -c requirements/constraints.txt -e '.[dev]'
-install_gpu_build() {
-    local pinned
-    if [[ $GPU == tensorflow ]]; then
-        pinned=$(sed -n 's/^tensorflow==\(.*\)$/\1/p' requirements/constraints.txt)
-        echo "setup: adding TensorFlow's CUDA libraries (tensorflow[and-cuda]==$pinned)"
-        "$VENV/bin/python" -m pip install -q --ignore-requires-python \
-            -c requirements/constraints.txt "tensorflow[and-cuda]==$pinned"
-    elif [[ $GPU == torch ]]; then
-        pinned=$(sed -n 's/^torch==\([^+]*\)+cpu$/\1/p' requirements/constraints.txt)
-        echo "setup: swapping in torch's CUDA build (torch==$pinned+$TORCH_VARIANT from $TORCH_INDEX/$TORCH_VARIANT)"
-        grep -v '^torch==' requirements/constraints.txt >"$VENV/constraints-gpu.txt"
-        "$VENV/bin/python" -m pip install -q --ignore-requires-python --extra-index-url "$TORCH_INDEX/$TORCH_VARIANT" \
-            -c "$VENV/constraints-gpu.txt" "torch==$pinned+$TORCH_VARIANT"
-    fi
-}
-
-[[ -n $GPU ]] && install_gpu_build
+[[ -n $GPU ]] && scripts/install_gpu_build.sh "$VENV/bin/python" "$GPU" "$TORCH_VARIANT" "$TORCH_INDEX"
 "$VENV/bin/python" -m pip check
 stack_imports || { echo "setup: the stack does not import after install" >&2; exit 1; }
 echo "$want" > "$STAMP"

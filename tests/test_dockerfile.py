@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -74,13 +75,54 @@ def test_every_pip_install_in_the_image_keeps_no_cache_and_torch_comes_from_the_
     assert re.search(r"ARG TORCH_INDEX=https://download\.pytorch\.org/whl\b", (ROOT / "Dockerfile").read_text())
 
 
-def test_gpu_variant_swaps_only_the_torch_pin() -> None:
+def _gpu_install(tmp_path: Path, *argv: str) -> tuple[list[str], list[str]]:
+    """scripts/install_gpu_build.sh run for real with an interpreter that records what pip was asked:
+    (pip's arguments, the lines of the constraints file it was given)."""
+    recorder = tmp_path / "python"
+    recorder.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$@" > {tmp_path}/argv\n'
+        'while [[ $# -gt 0 ]]; do [[ $1 == -c ]] && cp "$2" ' + f"{tmp_path}/constraints; shift; done\n"
+    )
+    recorder.chmod(0o755)
+    subprocess.run([str(ROOT / "scripts/install_gpu_build.sh"), str(recorder), *argv], cwd=ROOT, check=True)
+    return (tmp_path / "argv").read_text().splitlines(), (tmp_path / "constraints").read_text().splitlines()
+
+
+def _pin(name: str) -> str:
+    return next(line for line in (ROOT / CONSTRAINTS).read_text().splitlines() if line.startswith(f"{name}=="))
+
+
+def test_gpu_builds_swap_only_their_framework_pin(tmp_path: Path) -> None:
+    pins = (ROOT / CONSTRAINTS).read_text().splitlines()
+    torch_args, torch_constraints = _gpu_install(tmp_path, "torch", "cu128", "https://wheels.example/whl")
+    assert torch_args[:2] == ["-m", "pip"] and "--ignore-requires-python" in torch_args
+    assert option(torch_args, "--extra-index-url") == "https://wheels.example/whl/cu128"
+    assert torch_args[-1] == _pin("torch").replace("+cpu", "+cu128")
+    assert torch_constraints == [line for line in pins if not line.startswith("torch==")]
+
+    tf_args, tf_constraints = _gpu_install(tmp_path, "tensorflow")
+    assert tf_args[-1] == _pin("tensorflow").replace("tensorflow==", "tensorflow[and-cuda]==")
+    assert "--ignore-requires-python" in tf_args and tf_constraints == pins
+
+    refused = subprocess.run(
+        [str(ROOT / "scripts/install_gpu_build.sh"), "python", "jax"], cwd=ROOT, capture_output=True
+    )
+    assert refused.returncode == 2 and b"expected tensorflow or torch" in refused.stderr
+
+
+def test_image_and_setup_install_gpu_builds_with_the_one_script() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
-    (gpu,) = [c for run in runs(stages()[0]) for c in pip_installs(run) if any("TORCH_VARIANT}" in t for t in c)]
-    assert option(gpu, "-c") == "/tmp/constraints-gpu.txt"
-    assert "grep -v '^torch==' requirements/constraints.txt > /tmp/constraints-gpu.txt" in text
-    assert "--ignore-requires-python" in gpu
+    assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M) and re.search(r"^ARG TF_VARIANT=cpu$", text, re.M)
+    build = stages()[0]
+    assert ("COPY", "scripts/install_gpu_build.sh scripts/") in build
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert ignore.index("!scripts/install_gpu_build.sh") > ignore.index("scripts")  # the last match wins: sent
+    calls = re.findall(r"(\S+=\S+ )?scripts/install_gpu_build\.sh ([^;]*);", " ".join(runs(build)))
+    assert [shlex.split(args)[:2] for _, args in calls] == [["python", "tensorflow"], ["python", "torch"]]
+    assert all(env.strip() == "PIP_NO_CACHE_DIR=1" for env, _ in calls)  # as every other pip install in the image
+    setup = (ROOT / "scripts/setup.sh").read_text()
+    assert 'scripts/install_gpu_build.sh "$VENV/bin/python" "$GPU"' in setup and "--extra-index-url" not in setup
 
 
 def test_runtime_stage_is_lean_non_root_and_selects_tf_keras() -> None:
