@@ -33,7 +33,7 @@ from trainers.common import (
     training_config,
 )
 from trainers.tf_keras_autograph import skip_autograph_for_tf_keras
-from trainers.transformed_data import MB, TransformedSource
+from trainers.transformed_data import MB, TransformedSource, memory_budget_bytes
 
 skip_autograph_for_tf_keras()
 
@@ -129,7 +129,7 @@ def input_fn(
     training: bool,
 ) -> tf.data.Dataset:
     """(image_xf [B,H,W,C], label [B]) batches of one split, as the trainer reads them."""
-    split = TransformedSplit(file_pattern, data_accessor, tf_transform_output, config, config.memory_budget_mb * MB)
+    split = TransformedSplit(file_pattern, data_accessor, tf_transform_output, config, memory_budget_bytes(config))
     return split.dataset(training)
 
 
@@ -241,7 +241,7 @@ def export_serving_model(
 
 def read_splits(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, config: TrainingConfig):
     """Train then eval split, each held in memory if it fits what the budget has left, else streamed."""
-    budget = config.memory_budget_mb * MB
+    budget = memory_budget_bytes(config)
     train = TransformedSplit(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config, budget)
     evaluation = TransformedSplit(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config, budget - train.held_bytes

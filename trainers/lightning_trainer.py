@@ -50,7 +50,7 @@ from trainers.torch_twin import (
     seed_everything,
     split_from_nhwc,
 )
-from trainers.transformed_data import MB, READ_BATCH, TransformedSource
+from trainers.transformed_data import MB, READ_BATCH, TransformedSource, memory_budget_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -84,7 +84,7 @@ class TransformedDataModule(TensorDataModule):
         return TransformedSource(files, self._fn_args.data_accessor, self._tft_output, self._config)
 
     def load_splits(self) -> tuple[Split, Split] | None:
-        budget = self._config.memory_budget_mb * MB
+        budget = memory_budget_bytes(self._config)
         train = self._source("train").read(budget)
         held = 0 if train is None else sum(a.nbytes for a in train)
         evaluation = None if train is None else self._source("eval").read(budget - held)

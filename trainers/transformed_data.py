@@ -74,6 +74,11 @@ def shuffle_buffer_size(example_bytes: int, budget_bytes: float) -> int:
     return max(SHUFFLE_BUFFER_MIN, min(SHUFFLE_BUFFER_MAX, fits))
 
 
+def memory_budget_bytes(config: TrainingConfig) -> float:
+    """``training.memory_budget_mb`` in bytes: what the train and eval splits together may hold."""
+    return config.memory_budget_mb * MB
+
+
 def example_bytes(image_size: int, channels: int) -> int:
     """Bytes one transformed example takes in memory (float32 image, int64 label)."""
     return image_size * image_size * channels * 4 + 8
@@ -91,7 +96,7 @@ class TransformedSource:
 
     @property
     def budget_bytes(self) -> float:
-        return self._config.memory_budget_mb * MB
+        return memory_budget_bytes(self._config)
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
         """One streamed pass; shuffled through a buffer sized from the budget when ``shuffle``."""
