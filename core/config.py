@@ -177,7 +177,6 @@ class KubeflowConfig(_Section):
     """What ``twinflow compile`` fixes in the spec beyond the pipeline itself."""
 
     image: str | None = Field(None, description="container image built from the Dockerfile (default $TWINFLOW_IMAGE)")
-    num_classes: int | None = Field(None, ge=2, description="number of classes (required unless --data-dir is local)")
     data_fingerprint: str | None = Field(None, description="cache key of the data: change it when the data changes")
     serving_pvc: str | None = Field(None, description="existing PersistentVolumeClaim mounted at the serving dir")
     baseline: bool = Field(True, description="keep the latest-blessed-model resolver (open-source KFP cannot run it)")

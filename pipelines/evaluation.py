@@ -11,8 +11,9 @@ from core.registry import FrameworkPlugin
 ACCURACY_METRIC = "SparseCategoricalAccuracy"
 
 
-def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: FrameworkPlugin) -> tfma.EvalConfig:
-    """Accuracy, loss, per-class precision/recall, confusion matrix; overall and per label.
+def build_eval_config(evaluation: EvaluationConfig, plugin: FrameworkPlugin) -> tfma.EvalConfig:
+    """Accuracy, loss and the confusion matrix (per-class precision and recall are read from it:
+    ``components.tfma_results``); overall and per label.
 
     A model is blessed when its accuracy is at least the floor and no more than
     ``max_accuracy_drop`` below the latest blessed model of the same framework.
@@ -20,7 +21,6 @@ def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: Fr
     model_spec = tfma.ModelSpec(label_key=LABEL_KEY, prediction_key=PROBABILITIES_KEY)
     if plugin.signature_name:
         model_spec.signature_name = plugin.signature_name
-    class_ids = tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))})
     return tfma.EvalConfig(
         model_specs=[model_spec],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
@@ -49,10 +49,6 @@ def build_eval_config(evaluation: EvaluationConfig, num_classes: int, plugin: Fr
                     ),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
-            ),
-            tfma.MetricsSpec(
-                binarize=class_ids,
-                metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
             ),
         ],
     )

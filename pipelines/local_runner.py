@@ -158,7 +158,7 @@ def run_local(
             )
             if log:
                 print(f"[run] full log: {path}", flush=True)
-            report, report_dir = _run_tfx(config, run_id, len(listing.class_names), listing.fingerprint())
+            report, report_dir = _run_tfx(config, run_id, listing.fingerprint())
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir, run_input)
@@ -182,7 +182,7 @@ def schema_snapshot(config: PipelineConfig) -> str:
     return target
 
 
-def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerprint: str) -> tuple[dict, str]:
+def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str) -> tuple[dict, str]:
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
@@ -197,7 +197,6 @@ def _run_tfx(config: PipelineConfig, run_id: str, num_classes: int, data_fingerp
     metadata = connection_config(config.metadata_uri, config.metadata_path)
     pipeline = create_pipeline(
         config.model_copy(update={"schema_path": schema_snapshot(config)}),
-        num_classes=num_classes,
         data_fingerprint=data_fingerprint,
         metadata_connection_config=metadata,
     )

@@ -62,7 +62,6 @@ def _served_versions(config: PipelineConfig) -> str:
 def _variants(
     config: PipelineConfig,
     plugin: FrameworkPlugin,
-    num_classes: int,
     trainers: list,
     evaluators: list,
     transform: tfx.components.Transform,
@@ -94,7 +93,7 @@ def _variants(
             examples=example_gen.outputs["examples"],
             model=optimizer.outputs["variant_model"],
             baseline_model=optimizer.outputs["parent_model"],
-            eval_config=build_eval_config(variant_evaluation, num_classes, variant_plugin),
+            eval_config=build_eval_config(variant_evaluation, variant_plugin),
             example_splits=[EVAL_SPLIT],
             module_file=None,
             module_path=variant_plugin.evaluator_module,
@@ -178,7 +177,6 @@ def _statistics_gen(
 
 def create_pipeline(
     config: PipelineConfig,
-    num_classes: int,
     data_fingerprint: str = "",
     metadata_connection_config: object | None = None,
     baseline: bool = True,
@@ -217,7 +215,7 @@ def create_pipeline(
     for name in config.frameworks:
         plugin = get_framework(name)
         resolver = _latest_blessed_model(name, config.repeats) if baseline else None
-        eval_config = build_eval_config(config.evaluation, num_classes, plugin)
+        eval_config = build_eval_config(config.evaluation, plugin)
         trainers, evaluators = [], []
         for repeat in range(1, config.repeats + 1):
             training = config.training.model_copy(update={"seed": repeat_seed(config.training.seed, repeat)})
@@ -254,7 +252,7 @@ def create_pipeline(
             canary=config.canary,
         ).with_id(node_id("Pusher", name))
         components += [*trainers, *([resolver] if resolver else []), *evaluators, pusher]
-        components += _variants(config, plugin, num_classes, trainers, evaluators, transform, example_gen, pusher)
+        components += _variants(config, plugin, trainers, evaluators, transform, example_gen, pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

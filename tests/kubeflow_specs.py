@@ -13,7 +13,7 @@ from tests.helpers import nested
 IMAGE = "registry.example.com/twinflow:test"
 
 
-def compile_to(path: Path, framework: str = "keras", num_classes: int = 10, **values: Any) -> Path:
+def compile_to(path: Path, framework: str = "keras", **values: Any) -> Path:
     """Compile the Keras pipeline (tiny architecture) for an object-store data location into ``path``.
 
     ``values`` are config keys, dotted for sections (``kubeflow.serving_pvc``).
@@ -28,7 +28,7 @@ def compile_to(path: Path, framework: str = "keras", num_classes: int = 10, **va
         "kubeflow.data_fingerprint": "v1",
         **values,
     }
-    spec, platform = compile_spec(deployed(load_config(overrides=nested(given))), num_classes)
+    spec, platform = compile_spec(deployed(load_config(overrides=nested(given))))
     return write_spec(path, spec, platform)
 
 

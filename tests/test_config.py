@@ -144,8 +144,6 @@ def test_every_verb_refuses_a_bad_value_with_the_same_one_line_error(
             IMAGE,
             "--data-dir",
             "gs://b/d",
-            "--num-classes",
-            "3",
             "--output",
             str(tmp_path / "o.yaml"),
         ],
@@ -162,7 +160,7 @@ def test_compile_builds_its_config_through_the_one_path(tmp_path: Path) -> None:
     config_file = tmp_path / "c.yaml"
     config_file.write_text("training:\n  epochs: 3\nkubeflow:\n  trainer_gpus: 1\n")
     out = tmp_path / "spec.yaml"
-    argv = ["compile", "--config", str(config_file), "--image", IMAGE, "--data-dir", "gs://b/d", "--num-classes", "4"]
+    argv = ["compile", "--config", str(config_file), "--image", IMAGE, "--data-dir", "gs://b/d"]
     assert main([*argv, "--augment", "none", "--output", str(out)]) == 0
     spec = read_spec(out)[0]
     training = json.loads(parameter_defaults(spec)["training_config"])["training"]

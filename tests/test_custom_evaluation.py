@@ -44,7 +44,7 @@ def _direct(model_dir: str, pattern: str) -> tuple[np.ndarray, np.ndarray]:
 def _eval_config(keras_run, has_baseline: bool) -> tfma.EvalConfig:
     """The pipeline's EvalConfig, completed as the TFX Evaluator completes it before calling the hooks."""
     config, _ = keras_run
-    eval_config = build_eval_config(config.evaluation, len(CLASSES), get_framework("lightning"))
+    eval_config = build_eval_config(config.evaluation, get_framework("lightning"))
     return tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=has_baseline, rubber_stamp=True)
 
 
@@ -92,6 +92,15 @@ def test_tfma_metrics_equal_direct_onnx_metrics(lightning_trained, keras_run, ra
     assert accuracy["", None] == pytest.approx((predicted == labels).mean())
     for index in range(len(CLASSES)):
         assert accuracy["", index] == pytest.approx((predicted[labels == index] == index).mean()), index
+    # Per-class precision and recall of the top-1 predictions, as the cards carry them.
+    overall = load_sliced_metrics(str(tmp_path))["overall"]
+    for index in range(len(CLASSES)):
+        hits = ((predicted == index) & (labels == index)).sum()
+        if (predicted == index).any():
+            assert overall[f"precision_class_{index}"] == pytest.approx(hits / (predicted == index).sum()), index
+        else:
+            assert np.isnan(overall[f"precision_class_{index}"]), index
+        assert overall[f"recall_class_{index}"] == pytest.approx(hits / (labels == index).sum()), index
     assert tfma.load_validation_result(str(tmp_path)).validation_ok == (
         (predicted == labels).mean() >= keras_run[0].evaluation.accuracy_floor
     )

@@ -55,7 +55,7 @@ def test_a_nan_model_that_clears_the_floor_is_not_blessed(keras_run, transform_o
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
     # A floor of 0.2: argmax of NaN is class 0, a third of the test images, so TFMA alone would bless it.
-    eval_config = build_eval_config(EvaluationConfig(accuracy_floor=0.2), 3, get_framework("keras"))
+    eval_config = build_eval_config(EvaluationConfig(accuracy_floor=0.2), get_framework("keras"))
     Executor().Do(
         {"examples": [examples], "model": [model]},
         {"evaluation": [evaluation], "blessing": [blessing]},

@@ -252,7 +252,7 @@ def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
     assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
 
 
-def test_compile_cli_reads_classes_and_fingerprint_from_a_local_folder(tiny_folders: Path, tmp_path: Path) -> None:
+def test_compile_cli_reads_the_fingerprint_from_a_local_folder(tiny_folders: Path, tmp_path: Path) -> None:
     out = tmp_path / "spec.yaml"
     argv = ["compile", "--image", IMAGE, "--data-dir", str(tiny_folders), "--output", str(out), "--epochs", "2"]
     assert main(argv) == 0
@@ -262,16 +262,22 @@ def test_compile_cli_reads_classes_and_fingerprint_from_a_local_folder(tiny_fold
     assert definitions["input_fingerprint"]["defaultValue"] == list_sources(str(tiny_folders)).fingerprint()
     assert json.loads(definitions["training_config"]["defaultValue"])["training"]["epochs"] == 2
     eval_config = spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["parameters"]["eval_config"]
-    assert json.loads(eval_config["runtimeValue"]["constant"])["metrics_specs"][1]["binarize"]["class_ids"] == {
-        "values": [0, 1, 2]
-    }
+    (metrics_spec,) = json.loads(eval_config["runtimeValue"]["constant"])["metrics_specs"]
+    # Per-class precision and recall are read from the confusion matrix: no per-class binarized metrics.
+    assert "binarize" not in metrics_spec
+    assert "MultiClassConfusionMatrixPlot" in {metric["class_name"] for metric in metrics_spec["metrics"]}
 
 
-def test_compile_cli_needs_the_class_count_for_object_storage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["compile", "--image", IMAGE, "--data-dir", "gs://bucket/images", "--output", str(tmp_path / "s.yaml")]
-    assert main(argv) == 2
-    assert "--num-classes" in capsys.readouterr().err
-    assert not (tmp_path / "s.yaml").exists()
+def test_compile_cli_needs_no_class_count_for_object_storage(tmp_path: Path) -> None:
+    out = tmp_path / "s.yaml"
+    argv = ["compile", "--image", IMAGE, "--data-dir", "gs://bucket/images", "--output", str(out)]
+    assert main(argv) == 0
+    definitions = read_spec(out)[0]["root"]["inputDefinitions"]["parameters"]
+    assert definitions["input_base"]["defaultValue"] == "gs://bucket/images"
+    assert definitions["input_fingerprint"]["defaultValue"] == ""  # not listed at compile time
+    with pytest.raises(SystemExit) as refused:  # the flag is gone: refused by argparse, not ignored
+        main([*argv, "--num-classes", "10"])
+    assert refused.value.code == 2
 
 
 def test_spans_compile_with_the_span_lookup_never_answered_from_cache(tmp_path: Path) -> None:

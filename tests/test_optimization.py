@@ -41,7 +41,7 @@ def test_optimize_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
             load_config(overrides={"optimization": bad})
     deployed = load_config(overrides={"optimization": {"variants": "int8"}, "kubeflow": {"image": "x"}})
     with pytest.raises(ConfigError, match=r"optimization.variants: \[.int8.\] is for local runs"):
-        compile_spec(deployed, 3)
+        compile_spec(deployed)
 
 
 def test_flags_reach_the_optimization_section() -> None:

@@ -50,7 +50,7 @@ def test_repeats_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
 
     config = load_config(overrides={"repeats": 2, "kubeflow": {"image": "twinflow:test"}})
     with pytest.raises(ConfigError, match="repeats: 2 is for local runs"):
-        compile_spec(config, num_classes=10)
+        compile_spec(config)
 
 
 def test_seed_comparison_is_welchs_test() -> None:

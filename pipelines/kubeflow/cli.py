@@ -90,9 +90,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     image = config.kubeflow.image or os.environ.get(IMAGE_ENV)
     if not image:
         raise ConfigError(f"pass --image (the image built from the Dockerfile) or set {IMAGE_ENV}")
-    num_classes, fingerprint = _data_facts(config, config.kubeflow.num_classes, config.kubeflow.data_fingerprint)
+    fingerprint = _data_fingerprint(config, config.kubeflow.data_fingerprint)
     kubeflow = config.kubeflow.model_copy(update={"image": image, "data_fingerprint": fingerprint})
-    spec, platform = compile_spec(deployed(config.model_copy(update={"kubeflow": kubeflow})), num_classes)
+    spec, platform = compile_spec(deployed(config.model_copy(update={"kubeflow": kubeflow})))
     path = write_spec(args.output, spec, platform)
     print(f"pipeline spec written to {path} ({len(spec['root']['dag']['tasks'])} tasks, image {image})")
     for name, definition in sorted(spec["root"]["inputDefinitions"]["parameters"].items()):
@@ -100,27 +100,23 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_facts(config: PipelineConfig, num_classes: int | None, fingerprint: str | None) -> tuple[int, str]:
-    """Class count and fingerprint: from the config, else from the folder (the latest spans) when it is local.
+def _data_fingerprint(config: PipelineConfig, fingerprint: str | None) -> str:
+    """The data's cache key: from the config, else computed from the folder when it is local.
 
-    With a data root the fingerprint stays empty: which spans a run reads is decided when its
-    ImageExampleGen runs, and that step is compiled uncached.
+    Data in object storage is not listed at compile time: without --data-fingerprint its
+    ImageExampleGen step is keyed on the location alone. With a data root the fingerprint stays
+    empty: which spans a run reads is decided when its ImageExampleGen runs, and that step is
+    compiled uncached.
     """
     from components.image_example_gen.listing import list_input
 
     data_uri = config.input_base
-    local = "://" not in data_uri and Path(data_uri).is_dir()
-    if not local:
-        if num_classes is None:
-            raise ConfigError(
-                f"cannot count classes in {data_uri} (not a local folder): pass --num-classes "
-                "(and --data-fingerprint to key the cache on the data's version)"
-            )
-        return num_classes, fingerprint or ""
+    if "://" in data_uri or not Path(data_uri).is_dir():
+        return fingerprint or ""
     listing, spans = list_input(data_uri, config.span_pattern if config.data_root else "", config.spans)
     if spans:
-        return num_classes or len(listing.class_names), fingerprint or ""
-    return num_classes or len(listing.class_names), fingerprint if fingerprint is not None else listing.fingerprint()
+        return fingerprint or ""
+    return fingerprint if fingerprint is not None else listing.fingerprint()
 
 
 def _run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str, str]]:

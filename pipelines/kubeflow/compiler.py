@@ -115,13 +115,11 @@ def bind_runtime_parameters(pipeline: tfx.dsl.Pipeline, defaults: Mapping[str, s
     return resolved
 
 
-def build_pipeline(config: PipelineConfig, num_classes: int) -> tuple[tfx.dsl.Pipeline, dict[str, str]]:
+def build_pipeline(config: PipelineConfig) -> tuple[tfx.dsl.Pipeline, dict[str, str]]:
     """The pipeline create_pipeline builds, with its runtime parameters bound and its steps' resources set."""
     kubeflow = config.kubeflow
     fingerprint = kubeflow.data_fingerprint or ""
-    pipeline = create_pipeline(
-        config, num_classes=num_classes, data_fingerprint=fingerprint, baseline=kubeflow.baseline
-    )
+    pipeline = create_pipeline(config, data_fingerprint=fingerprint, baseline=kubeflow.baseline)
     for component in pipeline.components:
         resources = step_resources(component.id, kubeflow)
         if resources is not None:
@@ -175,7 +173,7 @@ def step_images(kubeflow: KubeflowConfig) -> str | dict[str, str]:
     return {DEFAULT_IMAGE_PATH_KEY: kubeflow.image, **own}
 
 
-def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def compile_spec(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(pipeline spec, Kubernetes platform spec or None) as dicts, validated against the KFP protos.
 
     ``config`` is taken as given: pass it through :func:`deployed` for the cluster's defaults.
@@ -192,7 +190,7 @@ def compile_spec(config: PipelineConfig, num_classes: int) -> tuple[dict[str, An
             f"optimization.variants: {list(config.optimization.variants)} is for local runs (twinflow run "
             "--optimize); a Kubeflow spec makes no variants. Set optimization.variants to none for compile"
         )
-    pipeline, defaults = build_pipeline(config, num_classes)
+    pipeline, defaults = build_pipeline(config)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=step_images(config.kubeflow),
