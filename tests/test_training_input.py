@@ -53,6 +53,22 @@ def test_keras_streams_over_the_budget_and_yields_the_same_examples(transform_ou
     np.testing.assert_array_equal(_sorted_rows(first[0]), _sorted_rows(clean_held[0]))  # the same examples
 
 
+def test_keras_held_training_data_is_one_iterator_of_whole_reshuffled_epochs(transform_outputs: dict) -> None:
+    config = TrainingConfig(batch_size=16, augment=())
+    held = _split(transform_outputs, config, float("inf"))
+    clean_images, clean_labels = _collect(held.dataset(False))
+    steps = held.steps_per_epoch()
+    assert steps == -(-len(clean_labels) // 16)
+    batches = iter(held.dataset(True))  # repeated: fit keeps this one iterator for every epoch
+    epochs = [_collect(itertools.islice(batches, steps)) for _ in range(2)]
+    for images, labels in epochs:  # each epoch ends with its own short batch and holds every example once
+        assert len(labels) == len(clean_labels)
+        np.testing.assert_array_equal(_sorted_rows(images), _sorted_rows(clean_images))
+    assert epochs[0][1].tolist() != epochs[1][1].tolist()  # reshuffled
+    streamed = _split(transform_outputs, config, 1000)
+    assert streamed.streamed and streamed.steps_per_epoch() is None  # streamed: one pass per epoch, fit counts
+
+
 def test_lightning_streams_over_the_budget_with_the_same_clean_batches(transform_outputs: dict, tmp_path: Path) -> None:
     tft_output = tft.TFTransformOutput(transform_outputs["transform_graph"])
     modules = {}

@@ -92,6 +92,12 @@ class TransformedSplit:
     def streamed(self) -> bool:
         return self.tensors is None
 
+    def steps_per_epoch(self, replicas: int = 1) -> int | None:
+        """Batches per epoch of the (repeated) in-memory training dataset; None when streamed: fit counts them."""
+        if self.tensors is None:
+            return None
+        return -(-int(self.tensors[1].shape[0]) // (self._config.batch_size * replicas))
+
     def dataset(self, training: bool, images_seen: tf.Variable | None = None, replicas: int = 1) -> tf.data.Dataset:
         """(image_xf [B,H,W,C], label [B]) batches; shuffled and augmented for training.
 
@@ -108,7 +114,12 @@ class TransformedSplit:
             dataset = tf.data.Dataset.range(count)
             if training:
                 dataset = dataset.shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
-            dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+            dataset = dataset.batch(batch_size)
+            if training:
+                # Epochs of batches, repeated, so fit keeps one iterator (steps_per_epoch): a new one
+                # per epoch cost 2-5 s at each epoch boundary once Beam stages had run in the process.
+                dataset = dataset.repeat()
+            dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
         if training and config.augment:
             dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment), labels))
         if images_seen is not None:
@@ -277,6 +288,7 @@ def run_fn(fn_args: FnArgs) -> None:
     stopwatch = Stopwatch()
     history = model.fit(
         train_split.dataset(training=True, images_seen=images_seen, replicas=replicas),
+        steps_per_epoch=train_split.steps_per_epoch(replicas),
         validation_data=evaluation,
         epochs=config.epochs,
         verbose=2,
