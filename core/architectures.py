@@ -22,6 +22,11 @@ ARCHITECTURES: dict[str, CnnSpec] = {
     # The same network with dropout before each dense layer: regularized, it keeps improving
     # over more epochs where twin_cnn starts to overfit.
     "twin_cnn_dropout": CnnSpec(conv_filters=(32, 64), kernel_size=3, dense_units=(128,), dropout=0.3),
+    # The default: the same convolutions under a four-times wider dense layer (512), with
+    # dropout 0.4 against the overfitting that width brings; 1,630,090 parameters at 28x28x1
+    # with 10 classes. Ten cosine epochs take it from ~92.2% (twin_cnn_dropout) to ~92.8% on
+    # Fashion-MNIST for about a fifth more time per image (README, Recipes).
+    "twin_cnn_wide": CnnSpec(conv_filters=(32, 64), kernel_size=3, dense_units=(512,), dropout=0.4),
     # A smaller twin for quick runs and tests.
     "tiny_cnn": CnnSpec(conv_filters=(8, 16), kernel_size=3, dense_units=(32,)),
 }

@@ -44,17 +44,17 @@ def _comma_list(value: Any) -> Any:
 class TrainingConfig(_Section):
     """Hyperparameters shared verbatim by every trainer (and by Transform: image size, channels)."""
 
-    epochs: int = Field(5, gt=0, description="training epochs (early stopping may end sooner)")
+    epochs: int = Field(10, gt=0, description="training epochs (early stopping may end sooner)")
     batch_size: int = Field(64, gt=0, description="batch size")
     learning_rate: float = Field(1e-3, gt=0, description="learning rate")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd")
     lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="constant, or cosine: per epoch from the learning rate down to a tenth of it"
+        "cosine", description="constant, or cosine: per epoch from the learning rate down to a tenth of it"
     )
     seed: int = Field(42, description="random seed")
     image_size: int = Field(28, ge=4, le=1024, description="images are resized to this square size")
     channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB)")
-    architecture: str = Field("twin_cnn", description=f"model architecture: {', '.join(ARCHITECTURES)}")
+    architecture: str = Field("twin_cnn_wide", description=f"model architecture: {', '.join(ARCHITECTURES)}")
     augment: tuple[Literal["flip", "brightness"], ...] = Field(
         AUGMENTATIONS,
         strict=False,

@@ -44,6 +44,8 @@ def cli_args(config, **changed: str) -> list[str]:
         config.training.architecture,
         "--epochs",
         str(config.training.epochs),
+        "--lr-schedule",
+        config.training.lr_schedule,
         "--batch-size",
         str(config.training.batch_size),
         "--accuracy-floor",

@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core.architectures import architecture
+from core.architectures import ARCHITECTURES, architecture
 from core.config import TrainingConfig
 from tests.helpers import trainer_fn_args
 from trainers import keras_trainer
@@ -120,7 +120,7 @@ def test_augment_only_while_training(data_module: TransformedDataModule) -> None
     assert torch.equal(out[0], batch[0])
 
 
-@pytest.mark.parametrize("name", sorted(["twin_cnn", "tiny_cnn"]))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 @pytest.mark.parametrize(("size", "classes"), [(28, 10), (28, 3), (32, 5)])
 def test_twin_parameters_match_keras_layer_by_layer(name: str, size: int, classes: int) -> None:
     keras_model = keras_trainer.build_model(name, size, 1, classes)
@@ -135,6 +135,11 @@ def test_twin_parameters_match_keras_layer_by_layer(name: str, size: int, classe
 
 def test_twin_cnn_has_the_reference_parameter_count() -> None:
     assert count_parameters(build_model("twin_cnn", 28, 1, 10)) == 421_642
+
+
+def test_the_default_architecture_is_the_wide_twin() -> None:
+    assert TrainingConfig().architecture == "twin_cnn_wide"
+    assert count_parameters(build_model("twin_cnn_wide", 28, 1, 10)) == 1_630_090
 
 
 def test_optimizers_are_configured_like_keras() -> None:

@@ -96,6 +96,8 @@ def _args(root: Path, *extra: str) -> list[str]:
         "tiny_cnn",
         "--epochs",
         "3",
+        "--lr-schedule",
+        "constant",
         "--learning-rate",
         "0.003",
         "--batch-size",
