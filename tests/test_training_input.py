@@ -59,7 +59,8 @@ def test_keras_held_training_data_is_one_iterator_of_whole_reshuffled_epochs(tra
     clean_images, clean_labels = _collect(held.dataset(False))
     steps = held.steps_per_epoch()
     assert steps == -(-len(clean_labels) // 16)
-    batches = iter(held.dataset(True))  # repeated: fit keeps this one iterator for every epoch
+    assert len(list(held.dataset(True))) == steps  # one epoch unless repeated (input_fn's contract)
+    batches = iter(held.dataset(True, repeat=True))  # fit keeps this one iterator for every epoch
     epochs = [_collect(itertools.islice(batches, steps)) for _ in range(2)]
     for images, labels in epochs:  # each epoch ends with its own short batch and holds every example once
         assert len(labels) == len(clean_labels)

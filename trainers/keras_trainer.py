@@ -93,16 +93,19 @@ class TransformedSplit:
         return self.tensors is None
 
     def steps_per_epoch(self, replicas: int = 1) -> int | None:
-        """Batches per epoch of the (repeated) in-memory training dataset; None when streamed: fit counts them."""
+        """Batches per epoch of held training data (``dataset(repeat=True)``); None when streamed: fit counts."""
         if self.tensors is None:
             return None
         return -(-int(self.tensors[1].shape[0]) // (self._config.batch_size * replicas))
 
-    def dataset(self, training: bool, images_seen: tf.Variable | None = None, replicas: int = 1) -> tf.data.Dataset:
-        """(image_xf [B,H,W,C], label [B]) batches; shuffled and augmented for training.
+    def dataset(
+        self, training: bool, images_seen: tf.Variable | None = None, replicas: int = 1, repeat: bool = False
+    ) -> tf.data.Dataset:
+        """(image_xf [B,H,W,C], label [B]) batches, one epoch; shuffled and augmented for training.
 
         ``images_seen`` counts the images the dataset yields, inside the graph: Keras then
-        needs no per-step Python callback to know an epoch's size.
+        needs no per-step Python callback to know an epoch's size. ``repeat`` (held training
+        data only) repeats the epochs for ``fit`` with ``steps_per_epoch``.
         """
         config = self._config
         batch_size = config.batch_size * replicas  # data-parallel: each replica steps on batch_size, as in DDP
@@ -115,7 +118,7 @@ class TransformedSplit:
             if training:
                 dataset = dataset.shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
             dataset = dataset.batch(batch_size)
-            if training:
+            if repeat and training:
                 # Epochs of batches, repeated, so fit keeps one iterator (steps_per_epoch): a new one
                 # per epoch cost 2-5 s at each epoch boundary once Beam stages had run in the process.
                 dataset = dataset.repeat()
@@ -287,7 +290,7 @@ def run_fn(fn_args: FnArgs) -> None:
     print(f"[keras] training {config.architecture} ({model.count_params():,} parameters) on {where}", flush=True)
     stopwatch = Stopwatch()
     history = model.fit(
-        train_split.dataset(training=True, images_seen=images_seen, replicas=replicas),
+        train_split.dataset(training=True, images_seen=images_seen, replicas=replicas, repeat=True),
         steps_per_epoch=train_split.steps_per_epoch(replicas),
         validation_data=evaluation,
         epochs=config.epochs,
