@@ -73,6 +73,11 @@ def exists(path: str) -> bool:
     return os.path.exists(path) if not is_remote(str(path)) else gfile().exists(str(path))
 
 
+def modified_ns(path: str) -> int:
+    """The file's modification time in nanoseconds (a new write of the same name reads differently)."""
+    return os.stat(path).st_mtime_ns if not is_remote(str(path)) else gfile().stat(str(path)).mtime_nsecs
+
+
 def isdir(path: str) -> bool:
     return os.path.isdir(path) if not is_remote(str(path)) else gfile().isdir(str(path))
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core import fs
-from core.versions import STABLE, complete_versions, read_labels, version_numbers
+from core.versions import COMPLETE_MARKER, STABLE, complete_versions, read_labels, version_numbers
 from serving.errors import ServingError, not_found
 from serving.models import ServedModel, load_version
 
@@ -45,7 +45,9 @@ class ModelRepository:
         self.serving_dir = str(serving_dir)
         self._loader = loader
         self._states: dict[str, ModelState] = {}
-        self._failed: dict[tuple[str, int], str] = {}  # (model, version) → why it is not served
+        # (model, version) → why it is not served, and its marker's time: a push that replaces the
+        # folder under the same number (between two polls) has a new marker and is tried again.
+        self._failed: dict[tuple[str, int], tuple[str, int | None]] = {}
         self._waiting: set[tuple[str, int]] = set()  # incomplete versions already logged
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -60,7 +62,7 @@ class ModelRepository:
         return self._states.get(name) or ModelState()
 
     def failures(self, name: str) -> dict[int, str]:
-        return {version: why for (model, version), why in self._failed.items() if model == name}
+        return {version: why for (model, version), (why, _) in self._failed.items() if model == name}
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> tuple[int, ServedModel]:
         """The version a request names (or the default one), with TF Serving's NOT_FOUND wording."""
@@ -107,8 +109,9 @@ class ModelRepository:
         root = fs.join(self.serving_dir, name)
         complete = {v.number: v.path for v in complete_versions(root)}
         present = set(version_numbers(root))
-        for gone in [key for key in self._failed if key[0] == name and key[1] not in present]:
-            del self._failed[gone]  # a removed version is no longer reported
+        for key, (_, marked) in list(self._failed.items()):
+            if key[0] == name and (key[1] not in present or _marker_time(complete.get(key[1])) != marked):
+                del self._failed[key]  # removed, or replaced by a new push: no longer reported, tried again
         for number in present - set(complete):
             if (name, number) not in self._waiting:
                 self._waiting.add((name, number))
@@ -141,7 +144,7 @@ class ModelRepository:
             model.warm_up()
         except Exception as err:
             reason = f"{type(err).__name__}: {err}".splitlines()[0]
-            self._failed[(name, number)] = reason
+            self._failed[(name, number)] = (reason, _marker_time(path))
             log.error("%s: version %s cannot be served and is skipped: %s", name, number, reason)
             return None
         log.info("%s: version %s loaded and warmed", name, number)
@@ -162,3 +165,14 @@ class ModelRepository:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+def _marker_time(version_path: str | None) -> int | None:
+    """When the version's completion marker was written; None when there is none (or it just went)."""
+    if version_path is None:
+        return None
+    try:
+        return fs.modified_ns(fs.join(version_path, COMPLETE_MARKER))
+    except Exception as err:  # removed between listing and stat (OSError here, NotFoundError remote)
+        log.debug("no completion marker time for %s: %s", version_path, err)
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
@@ -387,3 +388,28 @@ def test_predict_command_prints_top_classes(model_server, tiny_folders, tmp_path
     )
     assert missing.returncode == 6 and "none.png: cannot read the image" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_failed_version_replaced_under_the_same_number_between_polls_is_tried_again(
+    model_server, tmp_path: Path
+) -> None:
+    """A rollback or push can reuse the number of a broken version removed a moment before (numbers are
+    Unix seconds): the repository must not keep skipping that number when no poll saw the folder gone."""
+    from serving.repository import ModelRepository
+
+    (good,) = complete_versions(str(model_server.serving_dir / "keras"))[:1]
+    root = tmp_path / "serving" / "keras"
+    shutil.copytree(good.path, root / "1")
+    repository = ModelRepository(str(tmp_path / "serving"))
+    repository.poll()
+    broken = root / "2"
+    broken.mkdir()
+    (broken / "model.json").write_text("{}")
+    (broken / "_COMPLETE.json").write_text('{"files": ["model.json"]}')
+    repository.poll()
+    assert sorted(repository.state("keras").versions) == [1] and list(repository.failures("keras")) == [2]
+    shutil.rmtree(broken)
+    shutil.copytree(good.path, broken)  # a good version under the same number, with no poll in between
+    os.utime(broken / "_COMPLETE.json", ns=(time.time_ns(), time.time_ns()))  # as a new push writes it
+    repository.poll()
+    assert sorted(repository.state("keras").versions) == [2] and repository.failures("keras") == {}
