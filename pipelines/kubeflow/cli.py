@@ -114,9 +114,9 @@ def _data_fingerprint(config: PipelineConfig, fingerprint: str | None) -> str:
     if "://" in data_uri or not Path(data_uri).is_dir():
         return fingerprint or ""
     listing, spans = list_input(data_uri, config.span_pattern if config.data_root else "", config.spans)
-    if spans:
-        return fingerprint or ""
-    return fingerprint if fingerprint is not None else listing.fingerprint()
+    if fingerprint is not None:
+        return fingerprint
+    return "" if spans else listing.fingerprint()
 
 
 def _run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str, str]]:
