@@ -224,7 +224,7 @@ def build_report(
     if len(rows) == 2 and all("test_accuracy" in r for r in rows) and examples is not None:
         report["comparison"] = paired_comparison(examples.uri, rows[0], rows[1])
     if len(rows) == 2 and all(r.get("seed_variation", {}).get("n", 0) > 1 for r in rows):
-        from pipelines.comparison import compare_seeds
+        from core.statistics import compare_seeds
 
         report["seed_comparison"] = compare_seeds(
             {r["framework"]: [x["test_accuracy"] for x in r["repeats"] if x["test_accuracy"] is not None] for r in rows}
@@ -253,7 +253,8 @@ def build_report(
 def paired_comparison(examples_uri: str, first_row: dict[str, Any], second_row: dict[str, Any]) -> dict[str, Any]:
     """Both trained models (with repeats: each framework's chosen one) on the run's very test images:
     intervals, McNemar's test, the paired difference."""
-    from pipelines.comparison import compare, confident_mistakes, predict_classes, read_test_split
+    from core.statistics import compare, confident_mistakes
+    from pipelines.comparison import predict_classes, read_test_split
 
     test = read_test_split(examples_uri)
     names = (first_row["framework"], second_row["framework"])

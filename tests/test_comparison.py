@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.comparison import compare, mcnemar_exact, paired_difference, proportion
+from core.statistics import compare, mcnemar_exact, paired_difference, proportion
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:

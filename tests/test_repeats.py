@@ -11,7 +11,7 @@ from scipy import stats
 from core.config import TrainingConfig, load_config
 from core.errors import ConfigError
 from core.repeats import Candidate, choose_best, describe_choice, node_id, parse_node_id, repeat_seed
-from pipelines.comparison import compare_seeds
+from core.statistics import compare_seeds
 from pipelines.report import seed_variation, to_markdown
 from tests.helpers import make_card, pushed_versions, tiny_config
 
