@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.statistics import compare, mcnemar_exact, paired_difference, proportion
+from core.statistics import compare, holm, mcnemar_exact, paired_difference, proportion
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -17,6 +17,30 @@ def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
     assert mcnemar_exact(9, 1) == pytest.approx(22 / 1024)
     assert mcnemar_exact(5, 5) == pytest.approx(1.0)
     assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_holm_matches_the_step_down_by_hand() -> None:
+    # Sorted: 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; kept non-decreasing: 0.06 for the last.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, and never below an earlier one
+    assert holm([0.2]) == [0.2] and holm([]) == []
+    # Ties share their adjusted value whatever their order.
+    assert holm([0.01, 0.01, 0.5]) == pytest.approx([0.03, 0.03, 0.5])
+
+
+def test_compare_names_the_classes_that_survive_holm() -> None:
+    labels = np.repeat(np.arange(4), 100)
+    first = labels.copy()
+    second = labels.copy()
+    second[np.flatnonzero(labels == 1)[:30]] = 0  # 30 misses: p = 2 * 0.5**30
+    second[np.flatnonzero(labels == 2)[:7]] = 0  # 7 misses: p = 2 * 0.5**7 = 0.016, x3 after Holm = 0.047
+    second[np.flatnonzero(labels == 3)[:6]] = 0  # 6 misses: p = 0.031, x2 after Holm = 0.0625: not significant
+    result = compare(("keras", "lightning"), labels, (first, second), ["a", "b", "c", "d"])
+    per_class = result["per_class"]
+    assert per_class["b"]["p_value_holm"] == pytest.approx(4 * 2 * 0.5**30)
+    assert per_class["c"]["p_value_holm"] == pytest.approx(3 * 2 * 0.5**7)
+    assert per_class["d"]["p_value"] < 0.05 < per_class["d"]["p_value_holm"] == pytest.approx(2 * 2 * 0.5**6)
+    assert result["significant_classes"] == ["b", "c"]
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_more_examples() -> None:
