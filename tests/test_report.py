@@ -204,3 +204,29 @@ def test_variant_labels_do_not_overlap(points: list[tuple[str, str, float, float
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
     for (first, a), (second, b) in itertools.combinations(zip(labels, boxes, strict=True), 2):
         assert not a.overlaps(b), (first.get_text(), second.get_text())
+
+
+def test_a_models_size_is_measured_one_way(tmp_path: Path) -> None:
+    """The card's size (the results table) and the variants benchmark (the variants table) count the same files."""
+    from core.model_card import artifact_size, write_model_card
+    from tests.helpers import make_card
+    from trainers.variants import artifact_sizes
+
+    onnx = tmp_path / "lightning"
+    (onnx / "transform_graph" / "transform_fn").mkdir(parents=True)
+    (onnx / "transform_graph" / "transform_fn" / "saved_model.pb").write_bytes(b"t" * 30_000)
+    (onnx / "model.onnx").write_bytes(b"w" * 6_520_000)
+    card = make_card("lightning").model_copy(update={"format": "onnx", "artifact": "model.onnx"})
+    card = card.model_copy(
+        update={"transform_graph": "transform_graph", "size_bytes": artifact_size(str(onnx), "model.onnx")}
+    )
+    write_model_card(str(onnx), card)
+    assert card.size_bytes == artifact_sizes(str(onnx))[0] == 6_520_000
+
+    saved = tmp_path / "keras"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"g" * 1_000)
+    (saved / "variables" / "variables.data-00000-of-00001").write_bytes(b"w" * 5_000)
+    (saved / "statistics.json").write_text("{}")  # what a push adds beside the model is not the model
+    write_model_card(str(saved), make_card("keras").model_copy(update={"size_bytes": artifact_size(str(saved), ".")}))
+    assert artifact_size(str(saved), ".") == artifact_sizes(str(saved))[0] == 6_000
