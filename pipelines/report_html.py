@@ -97,14 +97,17 @@ def variants_figure(variants: list[dict[str, Any]]) -> Any:
         ax.scatter(*point, color=color, marker=markers.get(v["variant"], "x"), zorder=3)
         points.append(point)
         labels.append(v["framework"] if v["variant"] == "float" else v["model"])
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    latencies = [x for x, _ in points]
+    log_scale = max(latencies) >= 3 * min(latencies)  # a log axis over a narrow range has no ticks to label
+    if log_scale:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.1, 0.2, 0.5, 1, 2 ...: labels that never touch
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.1, 0.2, 0.5, 1 ...: labels that never touch
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.margins(0.25)  # room for labels beside the outermost points
-    ax.set_xlabel("p50 latency, batch 1, 1 thread (ms, log scale)")
+    ax.set_xlabel(f"p50 latency, batch 1, 1 thread (ms{', log scale' if log_scale else ''})")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against latency: float and optimized variants")
     fig.tight_layout()
