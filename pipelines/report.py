@@ -617,9 +617,10 @@ def recorded_config(pipeline_root: str, run_id: str) -> dict[str, Any] | None:
     return json.loads(fs.read_text(path)).get("config")
 
 
-def write_report(report: dict[str, Any], pipeline_root: str) -> str:
-    """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, report.html, per_class_accuracy.png."""
-    out = report_dir(pipeline_root, report["run_id"])
+def write_report(report: dict[str, Any], pipeline_root: str, output: str | None = None) -> str:
+    """report.json (strict JSON), report.md, report.html, per_class_accuracy.png, into ``output`` or, by
+    default, the run's folder ``<pipeline_root>/reports/<run>/``."""
+    out = output or report_dir(pipeline_root, report["run_id"])
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))

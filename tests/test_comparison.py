@@ -162,6 +162,35 @@ def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(bot
     assert missing.returncode == 2 and "run 'no-such-run'" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def _files(root: str) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob("*")}
+
+
+@pytest.mark.e2e
+def test_report_output_writes_the_rebuilt_report_there_and_nowhere_else(both_run, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    config, report = both_run
+    before = {root: _files(root) for root in (config.pipeline_root, config.serving_dir)}
+    output = tmp_path / "elsewhere" / "rebuilt"
+    where = ("--pipeline-root", config.pipeline_root, "--metadata-path", config.metadata_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "report", "--run", report["run_id"], "--output", str(output), *where],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert str(output / "report.html") in result.stdout
+    written = {"report.json", "report.md", "report.html", "per_class_accuracy.png"}
+    assert {p.name for p in output.iterdir()} == written
+    rebuilt = json.loads((output / "report.json").read_text())
+    assert rebuilt["run_id"] == report["run_id"] and rebuilt["comparison"]["verdict"] == report["comparison"]["verdict"]
+    assert {root: _files(root) for root in before} == before  # the run's own report and everything else untouched
+
+
 @pytest.mark.e2e
 def test_the_html_report_renders_in_a_real_browser(both_run) -> None:
     """Headless Chromium (Debian's; scripts/setup.sh installs it where apt can) renders the page without errors."""

@@ -230,3 +230,16 @@ def test_a_models_size_is_measured_one_way(tmp_path: Path) -> None:
     (saved / "statistics.json").write_text("{}")  # what a push adds beside the model is not the model
     write_model_card(str(saved), make_card("keras").model_copy(update={"size_bytes": artifact_size(str(saved), ".")}))
     assert artifact_size(str(saved), ".") == artifact_sizes(str(saved))[0] == 6_000
+
+
+def test_report_output_that_is_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import main
+
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a folder")
+    where = ("--pipeline-root", str(tmp_path / "pipeline"), "--metadata-path", str(tmp_path / "metadata.sqlite"))
+    for output, says in ((taken, "is a file"), (taken / "report", f"lies under {taken}, which is a file")):
+        assert main(["report", "--output", str(output), *where]) == 2
+        error = capsys.readouterr().err
+        assert error == f"twinflow report: error: --output {output} {says}: pass a folder for the rebuilt report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created, the store not opened
