@@ -68,7 +68,7 @@ def confusion_figure(comparison: dict[str, Any]) -> Any:
     that reads best on it (white on the dark diagonal, black on the pale rest)."""
     plt = _pyplot()
     names, classes = comparison["frameworks"], comparison["class_names"]
-    fontsize = 9 if len(classes) <= 10 else max(5, 90 // len(classes))
+    fontsize = max(5, min(12, 90 // len(classes)))  # 9 points for ten classes, larger for fewer
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))  # 1,080 pixels wide at 90 dpi: the page's width
     for ax, name in zip(axes, names, strict=True):
         matrix = np.asarray(comparison["confusion"][name])
