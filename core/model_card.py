@@ -112,7 +112,7 @@ class ModelCard(_Card):
     architecture: str
     parameters: int = Field(gt=0)
     training: TrainingSummary
-    size_bytes: int = Field(ge=0)
+    size_bytes: int = Field(ge=0, description="bytes of the artifact files (see artifact_files)")
     variant: VariantInfo | None = Field(None, description="set on an optimized variant of a float model")
     # Written by the pusher.
     version: int | None = None
@@ -149,3 +149,27 @@ def read_model_card(model_dir: str) -> ModelCard:
         raise ModelCardError(
             f"{path}: not a valid twinflow model card (schema version {SCHEMA_VERSION}): {problems}"
         ) from None
+
+
+# A SavedModel's own files: what a push or a copy adds beside them (card, statistics, marker) is not the model.
+SAVED_MODEL_PARTS = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets")
+
+
+def artifact_files(model_dir: str, artifact: str) -> list[str]:
+    """The files that hold the network as its runtime loads it: a SavedModel's own files (``artifact``
+    '.', Transform embedded) or the one model file (``model.onnx``, ``model.tflite``).
+
+    The one measure of a model's size: the card's ``size_bytes`` and the variants' benchmark (and so
+    the report's results and variants tables) both count these files. The Transform graph copied
+    beside an ONNX or TFLite file is the same for a float model and its variants, and left out.
+    """
+    if artifact == ".":
+        own = [name for name in fs.list_files(model_dir) if name.split("/")[0] in SAVED_MODEL_PARTS]
+        return [fs.join(model_dir, name) for name in own]
+    return [fs.join(model_dir, artifact)]
+
+
+def artifact_size(model_dir: str, artifact: str) -> int:
+    """Bytes of :func:`artifact_files`."""
+    io = fs.gfile()
+    return sum(io.stat(path).length for path in artifact_files(model_dir, artifact))

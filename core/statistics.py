@@ -6,11 +6,13 @@ promotion rule share, free of TensorFlow so that components, pipelines and tests
   discordant pairs against 1/2 (``scipy.stats.binomtest``), the exact form of McNemar's test;
 - a 95% paired-bootstrap interval of the accuracy difference (``scipy.stats.bootstrap`` with
   ``paired=True``, percentile method, 2,000 resamples, fixed seed), overall and per class;
+- Holm's step-down adjustment of the per-class p-values (one test per class is a family of tests);
 - Welch's t-test of test accuracy over seeds (repeats).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,24 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str,
     return {"value": value, "low": float(interval.low), "high": float(interval.high), "n": n}
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the given order: compare each with the family-wise level.
+
+    With one test per class, some p-value falls below 5% by chance alone; rejecting where the
+    adjusted value is below 5% keeps the chance of any false finding among them at 5%, with no
+    assumption about how the tests depend on each other, and never rejects less than Bonferroni.
+    The i-th smallest of m p-values is multiplied by m - i + 1 (i from 1), capped at 1, and kept
+    at least as large as the adjusted values before it.
+    """
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 CONFIDENT_MISTAKES = 12
 
 
@@ -100,6 +120,8 @@ def compare(
             "difference": paired_difference(right_a[rows], right_b[rows]),
             "p_value": mcnemar_exact(int((right_a & ~right_b)[rows].sum()), int((~right_a & right_b)[rows].sum())),
         }
+    for row, adjusted in zip(per_class.values(), holm([row["p_value"] for row in per_class.values()]), strict=True):
+        row["p_value_holm"] = adjusted
     return {
         "frameworks": [a, b],
         "test_examples": int(labels.size),
@@ -110,6 +132,10 @@ def compare(
         "significant": p_value < SIGNIFICANCE,
         "verdict": verdict(a, b, difference, p_value),
         "per_class": per_class,
+        "significant_classes": sorted(
+            (name for name, row in per_class.items() if row["p_value_holm"] < SIGNIFICANCE),
+            key=lambda name: per_class[name]["p_value"],
+        ),
         "disagreements": [int(i) for i in np.flatnonzero(predicted[0] != predicted[1])],
         "predictions": {a: predicted[0].tolist(), b: predicted[1].tolist()},
         "confusion": {

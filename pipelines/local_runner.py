@@ -220,8 +220,9 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str) -> tupl
     return report, out
 
 
-def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
-    """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts."""
+def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: str | None = None) -> str:
+    """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts,
+    into ``output`` (default: the run's own report folder)."""
     from core.repeats import parse_node_id
     from pipelines.report import build_report, recorded_config, write_report
     from pipelines.run_record import read_run
@@ -236,7 +237,7 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
     recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
-    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root)
+    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root, output)
 
 
 def _served(config: PipelineConfig) -> list[str]:

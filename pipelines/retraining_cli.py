@@ -70,6 +70,12 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     _add_serving_flags(report, metadata=True)
     report.add_argument("--run", help="the run id (default: the latest run)")
+    report.add_argument(
+        "--output",
+        metavar="DIR",
+        help="write the rebuilt report into DIR (created if missing) and nowhere else; "
+        "default: the run's own folder, <pipeline-root>/reports/<run>/",
+    )
     report.add_argument("--open", action="store_true", help="open report.html in a browser")
     report.set_defaults(handler=_cmd_report)
 
@@ -195,7 +201,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pipelines.local_runner import rebuild_report
 
     config = config_from_args(args)
-    out = rebuild_report(config, args.run)
+    if args.output:
+        _check_output_folder(args.output)
+    out = rebuild_report(config, args.run, args.output)
     page = fs.join(out, "report.html")
     print(f"report written to {out}: {page}")
     if args.open:
@@ -203,6 +211,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         webbrowser.open(page if fs.is_remote(page) else "file://" + os.path.abspath(page))
     return 0
+
+
+def _check_output_folder(folder: str) -> None:
+    """``--output`` must be a folder or become one: say so before minutes of rebuilding, not after."""
+    if fs.is_remote(folder):
+        return
+    path = os.path.abspath(folder)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ConfigError(f"--output {folder} {where}: pass a folder for the rebuilt report")
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:

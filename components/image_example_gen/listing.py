@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from core.contract import PREPARED_MARKER
 from core.errors import ImageFolderError
 from core.spans import Span, latest_spans
 
@@ -227,7 +228,10 @@ def _is_image(entry: _Entry, listing: Listing, extensions: frozenset[str]) -> bo
 
 
 def _skip_or_report(entry: _Entry, listing: Listing, extensions: frozenset[str]) -> None:
-    """A file outside any class folder: an image there has no class, so it is reported; others are counted."""
+    """A file outside any class folder: an image there has no class, so it is reported; others are counted
+    (except the marker prepare-data writes there: it belongs to the folder)."""
+    if entry.name == PREPARED_MARKER:
+        return
     if entry.problem is not None:
         listing.bad.append(BadFile(_display(entry.path), entry.size, entry.problem))
     elif entry.name.startswith("."):
