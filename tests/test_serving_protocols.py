@@ -225,3 +225,37 @@ def test_micro_batching_joins_concurrent_requests_and_keeps_answers_apart() -> N
     for i in (1, 2, 4, 5, 6, 7, 8):
         assert results[i]["probabilities"].tolist() == [[float(i)]]
     assert max(model.batches) > 1, model.batches  # joined (then, with the poisoned one, re-run alone)
+
+
+class _Stub(_Signatures):
+    def warm_up(self) -> None:
+        pass
+
+
+def test_keeping_the_served_version_is_warned_once_while_the_broken_one_stays(tmp_path, caplog) -> None:
+    from serving.repository import ModelRepository
+
+    root = tmp_path / "keras"
+
+    def version(number: int) -> None:
+        (root / str(number)).mkdir(parents=True)
+        (root / str(number) / "_COMPLETE.json").write_text('{"files": []}')
+
+    def loader(path: str) -> ServedModel:
+        if path.endswith(("/2", "/3")):
+            raise ValueError("broken on purpose")
+        return _Stub()
+
+    version(1)
+    repository = ModelRepository(str(tmp_path), loader=loader)
+    repository.poll()
+    version(2)
+    with caplog.at_level("WARNING", logger="twinflow.serving"):
+        for _ in range(5):
+            repository.poll()
+        version(3)  # another broken push: a new situation, warned once more
+        for _ in range(5):
+            repository.poll()
+    kept = [r.getMessage() for r in caplog.records if "keeping version(s)" in r.getMessage()]
+    assert kept == ["keras: keeping version(s) [1] instead of [2]", "keras: keeping version(s) [1] instead of [3]"]
+    assert sorted(repository.state("keras").versions) == [1]
