@@ -60,6 +60,7 @@ class TokenFile:
         self._stamp: tuple[int, ...] | None = None
         self._tokens: tuple[bytes, ...] = ()
         self._problem: str | None = None
+        self._loaded = False
         self.refresh()
         if self._problem is not None:
             raise ConfigError(f"--auth-token-file {self._problem}")
@@ -82,11 +83,12 @@ class TokenFile:
             except (OSError, UnicodeDecodeError, ValueError) as err:
                 tokens = ()
                 problem = str(err) if isinstance(err, ValueError) else f"{self.path}: cannot be read ({err})"
-            if problem is not None and problem != self._problem:
-                log.error("auth token file %s; protected requests are refused (503) until it is fixed", problem)
-            elif problem is None and self._stamp is not None:
-                log.info("auth token file %s re-read: %d token(s)", self.path, len(tokens))
-            self._tokens, self._problem, self._stamp = tokens, problem, stamp
+            if self._loaded:  # at start, the caller reports a problem (ConfigError): one line, not two
+                if problem is not None and problem != self._problem:
+                    log.error("auth token file %s; protected requests are refused (503) until it is fixed", problem)
+                elif problem is None:
+                    log.info("auth token file %s re-read: %d token(s)", self.path, len(tokens))
+            self._tokens, self._problem, self._stamp, self._loaded = tokens, problem, stamp, True
 
     def check(self, authorization: bytes | None) -> tuple[int, str, str] | None:
         """None when ``authorization`` carries an accepted token, else (status, message, WWW-Authenticate)."""
