@@ -208,6 +208,23 @@ class ServingConfig(_Section):
         le=1000,
         description="join concurrent requests arriving within this window into one model call (0: off)",
     )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="an idle connection (before its first request or between two) is closed after this"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="time for a request's line and headers, from its first byte (408 and closed after)"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="time for a request's body, from the end of its headers (408 and closed after)"
+    )
+    access_log_every: int = Field(
+        0, ge=0, description="access-log one request in N (1: every request; 0: none, the default)"
+    )
+    auth_token_file: str | None = Field(
+        None,
+        description="require 'Authorization: Bearer <token>', tokens one per line in this local file, re-read "
+        "when it changes (health endpoints exempt)",
+    )
 
 
 class PipelineConfig(_Section):
