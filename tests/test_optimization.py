@@ -126,7 +126,7 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
 
 @pytest.mark.e2e
 def test_blessed_variants_are_pushed_beside_their_parent_and_served(optimized_run: tuple) -> None:
-    from pipelines.comparison import predict_classes, read_test_split
+    from components.paired_predictions import predict_classes, read_test_split
     from pipelines.serving_ops import status
     from serving.models import load_version
 
