@@ -501,9 +501,10 @@ def _variants_markdown(variants: list[dict[str, Any]] | None) -> list[str]:
         "",
         "## Optimized variants",
         "",
-        "Each variant is judged by the same Evaluator (metrics, slices, floor) with its float parent as the "
-        "baseline. Sizes are the network's files, measured as in the table above (gzip in brackets); latencies are "
-        "p50 milliseconds per call on `image_xf`, measured float beside variant in one run.",
+        "Each variant is judged by the same Evaluator (metrics, slices, floor) and the same paired rule, with "
+        "its float parent in the served model's place. Sizes are the network's files, measured as in the table "
+        "above (gzip in brackets); latencies are p50 milliseconds per call on `image_xf`, measured float beside "
+        "variant in one run.",
         "",
         "| model | test acc | Δ vs float | size | vs float | p50 b1 1t | p50 b64 1t | p50 b1 2t | p50 b64 2t | "
         "speed-up b1 | sparsity | blessed | pushed |",
