@@ -112,7 +112,13 @@ class EvaluationConfig(_Section):
     """The thresholds that decide whether a model is blessed (same for every framework)."""
 
     accuracy_floor: float = Field(0.80, ge=0, le=1, description="lowest test accuracy that can be blessed")
-    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="largest drop vs the last blessed model")
+    max_accuracy_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="the test-accuracy drop vs the served version to rule out (0.01: 1 pp): push only when the "
+        "paired confidence interval of new − served, on the same test images, lies above minus this",
+    )
 
 
 VARIANTS = ("prune", "int8")
@@ -179,7 +185,9 @@ class KubeflowConfig(_Section):
     image: str | None = Field(None, description="container image built from the Dockerfile (default $TWINFLOW_IMAGE)")
     data_fingerprint: str | None = Field(None, description="cache key of the data: change it when the data changes")
     serving_pvc: str | None = Field(None, description="existing PersistentVolumeClaim mounted at the serving dir")
-    baseline: bool = Field(True, description="keep the latest-blessed-model resolver (open-source KFP cannot run it)")
+    baseline: bool = Field(
+        True, description="no longer used: the spec has no resolver tasks (accepted, with a notice, for old configs)"
+    )
     trainer_cpu: float = Field(2.0, gt=0, description="CPUs requested by each Trainer step")
     trainer_memory_gib: float = Field(8.0, gt=0, description="memory (GiB) requested by each Trainer step")
     trainer_gpus: int = Field(0, ge=0, description="NVIDIA GPUs requested by each Trainer step")

@@ -15,7 +15,7 @@ from typing import Any
 
 from tfx.utils import path_utils
 
-from components.finite_evaluator.executor import NON_FINITE_PROPERTY
+from components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
 from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
 from core import fs
@@ -74,9 +74,14 @@ def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, 
         }
     blessing = evaluator.output("blessing") if evaluator else None
     row["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
-    non_finite = custom_property(blessing, NON_FINITE_PROPERTY) if blessing is not None else None
-    if non_finite:
-        row["not_blessed_because"] = f"non-finite test metrics: {non_finite}"
+    # The Evaluator's promotion checks in words (every failed check with its figures and threshold) and its
+    # paired comparison with the served version on the same test images (components.finite_evaluator.promotion).
+    reason = custom_property(blessing, REASON_PROPERTY) if blessing is not None else None
+    comparison = custom_property(blessing, COMPARISON_PROPERTY) if blessing is not None else None
+    if comparison:
+        row["served_comparison"] = json.loads(str(comparison))
+    if reason and not row["blessed"]:
+        row["not_blessed_because"] = str(reason)
     return row
 
 
@@ -253,8 +258,8 @@ def build_report(
 def paired_comparison(examples_uri: str, first_row: dict[str, Any], second_row: dict[str, Any]) -> dict[str, Any]:
     """Both trained models (with repeats: each framework's chosen one) on the run's very test images:
     intervals, McNemar's test, the paired difference."""
+    from components.paired_predictions import predict_classes, read_test_split
     from core.statistics import compare, confident_mistakes
-    from pipelines.comparison import predict_classes, read_test_split
 
     test = read_test_split(examples_uri)
     names = (first_row["framework"], second_row["framework"])
@@ -371,7 +376,7 @@ MODEL_SIZE_NOTE = (
     "the same files."
 )
 METHODS_NOTE = (
-    "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples, percentile (difference). "
+    "Intervals: Wilson score (accuracy, recall) and Tango's paired score interval (difference). "
     "McNemar's exact test is the two-sided binomial test of the discordant pairs. With one test per class, some "
     "p-value falls below 5% by chance alone: Holm's step-down correction over the classes keeps the chance of any "
     "false finding among them at 5%, and only classes whose Holm-adjusted p is below 5% are called significant."
@@ -496,9 +501,10 @@ def _variants_markdown(variants: list[dict[str, Any]] | None) -> list[str]:
         "",
         "## Optimized variants",
         "",
-        "Each variant is judged by the same Evaluator (metrics, slices, floor) with its float parent as the "
-        "baseline. Sizes are the network's files, measured as in the table above (gzip in brackets); latencies are "
-        "p50 milliseconds per call on `image_xf`, measured float beside variant in one run.",
+        "Each variant is judged by the same Evaluator (metrics, slices, floor) and the same paired rule, with "
+        "its float parent in the served model's place. Sizes are the network's files, measured as in the table "
+        "above (gzip in brackets); latencies are p50 milliseconds per call on `image_xf`, measured float beside "
+        "variant in one run.",
         "",
         "| model | test acc | Δ vs float | size | vs float | p50 b1 1t | p50 b64 1t | p50 b1 2t | p50 b64 2t | "
         "speed-up b1 | sparsity | blessed | pushed |",

@@ -249,7 +249,7 @@ def _thumbnail(example: bytes) -> str:
 def _galleries(comparison: dict[str, Any] | None) -> list[tuple[str, list[dict[str, str]]]]:
     if not comparison:
         return []
-    from pipelines.comparison import read_test_split
+    from components.paired_predictions import read_test_split
 
     test = read_test_split(comparison["examples_uri"])
     names, classes = comparison["frameworks"], comparison["class_names"]

@@ -1,4 +1,4 @@
-"""The paired comparison: intervals, McNemar's exact test, the paired bootstrap, and the report of a real run."""
+"""The paired comparison: intervals, McNemar's exact test, Tango's paired interval, and the report of a real run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.statistics import compare, holm, mcnemar_exact, paired_difference, proportion
+from core.statistics import compare, holm, mcnemar_exact, paired_difference, proportion, tango_interval
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -41,6 +41,29 @@ def test_compare_names_the_classes_that_survive_holm() -> None:
     assert per_class["c"]["p_value_holm"] == pytest.approx(3 * 2 * 0.5**7)
     assert per_class["d"]["p_value"] < 0.05 < per_class["d"]["p_value_holm"] == pytest.approx(2 * 2 * 0.5**6)
     assert result["significant_classes"] == ["b", "c"]
+
+
+def paired(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right/wrong answers of two models on the same examples, from the 2×2 agreement table."""
+    a = np.array([True] * both + [True] * only_a + [False] * only_b + [False] * neither)
+    b = np.array([True] * both + [False] * only_a + [True] * only_b + [False] * neither)
+    return a, b
+
+
+def test_tango_interval_matches_the_published_example_and_its_closed_form() -> None:
+    # Fagerland, Lydersen & Laake (2014), Stat Med 33:2850, Table II (airway hyper-responsiveness, 21 pairs:
+    # 1 both, 1 only first, 7 only second, 12 neither); their Table V gives Tango's interval (-0.517, -0.026).
+    difference = paired_difference(*paired(1, 1, 7, 12))
+    assert difference["value"] == pytest.approx(-6 / 21)
+    assert (round(difference["low"], 3), round(difference["high"], 3)) == (-0.517, -0.026)
+    # Models that never disagree: ±z²/(n + z²), not a single point (n agreements cannot rule out every drop).
+    z2 = 1.959963984540054**2
+    for n in (45, 300, 10000):
+        low, high = tango_interval(0, 0, n)
+        assert (low, high) == (pytest.approx(-z2 / (n + z2), abs=1e-9), pytest.approx(z2 / (n + z2), abs=1e-9))
+    # Every pair discordant, all one way: (n − z²)/(n + z²) on one side, the bound ±1 on the other.
+    assert tango_interval(5, 0, 5) == (pytest.approx((5 - z2) / (5 + z2), abs=1e-9), 1.0)
+    assert tango_interval(0, 5, 5) == (-1.0, pytest.approx(-(5 - z2) / (5 + z2), abs=1e-9))
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_more_examples() -> None:
@@ -77,7 +100,7 @@ def test_compare_counts_the_agreement_table_and_says_the_verdict() -> None:
 def test_a_real_run_reports_the_paired_comparison(both_run) -> None:
     from tfx.utils import path_utils
 
-    from pipelines.comparison import predict_classes, read_test_split
+    from components.paired_predictions import predict_classes, read_test_split
     from pipelines.run_record import read_run
 
     config, report = both_run

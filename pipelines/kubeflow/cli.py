@@ -82,6 +82,13 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.kubeflow.specfile import write_spec
 
     config = config_from_args(args)
+    if not config.kubeflow.baseline:
+        print(
+            "twinflow compile: note: --no-baseline (kubeflow.baseline: false) is no longer needed and changes "
+            "nothing: the spec has no resolver tasks, each Evaluator compares its model with the version served "
+            "in the serving volume",
+            file=sys.stderr,
+        )
     if "data_dir" not in config.model_fields_set and not config.data_root:
         raise ConfigError(
             "compile needs --data-dir (a fixed folder) or --data-root (span folders arriving over time), "
@@ -143,7 +150,7 @@ def _run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str
     if resolver_tasks(spec):
         print(
             f"twinflow {args.verb}: note: {args.spec} has resolver tasks {resolver_tasks(spec)}, which open-source "
-            "Kubeflow Pipelines cannot run; for it, compile with --no-baseline",
+            "Kubeflow Pipelines cannot run; compile it again with 'twinflow compile' (specs it writes have none)",
             file=sys.stderr,
         )
     return Endpoint.resolve(args.host, args.namespace, args.token, args.token_file), config, params
