@@ -26,8 +26,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from core import fs
 
@@ -38,8 +38,7 @@ _CACHE_FORMAT = 1
 _FINGERPRINT_FORMAT = b"twinflow data fingerprint 2: relative path, class, source split, sha256\n"
 
 
-@dataclass(frozen=True)
-class FileStamp:
+class FileStamp(NamedTuple):
     """What says a file has not changed since it was hashed (0 where the file system does not say)."""
 
     size: int
@@ -47,17 +46,23 @@ class FileStamp:
     ctime_ns: int = 0
     inode: int = 0
 
-    def fields(self) -> list[int]:
-        return [self.size, self.mtime_ns, self.ctime_ns, self.inode]
+
+def relative_to(base: str) -> Callable[[str], str]:
+    """``path`` → its name below ``base``, '/'-separated: the name a file has in the fingerprint."""
+    if fs.is_remote(base):
+        cut = len(base.rstrip("/"))
+        return lambda path: path[cut:].lstrip("/")
+    prefix = base.rstrip(os.sep) + os.sep
+
+    def relative(path: str) -> str:
+        name = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)  # listed paths: fast
+        return name.replace(os.sep, "/")
+
+    return relative
 
 
 def relative_path(path: str, base: str) -> str:
-    """``path`` below ``base``, '/'-separated: the name a file has in the fingerprint and in its Example."""
-    if fs.is_remote(path):
-        return path[len(base.rstrip("/")) :].lstrip("/")
-    prefix = base.rstrip(os.sep) + os.sep
-    relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)  # fast path first
-    return relative.replace(os.sep, "/")
+    return relative_to(base)(path)
 
 
 def data_fingerprint(files: Iterable[tuple[str, str, str, str]], unlisted: Iterable[str] = ()) -> str:
@@ -88,7 +93,7 @@ def _hash_file(path: str) -> str:
 
 def _key(path: str, cwd: str) -> str:
     """Absolute, so that runs started from other folders share entries (listed paths are already normal)."""
-    return path if fs.is_remote(path) or os.path.isabs(path) else os.path.join(cwd, path)
+    return path if path[:1] == os.sep or "://" in path else os.path.join(cwd, path)
 
 
 class FileHashes:
@@ -101,7 +106,7 @@ class FileHashes:
         self.cache_path = cache_path
         self._cwd = os.getcwd()
         self._cached = _load(cache_path)
-        self._kept: dict[str, list] = {}
+        self._kept: dict[str, Any] = {}
         self.read = 0
         self.reused = 0
 
@@ -109,7 +114,7 @@ class FileHashes:
         """The SHA-256 of ``path``'s bytes; :data:`UNREADABLE` when it cannot be read."""
         key = _key(path, self._cwd)
         entry = self._cached.get(key)
-        if entry is not None and stamp.mtime_ns and entry[:4] == stamp.fields():
+        if entry is not None and stamp.mtime_ns and _matches(entry, stamp):
             self.reused += 1
             self._kept[key] = entry
             return entry[4]
@@ -121,7 +126,7 @@ class FileHashes:
         self.read += 1
         changed = max(stamp.mtime_ns, stamp.ctime_ns)
         if stamp.mtime_ns and changed < started - RACY_SECONDS * 1e9:
-            self._kept[key] = [*stamp.fields(), content]
+            self._kept[key] = [*stamp, content]
         return content
 
     def save(self, under: str) -> None:
@@ -141,8 +146,8 @@ class FileHashes:
             print(f"[run] could not write the data hash cache {self.cache_path}: {err}", flush=True)
 
 
-def _load(path: str | None) -> dict[str, list]:
-    """The cache's entries; {} for a missing, unreadable, corrupt or foreign file."""
+def _load(path: str | None) -> dict[str, Any]:
+    """The cache's entries; {} for a missing, unreadable, corrupt or foreign file (entries are checked as used)."""
     if path is None:
         return {}
     try:
@@ -150,16 +155,14 @@ def _load(path: str | None) -> dict[str, list]:
             return {}
         data = json.loads(fs.read_text(path))
         entries = data["entries"] if data.get("format") == _CACHE_FORMAT else {}
-        return {
-            key: value
-            for key, value in entries.items()
-            if isinstance(value, list)
-            and len(value) == 5
-            and all(isinstance(v, int) for v in value[:4])
-            and isinstance(value[4], str)
-        }
+        return entries if isinstance(entries, dict) else {}
     except Exception:
         return {}
+
+
+def _matches(entry: Any, stamp: FileStamp) -> bool:
+    """An entry is [size, mtime_ns, ctime_ns, inode, sha256]; anything else (a damaged file) matches nothing."""
+    return isinstance(entry, list) and len(entry) == 5 and entry[:4] == list(stamp) and isinstance(entry[4], str)
 
 
 def _replace(path: str, text: str) -> None:

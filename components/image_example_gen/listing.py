@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from components.image_example_gen.file_hashes import FileHashes, FileStamp, data_fingerprint, relative_path
+from components.image_example_gen.file_hashes import FileHashes, FileStamp, data_fingerprint, relative_to
 from core.contract import PREPARED_MARKER
 from core.errors import ImageFolderError
 from core.spans import Span, latest_spans
@@ -87,12 +87,10 @@ class Listing:
         copied. ``hashes`` (with its cache file) spares reading files whose stamp did not change.
         """
         hashes = hashes or FileHashes()
+        relative = relative_to(self.input_base)
         return data_fingerprint(
-            (
-                (relative_path(f.path, self.input_base), f.label_name, f.source_split, hashes.digest(f.path, f.stamp))
-                for f in self.files
-            ),
-            (relative_path(b.path, self.input_base) for b in self.bad),
+            ((relative(f.path), f.label_name, f.source_split, hashes.digest(f.path, f.stamp)) for f in self.files),
+            (relative(b.path) for b in self.bad),
         )
 
     def class_counts(self) -> dict[str, Counter[str]]:
