@@ -12,6 +12,7 @@ Paths are strings, not ``pathlib.Path``: they may be ``gs://`` or ``s3://`` URIs
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -303,6 +304,17 @@ class PipelineConfig(_Section):
     optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    @field_validator("data_dir", "data_root", "pipeline_root", "metadata_path", "serving_dir", "schema_path")
+    @classmethod
+    def _normal_path(cls, value: str | None) -> str | None:
+        """One spelling per place: ``data/``, ``./data`` and ``data`` are one folder (and one TFX cache key)."""
+        if value is None:
+            return None
+        if "://" in value:
+            scheme, _, rest = value.partition("://")
+            return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else value
+        return os.path.normpath(value)
 
     @field_validator("framework")
     @classmethod

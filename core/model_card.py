@@ -121,6 +121,11 @@ class ModelCard(_Card):
     pushed_at: str | None = None
     data: TrainingData | None = Field(None, description="what the model was trained on (spans, fingerprint)")
     decision: str | None = Field(None, description="why this version was published (push, rollback)")
+    run_fingerprint: str | None = Field(
+        None,
+        description="the inputs of the run that trained it: data by content, schema, config, code "
+        "(a local run with the same inputs does nothing; see pipelines.run_guard)",
+    )
     rolled_back_from: int | None = Field(None, description="the version re-published by a rollback")
 
 

@@ -19,7 +19,7 @@ import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from core import fs
 from core.config import PipelineConfig
 from core.errors import DataAnomaliesError, DataDriftError, TwinflowError
-from pipelines.flags import RUN, add_config_flags, config_from_args
+from pipelines.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
 from pipelines.kubeflow.cli import add_kubeflow_verbs
 from pipelines.retraining_cli import add_retraining_verbs
 from pipelines.serving_cli import add_serving_verbs
@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # checked before TensorFlow loads
     from pipelines.local_runner import run_local
 
-    report = run_local(config, log=True, verbose=args.verbose)
+    report = run_local(config, log=True, verbose=args.verbose, force=args.force)
     return 0 if all("train_accuracy" in row for row in report["frameworks"]) else 1
 
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log on the terminal too"
     )
+    run.add_argument("--force", action="store_true", help=FORCE_HELP)
     run.set_defaults(handler=_cmd_run)
 
     draft = verbs.add_parser(

@@ -28,6 +28,10 @@ PIPELINE_VERBS = frozenset({RUN, RETRAIN, COMPILE})  # verbs that build the pipe
 SPAN_VERBS = frozenset({RETRAIN, COMPILE})  # verbs that read data arriving in spans
 KUBEFLOW_RUN_VERBS = frozenset({SUBMIT, SCHEDULE})
 _DEST_PREFIX = "config:"
+FORCE_HELP = (
+    "run even when nothing changed (same data by content, config, schema and code as the served versions), "
+    "every component again: TFX's cached outputs are not reused"
+)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ def _variants(
     transform: tfx.components.Transform,
     example_gen: ImageExampleGen,
     parent_pusher: VersionedPusher,
+    run_fingerprint: str = "",
 ) -> list:
     """Per optimized variant: ModelOptimizer → Evaluator (the same metrics, slices and floor; compared with
     its float parent on the same test examples by the same paired rule, with ``optimization.max_drop``)
@@ -108,6 +109,7 @@ def _variants(
             keep_versions=config.keep_versions,
             canary=config.canary,
             parent_model_name=plugin.name,
+            run_fingerprint=run_fingerprint,
         ).with_id(node_id("Pusher", name))
         pusher.add_upstream_node(parent_pusher)  # a variant is pushed only beside its served float parent
         nodes += [optimizer, evaluator, pusher]
@@ -178,6 +180,7 @@ def create_pipeline(
     config: PipelineConfig,
     data_fingerprint: str = "",
     metadata_connection_config: object | None = None,
+    run_fingerprint: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen → statistics, schema, validation → data and drift gates → Transform → per framework:
     Trainer → Evaluator → Pusher (with ``repeats`` > 1: a Trainer and an Evaluator per seed, and one
@@ -187,6 +190,8 @@ def create_pipeline(
     drift gate compares the new statistics with those each served model was trained on (kept
     beside it by the pusher), and each Evaluator compares its model with the served version of
     its framework on the same test examples, both read from the serving folder.
+
+    ``run_fingerprint`` (the local runner's: pipelines.run_guard) is recorded in every pushed card.
     """
     example_gen = _example_gen(config, data_fingerprint)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
@@ -248,9 +253,10 @@ def create_pipeline(
             statistics=statistics_gen.outputs["statistics"],
             keep_versions=config.keep_versions,
             canary=config.canary,
+            run_fingerprint=run_fingerprint,
         ).with_id(node_id("Pusher", name))
         components += [*trainers, *evaluators, pusher]
-        components += _variants(config, plugin, trainers, evaluators, transform, example_gen, pusher)
+        components += _variants(config, plugin, trainers, evaluators, transform, example_gen, pusher, run_fingerprint)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -22,6 +22,7 @@ from core import fs
 from core.contract import DRIFT_REPORT_FILE, LABEL_KEY
 from core.model_card import read_model_card
 from core.repeats import Candidate, choose_best, node_id, parse_node_id
+from pipelines.run_guard import report_dir
 from pipelines.run_record import RunRecord, custom_property
 
 
@@ -609,10 +610,6 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def report_dir(pipeline_root: str, run_id: str) -> str:
-    return fs.join(pipeline_root, "reports", run_id.replace(":", "-"))
 
 
 def recorded_config(pipeline_root: str, run_id: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from typing import Any
 from core import fs
 from core.config import PipelineConfig
 from core.errors import ConfigError, DataDriftError, TwinflowError
-from pipelines.flags import RETRAIN, RUN, add_config_flags, config_from_args
+from pipelines.flags import FORCE_HELP, RETRAIN, RUN, add_config_flags, config_from_args
 from pipelines.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
 
 
@@ -31,6 +31,9 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     add_config_flags(retrain, RETRAIN)
     retrain.add_argument("--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log too")
+    retrain.add_argument(
+        "--force", action="store_true", help=FORCE_HELP + "; also when no span is newer than the last run's"
+    )
     retrain.set_defaults(handler=cmd_retrain)
 
     rollback = verbs.add_parser(
@@ -122,7 +125,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines.local_runner import run_local
 
     try:
-        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True)
+        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True, force=args.force)
     except DataDriftError as err:
         _write_summary({"outcome": "drift", "drift": "drift", "reason": str(err)})
         raise

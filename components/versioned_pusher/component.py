@@ -10,7 +10,8 @@ every execution leaves a decision record (core.decisions) with that judgement's 
 ``examples`` and ``statistics``, when given, record the training data in the card and keep
 the train split's statistics in the version as its drift baseline. ``parent_model_name``
 marks an optimized variant: it is pushed only while its float parent is in that model's
-serving folder, whose version it records.
+serving folder, whose version it records. ``run_fingerprint``, the run's inputs, goes into the
+card as it is (the local runner's "nothing changed" check reads it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class VersionedPusherSpec(types.ComponentSpec):
         "run_id": ExecutionParameter(type=str, optional=True),
         "canary": ExecutionParameter(type=int, optional=True),
         "parent_model_name": ExecutionParameter(type=str, optional=True),
+        # The run's inputs (data by content, schema, config, code), recorded in the pushed card.
+        "run_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -59,6 +62,7 @@ class VersionedPusher(base_component.BaseComponent):
         run_id: str | None = None,
         canary: bool = False,
         parent_model_name: str | None = None,
+        run_fingerprint: str | None = None,
     ):
         super().__init__(
             spec=VersionedPusherSpec(
@@ -73,6 +77,7 @@ class VersionedPusher(base_component.BaseComponent):
                 run_id=run_id,
                 canary=int(canary),
                 parent_model_name=parent_model_name,
+                run_fingerprint=run_fingerprint or None,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )
         )

@@ -53,6 +53,7 @@ def push(
     decision: str | None = None,
     baseline_statistics: str | None = None,
     variant: VariantInfo | None = None,
+    run_fingerprint: str | None = None,
 ) -> Version:
     """Push ``source`` as a new, complete version under ``model_root``; returns it.
 
@@ -68,6 +69,8 @@ def push(
         stamp["decision"] = decision
     if variant is not None:
         stamp["variant"] = variant.model_dump()
+    if run_fingerprint:
+        stamp["run_fingerprint"] = run_fingerprint
     extra = {BASELINE_STATISTICS: baseline_statistics} if baseline_statistics else {}
     return publish(source, model_root, stamp, extra)
 
@@ -277,6 +280,7 @@ class Executor(tfx_pusher.Executor):
             decision=reason,
             baseline_statistics=baseline,
             variant=variant,
+            run_fingerprint=exec_properties.get("run_fingerprint"),
         )
         record.update(pushed=True, version=version.number)
         print(f"[push] {name}: version {version.number} at {version.path} ({reason})", flush=True)
