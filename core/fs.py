@@ -75,7 +75,7 @@ def exists(path: str) -> bool:
 
 def modified_ns(path: str) -> int:
     """The file's modification time in nanoseconds (a new write of the same name reads differently)."""
-    return os.stat(path).st_mtime_ns if not is_remote(str(path)) else gfile().stat(str(path)).mtime_nsecs
+    return os.stat(path).st_mtime_ns if not is_remote(str(path)) else gfile().stat(str(path)).mtime_nsec
 
 
 def isdir(path: str) -> bool:
