@@ -60,6 +60,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
         ("- a\n- b\n", "mapping at the top level"),
         ("a: [\n", "not valid YAML"),
         ("eval_buckets: 5\ntest_buckets: 5\n", "at least one bucket"),
+        ("max_bad_images: 1.5\n", "max_bad_images: expected a count (a whole number) or a fraction below 1 (got 1.5)"),
     ],
 )
 def test_bad_yaml_gives_one_line_naming_the_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:
@@ -70,6 +71,11 @@ def test_bad_yaml_gives_one_line_naming_the_file_key_and_value(tmp_path: Path, t
     assert message in str(err.value)
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value) or "not valid YAML" in message  # YAML's own message shows the line
+
+
+@pytest.mark.parametrize("value", [0, 0.01, 0.999, 1, 3, 3.0])
+def test_max_bad_images_is_a_count_or_a_fraction_below_one(value: float) -> None:
+    assert load_config(overrides={"max_bad_images": value}).max_bad_images == value
 
 
 def test_missing_yaml_file_is_named(tmp_path: Path) -> None:
