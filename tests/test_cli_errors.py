@@ -294,3 +294,24 @@ def test_an_unknown_flag_prints_the_verbs_usage(verb: str) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(f"usage: twinflow {verb} [-h]")
     assert result.stderr.strip().splitlines()[-1] == f"twinflow {verb}: error: unrecognized arguments: --bogus 1"
+
+
+def test_trainer_gpus_without_a_gpu_trainer_image_warn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """GPUs requested for a Trainer step that runs the CPU image cannot be used by it."""
+    from pipelines.cli import main
+
+    image, tf_gpu = "registry.example/twinflow:1", "registry.example/twinflow:1-tf-gpu"
+    argv = ["compile", "--image", image, "--data-dir", "gs://bucket/d", "--framework", "both", "--no-baseline"]
+
+    def stderr_of(*extra: str) -> str:
+        assert main([*argv, "--output", str(tmp_path / "spec.yaml"), "--trainer-gpus", "1", *extra]) == 0
+        return capsys.readouterr().err.strip()
+
+    assert stderr_of() == (
+        "twinflow compile: warning: --trainer-gpus 1 requests GPUs for the keras, lightning Trainer step(s), "
+        f"which run the CPU image {image}; pass --keras-trainer-image (an image built with TF_VARIANT=cuda) and "
+        "--lightning-trainer-image (an image built with TORCH_VARIANT=cu128)"
+    )
+    only_lightning = stderr_of("--keras-trainer-image", tf_gpu)
+    assert "for the lightning Trainer step(s)" in only_lightning and "--keras-trainer-image" not in only_lightning
+    assert stderr_of("--keras-trainer-image", tf_gpu, "--lightning-trainer-image", f"{image}-torch-gpu") == ""

@@ -78,6 +78,21 @@ def test_max_bad_images_is_a_count_or_a_fraction_below_one(value: float) -> None
     assert load_config(overrides={"max_bad_images": value}).max_bad_images == value
 
 
+def test_a_switch_that_turns_a_key_off_says_what_the_switch_does(capsys: pytest.CaptureFixture) -> None:
+    """--no-cache's help once read "reuse TFX's cached component outputs": the key's description, not the flag's."""
+    switches = [flag for flag in CONFIG_FLAGS if flag.constant is False]
+    assert {flag.flag for flag in switches} >= {"--no-cache", "--no-baseline"}
+    for flag in switches:
+        section, _, name = flag.key.rpartition(".")
+        model = PipelineConfig.model_fields[section].annotation if section else PipelineConfig
+        assert flag.help and flag.help != model.model_fields[name].description, flag.flag
+        assert f"{flag.key}: false" in flag.help, flag.flag
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--no-cache run every component again: reuse none of TFX's cached component outputs" in help_text
+
+
 def test_missing_yaml_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.yaml")
