@@ -23,6 +23,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 TORCH_STEP = ROOT / "scripts/install_torch.sh"
 WHEEL_FOLDERS = ("/opt/wheels",)  # where these machines keep the torch wheel (pip's find-links)
@@ -110,6 +112,7 @@ def run_torch_step(torch_index: str, env: dict[str, str]) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # unpacks the real torch wheel (700 MB) where this machine has one
 def test_the_torch_step_installs_the_pinned_cpu_wheel_from_the_torch_index_on_a_stock_pip(tmp_path: Path) -> None:
     root = tmp_path / "indexes"
     (root / "pypi" / "torch").mkdir(parents=True)  # PyPI as far as this pin goes: no +cpu build
