@@ -111,7 +111,7 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
         switches={
             "baseline": (
                 "--no-baseline",
-                "compile without the latest-blessed-model resolver, which open-source KFP cannot run "
+                "no longer needed (the spec has no resolver tasks); accepted for old scripts, with a notice "
                 "(kubeflow.baseline: false)",
             )
         },

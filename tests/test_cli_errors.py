@@ -301,7 +301,7 @@ def test_trainer_gpus_without_a_gpu_trainer_image_warn(tmp_path: Path, capsys: p
     from pipelines.cli import main
 
     image, tf_gpu = "registry.example/twinflow:1", "registry.example/twinflow:1-tf-gpu"
-    argv = ["compile", "--image", image, "--data-dir", "gs://bucket/d", "--framework", "both", "--no-baseline"]
+    argv = ["compile", "--image", image, "--data-dir", "gs://bucket/d", "--framework", "both"]
 
     def stderr_of(*extra: str) -> str:
         assert main([*argv, "--output", str(tmp_path / "spec.yaml"), "--trainer-gpus", "1", *extra]) == 0
