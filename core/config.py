@@ -330,6 +330,13 @@ class PipelineConfig(_Section):
         compile_pattern(value)
         return value
 
+    @field_validator("max_bad_images")
+    @classmethod
+    def _count_or_fraction(cls, value: float) -> float:
+        if value >= 1 and not value.is_integer():
+            raise ValueError("expected a count (a whole number) or a fraction below 1")
+        return value
+
     @field_validator("metadata_uri")
     @classmethod
     def _mysql_uri(cls, value: str | None) -> str | None:

@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_draft_schema(args: argparse.Namespace) -> int:
     from pipelines.schema_draft import draft_schema
 
-    path = draft_schema(args.data_dir, args.out)
+    path = draft_schema(args.data_dir, args.out, force=args.force)
     print(f"draft schema written to {path}; review it, then pass it with --schema")
     return 0
 
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     draft.add_argument("--data-dir", type=Path, required=True, help="folder of class sub-folders of images")
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
+    draft.add_argument("--force", action="store_true", help="replace an existing file at --out (a reviewed schema)")
     draft.set_defaults(handler=_cmd_draft_schema)
 
     add_retraining_verbs(verbs)  # retrain, rollback, promote, status, history, lineage
@@ -87,10 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like ``parser.parse_args``, but an unknown flag is reported with the verb's usage, not the top level's."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        (verbs,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+        verbs.choices[args.verb].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Google client libraries warn about Python/grpc versions at import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.handler(args)
     except DataDriftError as err:

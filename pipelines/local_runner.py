@@ -238,6 +238,7 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
     from pipelines.report import build_report, recorded_config, write_report
     from pipelines.run_record import read_run
 
+    check_store(config)  # a store that cannot be opened says so in one line, before TensorFlow loads
     metadata = connection_config(config.metadata_uri, config.metadata_path)
     try:
         record = read_run(metadata, config.pipeline_name, run_id)

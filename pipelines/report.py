@@ -13,9 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tfx.utils import path_utils
-
-from components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
 from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
 from core import fs
@@ -35,6 +32,10 @@ def framework_repeats(record: RunRecord, framework: str) -> list[int]:
 
 def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, Any]:
     """One trained model of the run (one repeat): its card, its Evaluator's metrics and blessing."""
+    from tfx.utils import path_utils  # here, not at the top: history's import of this module stays TF-free
+
+    from components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
+
     trainer = record.nodes.get(node_id("Trainer", framework, repeat))
     evaluator = record.nodes.get(node_id("Evaluator", framework, repeat))
     row: dict[str, Any] = {"framework": framework, "repeat": repeat}
@@ -131,6 +132,8 @@ def variant_rows(record: RunRecord, parent: dict[str, Any]) -> list[dict[str, An
     names = [n for n in names if n.startswith(f"{framework}-")]
     if not names:
         return []
+    from tfx.utils import path_utils
+
     rows: list[dict[str, Any]] = []
     float_row: dict[str, Any] = {
         "framework": framework,

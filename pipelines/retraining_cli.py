@@ -56,7 +56,7 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     promote.set_defaults(handler=_cmd_promote)
 
     status = verbs.add_parser("status", allow_abbrev=False, help="what each framework serves, from which data")
-    _add_serving_flags(status)
+    _add_serving_flags(status, metadata=True)  # not read (the serving folder says it all), taken as history takes them
     status.add_argument("--framework", help="one framework (default: every one configured)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_cmd_status)
@@ -95,15 +95,13 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
 def _add_serving_flags(parser: argparse.ArgumentParser, metadata: bool = False) -> None:
     """``--config`` and the location flags of ``run`` that a command reading the results needs."""
     parser.add_argument("--config", help="YAML file with config values (flags override it)")
-    parser.add_argument("--serving-dir", dest="config:serving_dir", default=argparse.SUPPRESS, help="serving folder")
-    parser.add_argument("--pipeline-root", dest="config:pipeline_root", default=argparse.SUPPRESS, help="TFX root")
-    parser.add_argument("--pipeline-name", dest="config:pipeline_name", default=argparse.SUPPRESS, help="pipeline")
+    flags = [("--serving-dir", "serving folder"), ("--pipeline-root", "TFX root"), ("--pipeline-name", "pipeline")]
     if metadata:
+        flags += [("--metadata-path", "SQLite ML Metadata"), ("--metadata-uri", "mysql://USER@HOST:PORT/DB")]
+    for flag, help_text in flags:
+        name = flag.removeprefix("--").replace("-", "_")
         parser.add_argument(
-            "--metadata-path", dest="config:metadata_path", default=argparse.SUPPRESS, help="SQLite ML Metadata"
-        )
-        parser.add_argument(
-            "--metadata-uri", dest="config:metadata_uri", default=argparse.SUPPRESS, help="mysql://USER@HOST:PORT/DB"
+            flag, dest=f"config:{name}", metavar=name.upper(), default=argparse.SUPPRESS, help=help_text
         )
 
 
@@ -200,7 +198,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ notes are not the report
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":  # core's default, not the user's: quieter here
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # CUDA plugin registration and tf.data notes are not the report
     from pipelines.local_runner import rebuild_report
 
     config = config_from_args(args)
@@ -248,6 +247,8 @@ def cmd_schedule_local(args: argparse.Namespace) -> int:
     if not config.data_root:
         raise ConfigError("schedule --local needs --data-root (or data_root in --config): the folder spans arrive in")
     folder = os.path.join("work" if fs.is_remote(config.pipeline_root) else config.pipeline_root, "schedule")
+    if problem := fs.unwritable_local_folder(folder):
+        raise ConfigError(f"the schedule's folder {folder} cannot be written ({problem}); pass another --pipeline-root")
     os.makedirs(folder, exist_ok=True)
     config_file = os.path.join(folder, "config.yaml")
     with open(config_file, "w") as handle:

@@ -161,7 +161,8 @@ def preflight(config: PipelineConfig, schema_path: str) -> RunInput:
     listing = run_input.listing
     check_classes(listing.class_names, listing.class_counts(), config.input_base)
     _check_schema_classes(config, schema_path, listing.class_names)
-    _check_writable(config.serving_dir)
+    _check_writable(config.serving_dir, "serving folder", "--serving-dir", "blessed models could not be pushed")
+    _check_writable(config.pipeline_root, "pipeline root", "--pipeline-root", "the run's artifacts would have no place")
     return run_input
 
 
@@ -190,15 +191,11 @@ def _check_schema_classes(config: PipelineConfig, schema_path: str, class_names:
     )
 
 
-def _check_writable(serving_dir: str) -> None:
-    if fs.is_remote(serving_dir):
-        return
-    path = Path(serving_dir)
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+def _check_writable(folder: str, what: str, flag: str, consequence: str) -> None:
+    problem = fs.unwritable_local_folder(folder)
+    if problem:
         raise ConfigError(
-            f"the serving folder {serving_dir} is not writable ({existing} is read-only or not a folder): "
-            "blessed models could not be pushed; pass --serving-dir with a writable folder"
+            f"the {what} {folder} is not writable ({problem}): {consequence}; pass {flag} with a writable folder"
         )
 
 

@@ -185,6 +185,11 @@ def list_sources(input_base: str) -> Listing:
                 f"{input_base}: has a train/ folder, so only train/ and test/ may sit beside it; found {extra}"
             )
         roots = {split: folders[split] for split in ("train", "test") if split in folders}
+    elif "test" in folders:  # a test split without its train split, not a class named "test"
+        raise ImageFolderError(
+            f"{input_base}: has a test/ folder but no train/ folder; put the training images in "
+            f"{posixpath.join(input_base, 'train')}/<class>/ beside it (train and test are not class names)"
+        )
     else:
         roots = {"train": input_base}
     for entry in top:
