@@ -217,15 +217,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _check_output_folder(folder: str) -> None:
     """``--output`` must be a folder or become one: say so before minutes of rebuilding, not after."""
-    if fs.is_remote(folder):
-        return
-    path = os.path.abspath(folder)
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
-        raise ConfigError(f"--output {folder} {where}: pass a folder for the rebuilt report")
+    problem = fs.unwritable_local_folder(folder)
+    if problem:
+        raise ConfigError(f"--output {folder}: {problem}; pass a folder for the rebuilt report")
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:

@@ -238,8 +238,11 @@ def test_report_output_that_is_a_file_is_refused_in_one_line(tmp_path: Path, cap
     taken = tmp_path / "notes.txt"
     taken.write_text("not a folder")
     where = ("--pipeline-root", str(tmp_path / "pipeline"), "--metadata-path", str(tmp_path / "metadata.sqlite"))
-    for output, says in ((taken, "is a file"), (taken / "report", f"lies under {taken}, which is a file")):
+    for output in (taken, taken / "report"):
         assert main(["report", "--output", str(output), *where]) == 2
         error = capsys.readouterr().err
-        assert error == f"twinflow report: error: --output {output} {says}: pass a folder for the rebuilt report\n"
+        assert error == (
+            f"twinflow report: error: --output {output}: {taken} is a file, not a folder; "
+            "pass a folder for the rebuilt report\n"
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created, the store not opened
