@@ -486,3 +486,27 @@ def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None
     origin = weights.apply_weights(str(path), cnn, seed=12, keras_model=fresh)
     assert (origin.kind, origin.framework, origin.ported_to) == ("onnx", "torch", ["keras"])
     np.testing.assert_allclose(keras_logits(fresh, images), expected, rtol=0, atol=1e-5)
+
+
+def test_an_onnx_export_of_a_batch_norm_network_is_refused_in_one_line(source_twins, tmp_path: Path) -> None:
+    from trainers import torch_twin
+
+    _, torch_source, _ = source_twins
+    path = tmp_path / "model.onnx"
+    torch_twin.export_onnx(torch_source, EVEN, 3, str(path))
+    with pytest.raises(ConfigError, match=r"model\.onnx: ONNX exports fold batch norm into the convolutions") as raised:
+        weights.apply_weights(str(path), twins(), seed=13, torch_model=twins().build_torch())
+    assert "\n" not in str(raised.value)
+
+
+def test_twins_of_different_architectures_do_not_port(source_twins) -> None:
+    keras_source, _, _ = source_twins
+    cnn = weights.cnn_twins("tiny_cnn", EVEN, 3, CLASSES).build_keras()
+    with pytest.raises(
+        ConfigError, match=r"^port: torch module stem\.Conv1 mirrors Keras layer Conv1, which the Keras"
+    ):
+        port.keras_to_torch(cnn, twins().build_torch())
+    narrower = TorchMobileNetV2((EVEN, EVEN, 3), CLASSES, 0.35)
+    del narrower.blocks[16]  # a torch model missing a block: the Keras tensors left over are named
+    with pytest.raises(ConfigError, match=r"^port: Keras tensor block_16_expand/kernel has no torch twin"):
+        port.keras_to_torch(keras_source, narrower)

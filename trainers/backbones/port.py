@@ -172,6 +172,10 @@ def tensor_pairs(keras_model: tf.keras.Model, torch_model: nn.Module) -> list[_P
                     f"port: torch module {path} mirrors Keras layer {names[path]}, which the Keras model lacks"
                 )
             pairs += _module_pairs(path, module, layer, _flatten_before(keras_model, layer))
+        paired = {pair.keras_key for pair in pairs}
+        unpaired = [key for key in keras_tensors(keras_model) if key not in paired]
+        if unpaired:
+            raise ConfigError(f"port: Keras tensor {unpaired[0]} has no torch twin ({len(unpaired)} such tensors)")
         return pairs
     modules, layers = _weighted_modules(torch_model), _weighted_layers(keras_model)
     if len(modules) != len(layers):

@@ -139,6 +139,8 @@ def imagenet_weights_file(twins: Twins) -> str:
     if os.path.exists(path):
         return path
     try:
+        # The folder must exist first: tf_keras's get_file falls back to /tmp/.keras for a cache it cannot write.
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         return tf.keras.utils.get_file(name, url, cache_subdir="models", cache_dir=cache)
     except Exception as err:  # urllib's errors, reworded by Keras as plain Exceptions
         raise ConfigError(
