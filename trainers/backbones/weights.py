@@ -169,20 +169,16 @@ def apply_weights(
     keras_twin = keras_model if keras_model is not None else twins.build_keras()
     seeded_init(keras_twin, seed)
     if source == "none":
-        ported = _port_seeded(keras_twin, torch_model)
-        return WeightsOrigin(source, "seeded", seed, "new: seeded", ported_to=ported)
+        return WeightsOrigin(source, "seeded", seed, "new: seeded", ported_to=_to_torch(keras_twin, torch_model))
 
     read = _read_source(source, twins)
     if read.framework == "keras":
-        result = port.assign_keras(keras_twin, read.keras_source(keras_twin), read.name)
-        ported = []
-        if torch_model is not None:
-            port.keras_to_torch(keras_twin, torch_model)
-            ported = ["torch"]
+        result = port.assign_keras(keras_twin, read.keras_source(keras_twin), read.path)
+        ported = _to_torch(keras_twin, torch_model)
     else:
         torch_twin = torch_model if torch_model is not None else twins.build_torch()
         port.keras_to_torch(keras_twin, torch_twin)  # the seeded start, so a new head is the same in both
-        result = port.assign_torch(torch_twin, read.torch_source(torch_twin), read.name)
+        result = port.assign_torch(torch_twin, read.torch_source(torch_twin), read.path)
         ported = []
         if keras_model is not None:
             port.torch_to_keras(torch_twin, keras_model)
@@ -190,7 +186,8 @@ def apply_weights(
     return WeightsOrigin(source, read.kind, seed, result.head, read.path, read.sha256, read.framework, ported_to=ported)
 
 
-def _port_seeded(keras_twin: tf.keras.Model, torch_model: nn.Module | None) -> list[str]:
+def _to_torch(keras_twin: tf.keras.Model, torch_model: nn.Module | None) -> list[str]:
+    """Port the Keras twin into the torch model, if one was passed; the frameworks ported to."""
     if torch_model is None:
         return []
     port.keras_to_torch(keras_twin, torch_model)
@@ -238,7 +235,6 @@ class _Read:
     framework: Framework
     path: str
     sha256: str
-    name: str  # how messages name it
     keras_layers: list[tuple[str, list[tuple[str, np.ndarray]]]] | None = None  # by order
     keras_structural: dict[str, np.ndarray] | None = None  # .weights.h5: "layers/<class>_<n>/vars/<i>"
     state: dict[str, np.ndarray] | None = None
@@ -247,13 +243,13 @@ class _Read:
         if self.keras_structural is not None:
             return _by_structure(model, self.keras_structural)
         assert self.keras_layers is not None
-        return _by_order(model, self.keras_layers, self.name)
+        return _by_order(model, self.keras_layers, self.path)
 
     def torch_source(self, model: nn.Module) -> dict[str, np.ndarray]:
         assert self.state is not None
         if self.kind == "onnx" and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
             raise ConfigError(
-                f"{self.name}: ONNX exports fold batch norm into the convolutions, so a network with batch norm "
+                f"{self.path}: ONNX exports fold batch norm into the convolutions, so a network with batch norm "
                 "cannot be read back from one; use the Keras twin's folder or a state dict"
             )
         state = {key: value for key, value in self.state.items() if not key.endswith("num_batches_tracked")}
@@ -264,7 +260,7 @@ def _read_source(source: str, twins: Twins) -> _Read:
     if source == "imagenet":
         path = imagenet_weights_file(twins)
         data = _read_bytes(path)
-        return _Read("imagenet", "keras", path, _sha256(data), path, keras_layers=_legacy_h5_layers(data, path))
+        return _Read("imagenet", "keras", path, _sha256(data), keras_layers=_legacy_h5_layers(data, path))
     if not fs.exists(source):
         raise ConfigError(f"--weights {source}: no such file or folder (expected none, imagenet or a path)")
     if fs.isdir(source):
@@ -273,15 +269,15 @@ def _read_source(source: str, twins: Twins) -> _Read:
     digest = _sha256(data)
     lower = source.lower()
     if lower.endswith(".weights.h5"):
-        return _Read("keras_weights_h5", "keras", source, digest, source, keras_structural=_structural_h5(data))
+        return _Read("keras_weights_h5", "keras", source, digest, keras_structural=_structural_h5(data))
     if lower.endswith((".h5", ".hdf5")):
-        return _Read("keras_h5", "keras", source, digest, source, keras_layers=_legacy_h5_layers(data, source))
+        return _Read("keras_h5", "keras", source, digest, keras_layers=_legacy_h5_layers(data, source))
     if lower.endswith((".pt", ".pth", ".ckpt")):
-        return _Read("torch_state_dict", "torch", source, digest, source, state=_torch_state(data, source))
+        return _Read("torch_state_dict", "torch", source, digest, state=_torch_state(data, source))
     if lower.endswith(".safetensors"):
-        return _Read("safetensors", "torch", source, digest, source, state=_safetensors(data, source))
+        return _Read("safetensors", "torch", source, digest, state=_safetensors(data, source))
     if lower.endswith(".onnx"):
-        return _Read("onnx", "torch", source, digest, source, state=_onnx_initializers(data))
+        return _Read("onnx", "torch", source, digest, state=_onnx_initializers(data))
     raise ConfigError(
         f"--weights {source}: not a known weights file (.h5, .weights.h5, .pt, .pth, .ckpt, .safetensors, .onnx) "
         "or a twinflow model folder"
@@ -300,18 +296,16 @@ def _read_model_folder(folder: str, twins: Twins) -> _Read:
         saved_model = fs.join(folder, card.artifact) if card.artifact != "." else folder
         variables_dir = fs.join(saved_model, "variables")
         digest = _folder_sha256(variables_dir)
-        return _Read(
-            "keras_saved_model", "keras", folder, digest, folder, keras_layers=_saved_model_layers(saved_model)
-        )
+        return _Read("keras_saved_model", "keras", folder, digest, keras_layers=_saved_model_layers(saved_model))
     for name in FOLDER_STATE_DICT_FILES:
         path = fs.join(folder, name)
         if fs.exists(path):
             data = _read_bytes(path)
             reader = _safetensors if name.endswith(".safetensors") else _torch_state
-            return _Read("torch_state_dict", "torch", path, _sha256(data), path, state=reader(data, path))
+            return _Read("torch_state_dict", "torch", path, _sha256(data), state=reader(data, path))
     path = fs.join(folder, card.artifact if card.format == "onnx" else ONNX_FILE)
     data = _read_bytes(path)
-    return _Read("onnx", "torch", path, _sha256(data), path, state=_onnx_initializers(data))
+    return _Read("onnx", "torch", path, _sha256(data), state=_onnx_initializers(data))
 
 
 def _read_bytes(path: str) -> bytes:
