@@ -36,7 +36,7 @@ The tick summary the child may write (every field optional; unknown fields are i
 
 Exit codes of the child, as the tick line reads them: 0 done (or "no new data", from the
 summary's outcome or the log), 3 stopped by drift or data validation, 5 skipped because
-another run holds the store, 130 interrupted, anything else failed.
+another run holds the store, 130 (or killed by SIGINT) interrupted, anything else failed.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def _outcome(result: TickResult, summary: dict[str, Any]) -> str:
         match = _LOCKED_BY.search(_log_tail(result.log))
         holder = f" ({match.group(1)})" if match else f" (see {result.log})"
         return f"skipped: another run holds the store{holder}"
-    if code == 130:
+    if code in (130, -signal.SIGINT):  # interrupted outside its handler (importing, checking for data): dies of it
         return f"interrupted, see {result.log}"
     if code < 0:
         try:
