@@ -14,19 +14,21 @@ import datetime
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.tfma_results import load_overall_metrics
 from core import fs
 from core.config import PipelineConfig
+from core.contract import DRIFT_REPORT_FILE
 from core.decisions import read_decisions
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelCardError
 from core.metadata import connection_config, describe_store
 from core.model_card import read_model_card
 from core.repeats import node_id
 from core.versions import complete_versions, served_version
-from pipelines.report import framework_repeats, framework_row
+from pipelines.report import framework_repeats, framework_row, report_dir
 from pipelines.run_record import RunRecord, custom_property, read_run
 from pipelines.shared_lock import check_store
 
@@ -64,14 +66,15 @@ def _json_list(value: Any) -> list[Any]:
     return parsed if isinstance(parsed, list) else []
 
 
-def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> dict[str, Any]:
+def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str], pipeline_root: str) -> dict[str, Any]:
     example_gen = record.nodes.get("ImageExampleGen")
     examples = example_gen.output("examples") if example_gen else None
     gate = record.nodes.get("DriftGate")
     drift = "-"
-    if gate is not None:
-        artifact = gate.output("drift")
-        drift = "drift: stopped" if gate.state == _FAILED else str(custom_property(artifact, "drift_verdict") or "-")
+    if gate is not None and gate.state == _FAILED:
+        drift = "drift: stopped" + _stopped_drift(pipeline_root, record.run_id)
+    elif gate is not None:
+        drift = str(custom_property(gate.output("drift"), "drift_verdict") or "-")
     failed = [n.node_id for n in record.nodes.values() if n.state == _FAILED]
     unfinished = [n.node_id for n in record.nodes.values() if n.state not in (_FAILED, "COMPLETE", "CACHED")]
     row: dict[str, Any] = {
@@ -92,6 +95,19 @@ def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> d
     for name in frameworks:
         row["frameworks"][name] = _framework_outcome(record, name)
     return row
+
+
+def _stopped_drift(pipeline_root: str, run_id: str) -> str:
+    """`` (label_name, image_mean)``: the features that stopped a run, from the drift report kept beside its report."""
+    path = fs.join(report_dir(pipeline_root, run_id), DRIFT_REPORT_FILE)
+    if not fs.exists(path):  # a run from before stopped runs kept their drift report
+        return ""
+    try:
+        drifted = json.loads(fs.read_text(path)).get("drifted") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    features = list(dict.fromkeys(str(d.get("feature")) for d in drifted if isinstance(d, dict)))
+    return f" ({', '.join(features)})" if features else ""
 
 
 def _chosen_repeat(record: RunRecord, name: str) -> int:
@@ -136,9 +152,20 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
         check_store(config)
         connection = connection_config(config.metadata_uri, config.metadata_path)
         for started, run_id in _run_ids(config):
-            rows.append(_run_row(read_run(connection, config.pipeline_name, run_id), started, config.frameworks))
+            record = read_run(connection, config.pipeline_name, run_id)
+            rows.append(_run_row(record, started, config.frameworks, config.pipeline_root))
             known_runs.add(run_id)
     decisions = {name: read_decisions(fs.join(config.serving_dir, name)) for name in config.frameworks}
+    published = _published(config, decisions)
+    _credit_publishers(rows, published)
+    recorded = {(name, record.get("run_id")) for name, records in decisions.items() for record in records}
+    for version in published.values():
+        if (
+            version.from_card
+            and version.run_id not in known_runs
+            and (version.framework, version.run_id) not in recorded
+        ):
+            rows.append(_row_from_card(version))  # pushed elsewhere (Kubeflow), stopped before its decision record
     for name, records in decisions.items():
         for record in records:
             if record.get("reason", "").startswith("rollback"):
@@ -159,6 +186,99 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     _merge_elsewhere_runs(rows)
     _served_after(rows, config.frameworks, decisions)
     return rows
+
+
+@dataclass(frozen=True)
+class Published:
+    """A version some run pushed, and that run: what the history credits, whoever else met the model later."""
+
+    framework: str
+    number: int
+    run_id: str
+    from_card: bool  # known from the version's model card (still in the serving folder), not from a decision record
+    pushed_at: str = ""
+    spans: tuple[int, ...] = ()
+    accuracy: float | None = None
+
+
+def _published(config: PipelineConfig, decisions: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, int], Published]:
+    """(framework, version) → the run that pushed it, from push decision records and the cards of complete versions.
+
+    A run killed after its push landed but before its decision record (and before TFX recorded the
+    Pusher's output) is known only from the card: it names the run that pushed it (``data.run_id``).
+    Rollbacks re-publish a card under a new number; they are no run's push.
+    """
+    found: dict[tuple[str, int], Published] = {}
+    for name, records in decisions.items():
+        for record in records:
+            rollback = str(record.get("reason", "")).startswith("rollback")
+            if record.get("pushed") and record.get("run_id") and record.get("version") is not None and not rollback:
+                number = int(record["version"])
+                found[(name, number)] = Published(name, number, record["run_id"], False)
+    for name in config.frameworks:
+        for version in complete_versions(fs.join(config.serving_dir, name)):
+            try:
+                card = read_model_card(version.path)
+            except ModelCardError:
+                continue
+            if card.rolled_back_from is not None or card.data is None or not card.data.run_id:
+                continue
+            found.setdefault(
+                (name, version.number),
+                Published(
+                    name,
+                    version.number,
+                    card.data.run_id,
+                    True,
+                    _card_time(card.pushed_at),
+                    tuple(card.data.spans),
+                    (card.evaluation or {}).get("accuracy"),
+                ),
+            )
+    return found
+
+
+def _card_time(pushed_at: str | None) -> str:
+    """A card's ``2026-12-08T00:39:54Z`` in the decision records' form (microseconds), so rows sort together."""
+    if pushed_at and pushed_at.endswith("Z") and "." not in pushed_at:
+        return pushed_at[:-1] + ".000000Z"
+    return pushed_at or ""
+
+
+def _credit_publishers(rows: list[dict[str, Any]], published: dict[tuple[str, int], Published]) -> None:
+    """Each version goes to the run that pushed it: a run killed after its push gets it, and the next run,
+    which found its model already there ("already pushed as version N"), does not."""
+    by_run = {(p.framework, p.run_id): p.number for p in published.values()}
+    for row in rows:
+        for name, outcome in row["frameworks"].items():
+            own = by_run.get((name, row["run_id"]))
+            claimed = outcome.get("pushed_version")
+            pusher = published.get((name, claimed)) if claimed is not None else None
+            if claimed is not None and pusher is not None and pusher.run_id != row["run_id"]:
+                outcome["pushed_version"] = None
+            if own is not None and outcome.get("pushed_version") is None:
+                outcome["pushed_version"] = own
+                if not outcome.get("decision"):
+                    outcome["decision"] = f"pushed as version {own}; the run stopped before recording its decision"
+
+
+def _row_from_card(version: Published) -> dict[str, Any]:
+    return {
+        "time": version.pushed_at,
+        "run_id": version.run_id,
+        "source": "serving folder",
+        "spans": list(version.spans),
+        "drift": "-",
+        "outcome": "stopped after its push, before recording its decision",
+        "frameworks": {
+            version.framework: {
+                "test_accuracy": version.accuracy,
+                "blessed": True,
+                "pushed_version": version.number,
+                "decision": f"pushed as version {version.number}; the run stopped before recording its decision",
+            }
+        },
+    }
 
 
 def _row_from_decision(name: str, record: dict[str, Any]) -> dict[str, Any]:
