@@ -217,11 +217,17 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerp
     progress.poll()
     progress.start()
     started = time.perf_counter()
+    stopped: Exception | None = None
     try:
         with host_argv_hidden():
             tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    except Exception as err:
+        stopped = err
+        raise
     finally:
         progress.stop()
+        if stopped is not None:
+            _report_stopped_run(config, metadata, run_id, time.perf_counter() - started, stopped)
     wall = time.perf_counter() - started
     record = read_run(metadata, config.pipeline_name, run_id)
     report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
@@ -229,6 +235,43 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerp
     print("\n" + to_markdown(report))
     print(f"report written to {out} (open {fs.join(out, 'report.html')})")
     return report, out
+
+
+def _report_stopped_run(
+    config: PipelineConfig,
+    metadata: metadata_store_pb2.ConnectionConfig,
+    run_id: str,
+    wall: float,
+    error: Exception,
+) -> None:
+    """A run that stopped (drift, data validation, a failed component) keeps a report of what it did, too.
+
+    The drift gate's report (every feature's distance) travels with its DataDriftError, since TFX
+    removes a failed component's outputs; it is kept as drift.json beside the report. Never raises:
+    the error that stopped the run is what the user must see.
+    """
+    from core.contract import DRIFT_REPORT_FILE
+    from core.errors import DataDriftError
+    from pipelines.report import build_report, write_report
+    from pipelines.run_record import read_run
+
+    try:
+        record = read_run(metadata, config.pipeline_name, run_id)
+        report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
+        report["stopped"] = {
+            "at": [node.node_id for node in record.nodes.values() if node.state == "FAILED"],
+            "reason": str(error),
+        }
+        drift = error.report if isinstance(error, DataDriftError) else None
+        if drift:
+            report["drift"] = drift
+        out = write_report(report, config.pipeline_root)
+        if drift:
+            fs.write_text(fs.join(out, DRIFT_REPORT_FILE), json.dumps(drift, indent=1) + "\n")
+    except Exception as problem:  # a run stopped before TFX recorded it, or a report that cannot be built
+        print(f"[run] no report of the stopped run ({type(problem).__name__}: {problem})", flush=True)
+        return
+    print(f"report of the stopped run written to {out} (open {fs.join(out, 'report.html')})", flush=True)
 
 
 def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: str | None = None) -> str:
@@ -249,7 +292,25 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
     recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
-    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root, output)
+    report = build_report(record, frameworks, wall, recorded)
+    kept = _kept_by_stopped_run(config.pipeline_root, record.run_id)
+    return write_report({**kept, **report}, config.pipeline_root, output)
+
+
+def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
+    """What a stopped run's own report kept and ML Metadata cannot give back: where it stopped, its drift report."""
+    from core.contract import DRIFT_REPORT_FILE
+    from pipelines.report import report_dir
+
+    folder = report_dir(pipeline_root, run_id)
+    kept: dict[str, Any] = {}
+    if fs.exists(fs.join(folder, "report.json")):
+        stopped = json.loads(fs.read_text(fs.join(folder, "report.json"))).get("stopped")
+        if stopped:
+            kept["stopped"] = stopped
+    if fs.exists(fs.join(folder, DRIFT_REPORT_FILE)):
+        kept["drift"] = json.loads(fs.read_text(fs.join(folder, DRIFT_REPORT_FILE)))
+    return kept
 
 
 def _served(config: PipelineConfig) -> list[str]:
