@@ -14,7 +14,6 @@ import datetime
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,15 @@ from core import fs
 from core.config import PipelineConfig
 from core.contract import DRIFT_REPORT_FILE
 from core.decisions import read_decisions
-from core.errors import ConfigError, ModelCardError
+from core.errors import ConfigError
 from core.metadata import connection_config, describe_store
 from core.model_card import read_model_card
 from core.repeats import node_id
 from core.versions import complete_versions, served_version
+from pipelines.published import Published, published_versions
 from pipelines.report import framework_repeats, framework_row, report_dir
-from pipelines.run_record import RunRecord, custom_property, read_run
+from pipelines.run_guard import REDO_FORCED, REDO_SPAN
+from pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
 from pipelines.shared_lock import check_store
 
 _FAILED = "FAILED"
@@ -45,17 +46,17 @@ def _iso(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _run_ids(config: PipelineConfig) -> list[tuple[int, str]]:
-    """(create time in ms, run id) of every run of the pipeline in ML Metadata, oldest first."""
+def _run_ids(config: PipelineConfig) -> list[tuple[int, str, dict[str, int | str]]]:
+    """(create time in ms, run id, notes) of every run of the pipeline in ML Metadata, oldest first."""
     from ml_metadata import metadata_store
 
     store = metadata_store.MetadataStore(connection_config(config.metadata_uri, config.metadata_path))
     runs = [
-        (c.create_time_since_epoch, c.name)
-        for c in store.get_contexts_by_type("pipeline_run")
+        (c.create_time_since_epoch, c.name, run_notes(c))
+        for c in store.get_contexts_by_type(RUN_CONTEXT_TYPE)
         if any(p.name == config.pipeline_name for p in store.get_parent_contexts_by_context(c.id))
     ]
-    return sorted(runs)
+    return sorted(runs, key=lambda run: run[:2])
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -151,12 +152,17 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     if _store_exists(config):
         check_store(config)
         connection = connection_config(config.metadata_uri, config.metadata_path)
-        for started, run_id in _run_ids(config):
+        for started, run_id, notes in _run_ids(config):
             record = read_run(connection, config.pipeline_name, run_id)
-            rows.append(_run_row(record, started, config.frameworks, config.pipeline_root))
+            row = _run_row(record, started, config.frameworks, config.pipeline_root)
+            if REDO_SPAN in notes:
+                row["redo_of_span"] = notes[REDO_SPAN]
+                forced = " (forced: the span had pushed)" if notes.get(REDO_FORCED) else ""
+                row["outcome"] += f"; redo of span {notes[REDO_SPAN]}{forced}"
+            rows.append(row)
             known_runs.add(run_id)
     decisions = {name: read_decisions(fs.join(config.serving_dir, name)) for name in config.frameworks}
-    published = _published(config, decisions)
+    published = published_versions(config.serving_dir, config.frameworks, decisions)
     _credit_publishers(rows, published)
     recorded = {(name, record.get("run_id")) for name, records in decisions.items() for record in records}
     for version in published.values():
@@ -186,63 +192,6 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     _merge_elsewhere_runs(rows)
     _served_after(rows, config.frameworks, decisions)
     return rows
-
-
-@dataclass(frozen=True)
-class Published:
-    """A version some run pushed, and that run: what the history credits, whoever else met the model later."""
-
-    framework: str
-    number: int
-    run_id: str
-    from_card: bool  # known from the version's model card (still in the serving folder), not from a decision record
-    pushed_at: str = ""
-    spans: tuple[int, ...] = ()
-    accuracy: float | None = None
-
-
-def _published(config: PipelineConfig, decisions: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, int], Published]:
-    """(framework, version) → the run that pushed it, from push decision records and the cards of complete versions.
-
-    A run killed after its push landed but before its decision record (and before TFX recorded the
-    Pusher's output) is known only from the card: it names the run that pushed it (``data.run_id``).
-    Rollbacks re-publish a card under a new number; they are no run's push.
-    """
-    found: dict[tuple[str, int], Published] = {}
-    for name, records in decisions.items():
-        for record in records:
-            rollback = str(record.get("reason", "")).startswith("rollback")
-            if record.get("pushed") and record.get("run_id") and record.get("version") is not None and not rollback:
-                number = int(record["version"])
-                found[(name, number)] = Published(name, number, record["run_id"], False)
-    for name in config.frameworks:
-        for version in complete_versions(fs.join(config.serving_dir, name)):
-            try:
-                card = read_model_card(version.path)
-            except ModelCardError:
-                continue
-            if card.rolled_back_from is not None or card.data is None or not card.data.run_id:
-                continue
-            found.setdefault(
-                (name, version.number),
-                Published(
-                    name,
-                    version.number,
-                    card.data.run_id,
-                    True,
-                    _card_time(card.pushed_at),
-                    tuple(card.data.spans),
-                    (card.evaluation or {}).get("accuracy"),
-                ),
-            )
-    return found
-
-
-def _card_time(pushed_at: str | None) -> str:
-    """A card's ``2026-12-08T00:39:54Z`` in the decision records' form (microseconds), so rows sort together."""
-    if pushed_at and pushed_at.endswith("Z") and "." not in pushed_at:
-        return pushed_at[:-1] + ".000000Z"
-    return pushed_at or ""
 
 
 def _credit_publishers(rows: list[dict[str, Any]], published: dict[tuple[str, int], Published]) -> None:

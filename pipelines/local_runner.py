@@ -24,9 +24,12 @@ from core.errors import ConfigError
 from core.metadata import connection_config
 from core.spans import describe_spans
 from pipelines.run_guard import (
+    REDO_FORCED,
+    REDO_SPAN,
     LastRun,
     RunInput,
     Unchanged,
+    check_redo,
     exclusive_run,
     fingerprint_data,
     has_new_data,
@@ -131,6 +134,7 @@ def run_local(
     log: bool = False,
     verbose: bool = False,
     only_new_data: bool = False,
+    redo_span: int | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Run every component, then build, print and save the results report.
@@ -140,6 +144,7 @@ def run_local(
     returns that run's report (run_guard.unchanged_since); with ``only_new_data``
     (``twinflow retrain``), so does one whose newest span was already trained on, whatever
     else changed. ``force`` runs anyway, every component again (TFX's cache unused).
+    ``redo_span`` runs the newest span again, recorded as a redo (refused when it pushed, unless ``force``).
     """
     fs.touches_s3(config.pipeline_root, config.serving_dir, config.input_base)
     if force:
@@ -149,7 +154,8 @@ def run_local(
     listing = run_input.listing
     check_store(config)
     with exclusive_run(config):
-        if only_new_data and not force:
+        note = check_redo(config, run_input, redo_span, force) if redo_span is not None else {}
+        if only_new_data and not force and not note:
             new, last_completed = has_new_data(config, run_input)
             if not new and last_completed is not None:
                 return _report_no_new_data(config, run_input, last_completed)
@@ -168,7 +174,10 @@ def run_local(
             )
             if log:
                 print(f"[run] full log: {path}", flush=True)
-            report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint)
+            if note:
+                forced = " (forced: it had pushed)" if note[REDO_FORCED] else ""
+                print(f"[run] a redo of span {note[REDO_SPAN]}{forced}, recorded in the history", flush=True)
+            report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir, run_input)
@@ -192,19 +201,24 @@ def schema_snapshot(config: PipelineConfig) -> str:
     return target
 
 
-def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str) -> tuple[dict, str]:
+def _run_tfx(
+    config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str, note: dict[str, int] | None = None
+) -> tuple[dict, str]:
+    """``note``: kept on the run's context in ML Metadata (e.g. a redo), for ``history``."""
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
     from pipelines.pipeline import create_pipeline
     from pipelines.report import build_report, to_markdown, write_report
-    from pipelines.run_record import read_run
+    from pipelines.run_record import note_on_run, read_run
 
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
         Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     metadata = connection_config(config.metadata_uri, config.metadata_path)
+    if note:
+        note_on_run(metadata, config.pipeline_name, run_id, note)
     pipeline = create_pipeline(
         config.model_copy(update={"schema_path": schema_snapshot(config)}),
         data_fingerprint=data_fingerprint,

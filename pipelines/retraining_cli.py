@@ -25,14 +25,24 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
         allow_abbrev=False,
         help="run the pipeline once on the latest spans of --data-root; 'no new data' when nothing arrived",
         description="Train on the latest --spans span folders of --data-root (laid out as --span-pattern). "
-        "Exits 0 without running anything when no span is newer than the last completed run's. "
+        "Exits 0 without running anything when no span is newer than the last completed run's "
+        "(--redo-span N runs the newest span again). "
         "The drift gate compares the new data with what each served model was trained on; "
         "a model is pushed only when blessed and not worse than the served one.",
     )
     add_config_flags(retrain, RETRAIN)
+    retrain.add_argument(
+        "--redo-span",
+        type=int,
+        metavar="N",
+        help="train on span N (the newest) again, though a completed run used it up: e.g. after a config mistake "
+        "left it without a push; refused when it pushed, unless --force. Recorded in the history",
+    )
     retrain.add_argument("--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log too")
     retrain.add_argument(
-        "--force", action="store_true", help=FORCE_HELP + "; also when no span is newer than the last run's"
+        "--force",
+        action="store_true",
+        help=FORCE_HELP + "; also when no span is newer than the last run's; with --redo-span, redo a span that pushed",
     )
     retrain.set_defaults(handler=cmd_retrain)
 
@@ -123,7 +133,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines.local_runner import run_local
 
     try:
-        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True, force=args.force)
+        report = run_local(
+            config, log=True, verbose=args.verbose, only_new_data=True, redo_span=args.redo_span, force=args.force
+        )
     except DataDriftError as err:
         _write_summary({"outcome": "drift", "drift": "drift", "reason": str(err)})
         raise
