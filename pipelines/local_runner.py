@@ -177,11 +177,30 @@ def run_local(
             if note:
                 forced = " (forced: it had pushed)" if note[REDO_FORCED] else ""
                 print(f"[run] a redo of span {note[REDO_SPAN]}{forced}, recorded in the history", flush=True)
-            report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
+            try:
+                report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
+            except Exception:  # stopped (drift, data validation, a failed component): a recorded run too
+                _keep_runs(config)
+                raise
+            _keep_runs(config)
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir, run_input)
         return report
+
+
+def _keep_runs(config: PipelineConfig) -> None:
+    """``keep_runs``: prune older runs after this one (under this run's locks); a failure only says so."""
+    from pipelines.retention import format_plan, prune_runs
+
+    if not config.keep_runs:
+        return
+    try:
+        plan = prune_runs(config, config.keep_runs, locked=True)
+    except Exception as err:  # the run itself is done: its result stands
+        print(f"[prune] could not prune older runs ({type(err).__name__}: {err}); try twinflow prune-runs", flush=True)
+        return
+    print("[prune] " + format_plan(plan, config.keep_runs, dry_run=False).removeprefix("prune-runs: "), flush=True)
 
 
 def schema_snapshot(config: PipelineConfig) -> str:

@@ -287,6 +287,9 @@ def test_exit_codes_read_as_no_new_data_drift_locked_and_failed(tmp_path: Path) 
     assert " tick 4: failed (exit 1), see " in ticks[3]
     failed_log = ticks[3].split(", see ")[1].split(" — ")[0]
     assert "something broke" in Path(failed_log).read_text()
+    # "No new data" leaves no files (its line says all there is); every other tick keeps its log.
+    assert len(list((tmp_path / "logs").glob("tick-*.log"))) == 3
+    assert len(list((tmp_path / "logs").glob("tick-*.summary.json"))) == 1  # tick 2's; 3 and 4 wrote none
 
 
 def test_describe_tick_survives_odd_missing_and_broken_summaries(tmp_path: Path) -> None:
