@@ -320,6 +320,11 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
         record = read_run(metadata, config.pipeline_name, run_id)
     except LookupError as err:
         raise ConfigError(str(err)) from None
+    if any(a.state == a.DELETED for node in record.nodes.values() for kept in node.outputs.values() for a in kept):
+        raise ConfigError(
+            f"run {record.run_id} was pruned (twinflow prune-runs): its models and data are gone, so its report "
+            "cannot be rebuilt; 'twinflow history' still shows its test accuracy and decisions"
+        )
     trained = {parsed[1] for node in record.nodes if (parsed := parse_node_id(node)) and parsed[0] == "Trainer"}
     order = {name: index for index, name in enumerate(config.frameworks)}
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))

@@ -105,7 +105,7 @@ def _store_exists(config: PipelineConfig) -> bool:
 def plan_prune(config: PipelineConfig, keep_runs: int, keep_tick_days: float, now: float | None = None) -> PrunePlan:
     now = time.time() if now is None else now
     plan = PrunePlan([], [])
-    oldest_kept = now
+    oldest_kept = 0.0  # no store, no runs: reports and logs are left alone
     if _store_exists(config):
         oldest_kept = _plan_runs(config, keep_runs, plan)
     _plan_run_files(config, plan, oldest_kept)

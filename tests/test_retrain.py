@@ -350,8 +350,9 @@ def test_a_redo_a_run_killed_after_its_push_and_pruning_old_runs(tmp_path: Path)
     )
     v2 = _served(root)
     assert v2 not in (None, v1)
-    after_kill = _retrain(root, "--epochs", "2", "--max-accuracy-drop", "1")
+    after_kill = _retrain(root, "--epochs", "2", "--max-accuracy-drop", "1", "--keep-runs", "10")
     assert after_kill.returncode == 0, after_kill.stdout + after_kill.stderr
+    assert "[prune] removed nothing (0.0 MB) of 0 older run(s)" in after_kill.stdout  # --keep-runs: after each run
     assert _served(root) == v2  # the same model: not pushed twice
 
     history = twinflow("history", *_read_args(root), "--json")
@@ -383,6 +384,8 @@ def test_a_redo_a_run_killed_after_its_push_and_pruning_old_runs(tmp_path: Path)
     assert not Path(mistaken_model.uri).exists()
     assert _model_of(root, mistaken["run_id"]).state == mistaken_model.DELETED  # TFX's cache never offers it again
     assert not (pipeline / "reports" / mistaken["run_id"].replace(":", "-")).exists()
+    rebuilt = twinflow("report", *_read_args(root), "--run", mistaken["run_id"])
+    assert rebuilt.returncode == 2 and "was pruned (twinflow prune-runs)" in rebuilt.stderr, rebuilt.stderr
     assert (pipeline / "reports" / next_run["run_id"].replace(":", "-") / "report.json").is_file()
     for version, files in lineage_files.items():
         assert _lineage_files(root, version) == files  # every artifact lineage shows is still there
