@@ -367,7 +367,7 @@ def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastR
     print(
         f"no new data: the newest {span.describe()} in {config.input_base} was already trained on by run "
         f"{last.run_id} (finished {last.finished}); nothing was run or pushed. Served: {', '.join(_served(config))} "
-        "(--force runs anyway)",
+        f"(--redo-span {span.number} runs it again unless it pushed; --force runs anyway)",
         flush=True,
     )
     return {"run_id": None, "no_new_data": True, "spans": [s.number for s in run_input.spans], "frameworks": []}

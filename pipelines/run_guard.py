@@ -61,6 +61,7 @@ NOT_INPUTS = frozenset(
         "beam_args",
         "accept_drift",
         "keep_versions",
+        "keep_runs",
         "kubeflow",
         "serving",
     }
