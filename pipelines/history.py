@@ -28,8 +28,8 @@ from core.model_card import read_model_card
 from core.repeats import node_id
 from core.versions import complete_versions, served_version
 from pipelines.published import Published, published_versions
-from pipelines.report import framework_repeats, framework_row, report_dir
-from pipelines.run_guard import REDO_FORCED, REDO_SPAN
+from pipelines.report import framework_repeats, framework_row
+from pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
 from pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
 from pipelines.shared_lock import check_store
 
