@@ -276,6 +276,12 @@ class PipelineConfig(_Section):
     spans: int = Field(1, ge=1, description="train on the latest N spans of data_root")
     accept_drift: bool = Field(False, description="let this run pass the drift gate (recorded in the history)")
     keep_versions: int = Field(5, ge=1, description="complete versions kept per framework in the serving folder")
+    keep_runs: int | None = Field(
+        None,
+        ge=1,
+        description="after each run, prune older runs from the pipeline root, keeping the newest N whole (and the "
+        "runs of served versions; see twinflow prune-runs); none keeps every run",
+    )
     canary: bool = Field(
         False,
         description="push a new version as the 'canary' label while 'stable' keeps serving (twinflow promote moves it)",

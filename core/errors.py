@@ -33,7 +33,15 @@ class DataAnomaliesError(TwinflowError, RuntimeError):
 
 
 class DataDriftError(DataAnomaliesError):
-    """The new data's distribution moved past a threshold from what the served model was trained on."""
+    """The new data's distribution moved past a threshold from what the served model was trained on.
+
+    ``report`` is the drift gate's whole report (drift.json: every feature's distance), which the
+    gate's failed execution cannot keep as an artifact; the local runner writes it beside the run's report.
+    """
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 class ModelCardError(TwinflowError, ValueError):

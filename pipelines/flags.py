@@ -86,6 +86,7 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--metadata-uri", "metadata_uri", LOCAL_VERBS),
     ConfigFlag("--accept-drift", "accept_drift", LOCAL_VERBS, constant=True),
     ConfigFlag("--keep-versions", "keep_versions", PIPELINE_VERBS),
+    ConfigFlag("--keep-runs", "keep_runs", LOCAL_VERBS),
     ConfigFlag("--canary", "canary", PIPELINE_VERBS, constant=True),
     ConfigFlag("--repeats", "repeats", LOCAL_VERBS),
     ConfigFlag("--optimize", "optimization.variants", LOCAL_VERBS),

@@ -20,14 +20,17 @@ from typing import Any
 from components.tfma_results import load_overall_metrics
 from core import fs
 from core.config import PipelineConfig
+from core.contract import DRIFT_REPORT_FILE
 from core.decisions import read_decisions
 from core.errors import ConfigError
 from core.metadata import connection_config, describe_store
 from core.model_card import read_model_card
 from core.repeats import node_id
 from core.versions import complete_versions, served_version
+from pipelines.published import Published, published_versions
 from pipelines.report import framework_repeats, framework_row
-from pipelines.run_record import RunRecord, custom_property, read_run
+from pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
+from pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
 from pipelines.shared_lock import check_store
 
 _FAILED = "FAILED"
@@ -43,17 +46,17 @@ def _iso(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _run_ids(config: PipelineConfig) -> list[tuple[int, str]]:
-    """(create time in ms, run id) of every run of the pipeline in ML Metadata, oldest first."""
+def _run_ids(config: PipelineConfig) -> list[tuple[int, str, dict[str, int | str]]]:
+    """(create time in ms, run id, notes) of every run of the pipeline in ML Metadata, oldest first."""
     from ml_metadata import metadata_store
 
     store = metadata_store.MetadataStore(connection_config(config.metadata_uri, config.metadata_path))
     runs = [
-        (c.create_time_since_epoch, c.name)
-        for c in store.get_contexts_by_type("pipeline_run")
+        (c.create_time_since_epoch, c.name, run_notes(c))
+        for c in store.get_contexts_by_type(RUN_CONTEXT_TYPE)
         if any(p.name == config.pipeline_name for p in store.get_parent_contexts_by_context(c.id))
     ]
-    return sorted(runs)
+    return sorted(runs, key=lambda run: run[:2])
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -64,14 +67,15 @@ def _json_list(value: Any) -> list[Any]:
     return parsed if isinstance(parsed, list) else []
 
 
-def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> dict[str, Any]:
+def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str], pipeline_root: str) -> dict[str, Any]:
     example_gen = record.nodes.get("ImageExampleGen")
     examples = example_gen.output("examples") if example_gen else None
     gate = record.nodes.get("DriftGate")
     drift = "-"
-    if gate is not None:
-        artifact = gate.output("drift")
-        drift = "drift: stopped" if gate.state == _FAILED else str(custom_property(artifact, "drift_verdict") or "-")
+    if gate is not None and gate.state == _FAILED:
+        drift = "drift: stopped" + _stopped_drift(pipeline_root, record.run_id)
+    elif gate is not None:
+        drift = str(custom_property(gate.output("drift"), "drift_verdict") or "-")
     failed = [n.node_id for n in record.nodes.values() if n.state == _FAILED]
     unfinished = [n.node_id for n in record.nodes.values() if n.state not in (_FAILED, "COMPLETE", "CACHED")]
     row: dict[str, Any] = {
@@ -92,6 +96,19 @@ def _run_row(record: RunRecord, started_ms: int, frameworks: Iterable[str]) -> d
     for name in frameworks:
         row["frameworks"][name] = _framework_outcome(record, name)
     return row
+
+
+def _stopped_drift(pipeline_root: str, run_id: str) -> str:
+    """`` (label_name, image_mean)``: the features that stopped a run, from the drift report kept beside its report."""
+    path = fs.join(report_dir(pipeline_root, run_id), DRIFT_REPORT_FILE)
+    if not fs.exists(path):  # a run from before stopped runs kept their drift report
+        return ""
+    try:
+        drifted = json.loads(fs.read_text(path)).get("drifted") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    features = list(dict.fromkeys(str(d.get("feature")) for d in drifted if isinstance(d, dict)))
+    return f" ({', '.join(features)})" if features else ""
 
 
 def _chosen_repeat(record: RunRecord, name: str) -> int:
@@ -135,10 +152,26 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     if _store_exists(config):
         check_store(config)
         connection = connection_config(config.metadata_uri, config.metadata_path)
-        for started, run_id in _run_ids(config):
-            rows.append(_run_row(read_run(connection, config.pipeline_name, run_id), started, config.frameworks))
+        for started, run_id, notes in _run_ids(config):
+            record = read_run(connection, config.pipeline_name, run_id)
+            row = _run_row(record, started, config.frameworks, config.pipeline_root)
+            if REDO_SPAN in notes:
+                row["redo_of_span"] = notes[REDO_SPAN]
+                forced = " (forced: the span had pushed)" if notes.get(REDO_FORCED) else ""
+                row["outcome"] += f"; redo of span {notes[REDO_SPAN]}{forced}"
+            rows.append(row)
             known_runs.add(run_id)
     decisions = {name: read_decisions(fs.join(config.serving_dir, name)) for name in config.frameworks}
+    published = published_versions(config.serving_dir, config.frameworks, decisions)
+    _credit_publishers(rows, published)
+    recorded = {(name, record.get("run_id")) for name, records in decisions.items() for record in records}
+    for version in published.values():
+        if (
+            version.from_card
+            and version.run_id not in known_runs
+            and (version.framework, version.run_id) not in recorded
+        ):
+            rows.append(_row_from_card(version))  # pushed elsewhere (Kubeflow), stopped before its decision record
     for name, records in decisions.items():
         for record in records:
             if record.get("reason", "").startswith("rollback"):
@@ -159,6 +192,42 @@ def history(config: PipelineConfig) -> list[dict[str, Any]]:
     _merge_elsewhere_runs(rows)
     _served_after(rows, config.frameworks, decisions)
     return rows
+
+
+def _credit_publishers(rows: list[dict[str, Any]], published: dict[tuple[str, int], Published]) -> None:
+    """Each version goes to the run that pushed it: a run killed after its push gets it, and the next run,
+    which found its model already there ("already pushed as version N"), does not."""
+    by_run = {(p.framework, p.run_id): p.number for p in published.values()}
+    for row in rows:
+        for name, outcome in row["frameworks"].items():
+            own = by_run.get((name, row["run_id"]))
+            claimed = outcome.get("pushed_version")
+            pusher = published.get((name, claimed)) if claimed is not None else None
+            if claimed is not None and pusher is not None and pusher.run_id != row["run_id"]:
+                outcome["pushed_version"] = None
+            if own is not None and outcome.get("pushed_version") is None:
+                outcome["pushed_version"] = own
+                if not outcome.get("decision"):
+                    outcome["decision"] = f"pushed as version {own}; the run stopped before recording its decision"
+
+
+def _row_from_card(version: Published) -> dict[str, Any]:
+    return {
+        "time": version.pushed_at,
+        "run_id": version.run_id,
+        "source": "serving folder",
+        "spans": list(version.spans),
+        "drift": "-",
+        "outcome": "stopped after its push, before recording its decision",
+        "frameworks": {
+            version.framework: {
+                "test_accuracy": version.accuracy,
+                "blessed": True,
+                "pushed_version": version.number,
+                "decision": f"pushed as version {version.number}; the run stopped before recording its decision",
+            }
+        },
+    }
 
 
 def _row_from_decision(name: str, record: dict[str, Any]) -> dict[str, Any]:

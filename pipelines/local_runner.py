@@ -24,9 +24,12 @@ from core.errors import ConfigError
 from core.metadata import connection_config
 from core.spans import describe_spans
 from pipelines.run_guard import (
+    REDO_FORCED,
+    REDO_SPAN,
     LastRun,
     RunInput,
     Unchanged,
+    check_redo,
     exclusive_run,
     fingerprint_data,
     has_new_data,
@@ -131,6 +134,7 @@ def run_local(
     log: bool = False,
     verbose: bool = False,
     only_new_data: bool = False,
+    redo_span: int | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Run every component, then build, print and save the results report.
@@ -140,6 +144,7 @@ def run_local(
     returns that run's report (run_guard.unchanged_since); with ``only_new_data``
     (``twinflow retrain``), so does one whose newest span was already trained on, whatever
     else changed. ``force`` runs anyway, every component again (TFX's cache unused).
+    ``redo_span`` runs the newest span again, recorded as a redo (refused when it pushed, unless ``force``).
     """
     fs.touches_s3(config.pipeline_root, config.serving_dir, config.input_base)
     if force:
@@ -149,7 +154,8 @@ def run_local(
     listing = run_input.listing
     check_store(config)
     with exclusive_run(config):
-        if only_new_data and not force:
+        note = check_redo(config, run_input, redo_span, force) if redo_span is not None else {}
+        if only_new_data and not force and not note:
             new, last_completed = has_new_data(config, run_input)
             if not new and last_completed is not None:
                 return _report_no_new_data(config, run_input, last_completed)
@@ -168,11 +174,33 @@ def run_local(
             )
             if log:
                 print(f"[run] full log: {path}", flush=True)
-            report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint)
+            if note:
+                forced = " (forced: it had pushed)" if note[REDO_FORCED] else ""
+                print(f"[run] a redo of span {note[REDO_SPAN]}{forced}, recorded in the history", flush=True)
+            try:
+                report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
+            except Exception:  # stopped (drift, data validation, a failed component): a recorded run too
+                _keep_runs(config)
+                raise
+            _keep_runs(config)
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir, run_input)
         return report
+
+
+def _keep_runs(config: PipelineConfig) -> None:
+    """``keep_runs``: prune older runs after this one (under this run's locks); a failure only says so."""
+    from pipelines.retention import format_plan, prune_runs
+
+    if not config.keep_runs:
+        return
+    try:
+        plan = prune_runs(config, config.keep_runs, locked=True)
+    except Exception as err:  # the run itself is done: its result stands
+        print(f"[prune] could not prune older runs ({type(err).__name__}: {err}); try twinflow prune-runs", flush=True)
+        return
+    print("[prune] " + format_plan(plan, config.keep_runs, dry_run=False).removeprefix("prune-runs: "), flush=True)
 
 
 def schema_snapshot(config: PipelineConfig) -> str:
@@ -192,19 +220,24 @@ def schema_snapshot(config: PipelineConfig) -> str:
     return target
 
 
-def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str) -> tuple[dict, str]:
+def _run_tfx(
+    config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str, note: dict[str, int] | None = None
+) -> tuple[dict, str]:
+    """``note``: kept on the run's context in ML Metadata (e.g. a redo), for ``history``."""
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
     from pipelines.pipeline import create_pipeline
     from pipelines.report import build_report, to_markdown, write_report
-    from pipelines.run_record import read_run
+    from pipelines.run_record import note_on_run, read_run
 
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
         Path(config.pipeline_root).mkdir(parents=True, exist_ok=True)
     metadata = connection_config(config.metadata_uri, config.metadata_path)
+    if note:
+        note_on_run(metadata, config.pipeline_name, run_id, note)
     pipeline = create_pipeline(
         config.model_copy(update={"schema_path": schema_snapshot(config)}),
         data_fingerprint=data_fingerprint,
@@ -217,11 +250,17 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerp
     progress.poll()
     progress.start()
     started = time.perf_counter()
+    stopped: Exception | None = None
     try:
         with host_argv_hidden():
             tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    except Exception as err:
+        stopped = err
+        raise
     finally:
         progress.stop()
+        if stopped is not None:
+            _report_stopped_run(config, metadata, run_id, time.perf_counter() - started, stopped)
     wall = time.perf_counter() - started
     record = read_run(metadata, config.pipeline_name, run_id)
     report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
@@ -229,6 +268,43 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerp
     print("\n" + to_markdown(report))
     print(f"report written to {out} (open {fs.join(out, 'report.html')})")
     return report, out
+
+
+def _report_stopped_run(
+    config: PipelineConfig,
+    metadata: metadata_store_pb2.ConnectionConfig,
+    run_id: str,
+    wall: float,
+    error: Exception,
+) -> None:
+    """A run that stopped (drift, data validation, a failed component) keeps a report of what it did, too.
+
+    The drift gate's report (every feature's distance) travels with its DataDriftError, since TFX
+    removes a failed component's outputs; it is kept as drift.json beside the report. Never raises:
+    the error that stopped the run is what the user must see.
+    """
+    from core.contract import DRIFT_REPORT_FILE
+    from core.errors import DataDriftError
+    from pipelines.report import build_report, write_report
+    from pipelines.run_record import read_run
+
+    try:
+        record = read_run(metadata, config.pipeline_name, run_id)
+        report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
+        report["stopped"] = {
+            "at": [node.node_id for node in record.nodes.values() if node.state == "FAILED"],
+            "reason": str(error),
+        }
+        drift = error.report if isinstance(error, DataDriftError) else None
+        if drift:
+            report["drift"] = drift
+        out = write_report(report, config.pipeline_root)
+        if drift:
+            fs.write_text(fs.join(out, DRIFT_REPORT_FILE), json.dumps(drift, indent=1) + "\n")
+    except Exception as problem:  # a run stopped before TFX recorded it, or a report that cannot be built
+        print(f"[run] no report of the stopped run ({type(problem).__name__}: {problem})", flush=True)
+        return
+    print(f"report of the stopped run written to {out} (open {fs.join(out, 'report.html')})", flush=True)
 
 
 def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: str | None = None) -> str:
@@ -244,12 +320,35 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
         record = read_run(metadata, config.pipeline_name, run_id)
     except LookupError as err:
         raise ConfigError(str(err)) from None
+    if any(a.state == a.DELETED for node in record.nodes.values() for kept in node.outputs.values() for a in kept):
+        raise ConfigError(
+            f"run {record.run_id} was pruned (twinflow prune-runs): its models and data are gone, so its report "
+            "cannot be rebuilt; 'twinflow history' still shows its test accuracy and decisions"
+        )
     trained = {parsed[1] for node in record.nodes if (parsed := parse_node_id(node)) and parsed[0] == "Trainer"}
     order = {name: index for index, name in enumerate(config.frameworks)}
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
     recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
-    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root, output)
+    report = build_report(record, frameworks, wall, recorded)
+    kept = _kept_by_stopped_run(config.pipeline_root, record.run_id)
+    return write_report({**kept, **report}, config.pipeline_root, output)
+
+
+def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
+    """What a stopped run's own report kept and ML Metadata cannot give back: where it stopped, its drift report."""
+    from core.contract import DRIFT_REPORT_FILE
+    from pipelines.report import report_dir
+
+    folder = report_dir(pipeline_root, run_id)
+    kept: dict[str, Any] = {}
+    if fs.exists(fs.join(folder, "report.json")):
+        stopped = json.loads(fs.read_text(fs.join(folder, "report.json"))).get("stopped")
+        if stopped:
+            kept["stopped"] = stopped
+    if fs.exists(fs.join(folder, DRIFT_REPORT_FILE)):
+        kept["drift"] = json.loads(fs.read_text(fs.join(folder, DRIFT_REPORT_FILE)))
+    return kept
 
 
 def _served(config: PipelineConfig) -> list[str]:
@@ -268,7 +367,7 @@ def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastR
     print(
         f"no new data: the newest {span.describe()} in {config.input_base} was already trained on by run "
         f"{last.run_id} (finished {last.finished}); nothing was run or pushed. Served: {', '.join(_served(config))} "
-        "(--force runs anyway)",
+        f"(--redo-span {span.number} runs it again unless it pushed; --force runs anyway)",
         flush=True,
     )
     return {"run_id": None, "no_new_data": True, "spans": [s.number for s in run_input.spans], "frameworks": []}

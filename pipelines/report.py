@@ -329,6 +329,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{r['images_per_second']:,.0f} | {r['parameters']:,} | {r['model_size_bytes'] / 1e6:.2f} MB | "
             f"{r['device']} | {_blessed(r)} | {'yes' if r['pushed'] else 'no'} |"
         )
+    lines += _stopped_markdown(report)
     diff = report.get("difference")
     if diff:
         lines.append(
@@ -570,13 +571,36 @@ def _retraining_markdown(report: dict[str, Any]) -> list[str]:
     drift = report.get("drift")
     if drift:
         lines.append(f"Drift gate: {drift.get('verdict')}.")
-        lines += [
-            f"- {d['feature']}: {d['comparator']} {d['distance']:.3f} > threshold {d['threshold']:g}"
-            for d in drift.get("drifted", [])
-        ]
+        lines += _drift_table(drift)
     lines += [f"- {r['framework']}: {r['push_choice']}" for r in report["frameworks"] if r.get("push_choice")]
     lines += [f"- {r['framework']}: {r['push_reason']}" for r in report["frameworks"] if r.get("push_reason")]
     return ["", "## Retraining", "", *lines] if lines else []
+
+
+def _drift_table(drift: dict[str, Any]) -> list[str]:
+    """Every comparator's distance, drifted or not (what reviewing a threshold needs), per baseline compared."""
+    drifted = {(d["feature"], d["comparator"], json.dumps(d.get("compared_with"))) for d in drift.get("drifted", [])}
+    dataset_level = [d for d in drift.get("drifted", []) if d["feature"] == "num_examples"]
+    rows = [*drift.get("measured", []), *dataset_level]
+    if not rows:
+        return []
+    lines = ["", "| feature | comparator | distance | threshold | compared with | |", "|---|---|---|---|---|---|"]
+    for m in rows:
+        versions = ", ".join(f"{name} v{number}" for name, number in (m.get("compared_with") or {}).items())
+        mark = "drifted" if (m["feature"], m["comparator"], json.dumps(m.get("compared_with"))) in drifted else ""
+        lines.append(
+            f"| {m['feature']} | {m['comparator']} | {m['distance']:.3f} | {m['threshold']:g} | {versions} | {mark} |"
+        )
+    return lines
+
+
+def _stopped_markdown(report: dict[str, Any]) -> list[str]:
+    """A run that did not finish: where it stopped and the whole error (a drift message lists every feature)."""
+    stopped = report.get("stopped")
+    if not stopped:
+        return []
+    where = ", ".join(stopped.get("at") or []) or "the start"
+    return ["", f"**Stopped at {where}:**", "", "```", str(stopped.get("reason", "")), "```"]
 
 
 def per_class_figure(report: dict[str, Any]) -> Any:

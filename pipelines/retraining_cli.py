@@ -1,4 +1,4 @@
-"""``twinflow retrain | rollback | promote | status | history | report | lineage``: results of runs over time.
+"""``twinflow retrain | rollback | promote | status | history | report | lineage | prune-runs``: runs over time.
 
 Registered by ``pipelines.cli``. ``retrain`` takes every flag of ``run`` plus the span flags;
 ``schedule --local`` (in ``pipelines.kubeflow.cli``, beside the Kubeflow schedule) runs it on a cron.
@@ -16,6 +16,7 @@ from core import fs
 from core.config import PipelineConfig
 from core.errors import ConfigError, DataDriftError, TwinflowError
 from pipelines.flags import FORCE_HELP, RETRAIN, RUN, add_config_flags, config_from_args
+from pipelines.retention import DEFAULT_KEEP_RUNS, DEFAULT_KEEP_TICK_DAYS
 from pipelines.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
 
 
@@ -25,14 +26,24 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
         allow_abbrev=False,
         help="run the pipeline once on the latest spans of --data-root; 'no new data' when nothing arrived",
         description="Train on the latest --spans span folders of --data-root (laid out as --span-pattern). "
-        "Exits 0 without running anything when no span is newer than the last completed run's. "
+        "Exits 0 without running anything when no span is newer than the last completed run's "
+        "(--redo-span N runs the newest span again). "
         "The drift gate compares the new data with what each served model was trained on; "
         "a model is pushed only when blessed and not worse than the served one.",
     )
     add_config_flags(retrain, RETRAIN)
+    retrain.add_argument(
+        "--redo-span",
+        type=int,
+        metavar="N",
+        help="train on span N (the newest) again, though a completed run used it up: e.g. after a config mistake "
+        "left it without a push; refused when it pushed, unless --force. Recorded in the history",
+    )
     retrain.add_argument("--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log too")
     retrain.add_argument(
-        "--force", action="store_true", help=FORCE_HELP + "; also when no span is newer than the last run's"
+        "--force",
+        action="store_true",
+        help=FORCE_HELP + "; also when no span is newer than the last run's; with --redo-span, redo a span that pushed",
     )
     retrain.set_defaults(handler=cmd_retrain)
 
@@ -82,6 +93,35 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     report.add_argument("--open", action="store_true", help="open report.html in a browser")
     report.set_defaults(handler=_cmd_report)
 
+    prune = verbs.add_parser(
+        "prune-runs",
+        allow_abbrev=False,
+        help="remove older runs' artifacts, reports and logs from the pipeline root; never what a served model needs",
+        description="Keep whole the newest --keep-runs runs and every run that pushed a version still in the "
+        "serving folder; of other runs keep the newest blessed model of each framework and the small records "
+        "history reads (evaluations, blessings, drift reports, push records); remove the rest of their artifacts, "
+        "their reports and logs, and schedule --local tick files older than --keep-tick-days. Removed artifacts "
+        "are marked DELETED in ML Metadata, so no later run is answered from them by TFX's cache.",
+    )
+    _add_serving_flags(prune, metadata=True)
+    prune.add_argument(
+        "--keep-runs",
+        dest="config:keep_runs",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"runs to keep whole, newest first (default: keep_runs in --config, else {DEFAULT_KEEP_RUNS})",
+    )
+    prune.add_argument(
+        "--keep-tick-days",
+        type=float,
+        default=DEFAULT_KEEP_TICK_DAYS,
+        metavar="D",
+        help=f"schedule --local tick logs and summaries to keep, in days (default {DEFAULT_KEEP_TICK_DAYS:g})",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed and its size; remove nothing")
+    prune.set_defaults(handler=_cmd_prune_runs)
+
     lineage = verbs.add_parser(
         "lineage", allow_abbrev=False, help="from a served version back to its trainer, transform, statistics, data"
     )
@@ -123,7 +163,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines.local_runner import run_local
 
     try:
-        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True, force=args.force)
+        report = run_local(
+            config, log=True, verbose=args.verbose, only_new_data=True, redo_span=args.redo_span, force=args.force
+        )
     except DataDriftError as err:
         _write_summary({"outcome": "drift", "drift": "drift", "reason": str(err)})
         raise
@@ -222,6 +264,16 @@ def _check_output_folder(folder: str) -> None:
         raise ConfigError(f"--output {folder}: {problem}; pass a folder for the rebuilt report")
 
 
+def _cmd_prune_runs(args: argparse.Namespace) -> int:
+    from pipelines.retention import format_plan, prune_runs
+
+    config = config_from_args(args)
+    keep = config.keep_runs or DEFAULT_KEEP_RUNS
+    plan = prune_runs(config, keep, args.keep_tick_days, args.dry_run)
+    print(format_plan(plan, keep, args.dry_run))
+    return 0
+
+
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from pipelines.history import format_lineage, lineage
 
@@ -235,12 +287,12 @@ def cmd_schedule_local(args: argparse.Namespace) -> int:
     """``schedule --local``: ``retrain`` with this config at each cron tick, in the foreground, one at a time."""
     import yaml
 
-    from pipelines.scheduler import run_schedule
+    from pipelines.scheduler import run_schedule, schedule_folder
 
     config = config_from_args(args)
     if not config.data_root:
         raise ConfigError("schedule --local needs --data-root (or data_root in --config): the folder spans arrive in")
-    folder = os.path.join("work" if fs.is_remote(config.pipeline_root) else config.pipeline_root, "schedule")
+    folder = schedule_folder(config.pipeline_root)
     if problem := fs.unwritable_local_folder(folder):
         raise ConfigError(f"the schedule's folder {folder} cannot be written ({problem}); pass another --pipeline-root")
     os.makedirs(folder, exist_ok=True)

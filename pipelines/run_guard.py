@@ -61,6 +61,7 @@ NOT_INPUTS = frozenset(
         "beam_args",
         "accept_drift",
         "keep_versions",
+        "keep_runs",
         "kubeflow",
         "serving",
     }
@@ -360,6 +361,37 @@ def has_new_data(config: PipelineConfig, run_input: RunInput) -> tuple[bool, Las
     if last is None or last.latest_span is None or run_input.latest is None:
         return True, last
     return run_input.latest > last.latest_span, last
+
+
+REDO_SPAN, REDO_FORCED = "redo_span", "redo_forced"  # what a redo notes on its run (history shows it)
+
+
+def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bool) -> dict[str, int]:
+    """``retrain --redo-span N``: N must be the newest span (what a retrain reads); one that pushed needs ``force``.
+
+    A completed run uses its newest span up (``has_new_data``), pushed or not; a redo runs it again,
+    e.g. after a config mistake left it without a push. Returns the note the run keeps in ML Metadata.
+    """
+    from pipelines.published import pushes_on_span
+
+    if not run_input.spans:
+        raise ConfigError(
+            "--redo-span needs --data-root (data arriving in spans); 'twinflow run' re-runs a fixed folder"
+        )
+    newest = run_input.spans[-1]
+    if span != newest.number:
+        raise ConfigError(
+            f"--redo-span {span}: the newest span of {config.input_base} is {newest.number}, and a retrain reads the "
+            f"newest span(s); only span {newest.number} can be redone (a plain retrain trains on a newer span anyway)"
+        )
+    pushes = pushes_on_span(config.serving_dir, config.frameworks, span)
+    if pushes and not force:
+        pushed = ", ".join(f"{p.framework} version {p.number} (run {p.run_id})" for p in pushes)
+        raise ConfigError(
+            f"--redo-span {span}: span {span} already pushed {pushed}; --redo-span re-runs a span that produced no "
+            "push. To train on it again anyway, add --force (a new push is judged against what is served, as always)"
+        )
+    return {REDO_SPAN: span, REDO_FORCED: int(bool(pushes))}
 
 
 def record_run(

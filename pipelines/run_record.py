@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
-from ml_metadata import metadata_store
+from ml_metadata import errors, metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
@@ -81,3 +82,47 @@ def read_run(
             record.outputs.setdefault(key, []).append(artifacts[event.artifact_id])
         nodes[node_id] = record
     return RunRecord(pipeline_name, run.name, nodes)
+
+
+RUN_CONTEXT_TYPE, PIPELINE_CONTEXT_TYPE = "pipeline_run", "pipeline"  # TFX's contexts: one per run, one per pipeline
+
+
+def note_on_run(
+    connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, run_id: str, note: dict[str, int]
+) -> None:
+    """Put ``note`` on the run's context (as custom properties) before TFX starts it, so even a killed run keeps it.
+
+    The context is made as TFX makes it (a ``pipeline_run`` named by the run id, child of the
+    pipeline's context); TFX then takes it as it is. ``history`` reads the note back.
+    """
+    store = metadata_store.MetadataStore(connection_config)
+    pipeline = _context(store, PIPELINE_CONTEXT_TYPE, pipeline_name)
+    run = _context(store, RUN_CONTEXT_TYPE, run_id)
+    for key, value in note.items():
+        run.custom_properties[key].int_value = int(value)
+    store.put_contexts([run])
+    with contextlib.suppress(errors.AlreadyExistsError):  # linked already (a note added twice)
+        store.put_parent_contexts([metadata_store_pb2.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+
+
+def _context(store: metadata_store.MetadataStore, type_name: str, name: str) -> metadata_store_pb2.Context:
+    """The context of this type and name, registered (with its type) when missing."""
+    existing = store.get_context_by_type_and_name(type_name, name)
+    if existing is not None:
+        return existing
+    try:
+        type_id = store.get_context_type(type_name).id
+    except errors.NotFoundError:
+        type_id = store.put_context_type(metadata_store_pb2.ContextType(name=type_name))
+    context = metadata_store_pb2.Context(type_id=type_id, name=name)
+    [context.id] = store.put_contexts([context])
+    return context
+
+
+def run_notes(context: metadata_store_pb2.Context) -> dict[str, int | str]:
+    """What :func:`note_on_run` put on a run's context."""
+    return {
+        key: getattr(value, value.WhichOneof("value"))
+        for key, value in context.custom_properties.items()
+        if value.WhichOneof("value")
+    }

@@ -22,8 +22,10 @@ SIGTERM or Ctrl-C.
   run late one after another.
 - **Child process.** Each tick runs ``command`` with its output in
   ``<log_dir>/tick-<YYYYmmdd-HHMMSS>.log`` and ``TWINFLOW_TICK_SUMMARY`` set to
-  ``<log_dir>/tick-<YYYYmmdd-HHMMSS>.summary.json``. It runs in its own process group, so
-  a Ctrl-C in the terminal reaches the scheduler only, which forwards exactly one SIGINT.
+  ``<log_dir>/tick-<YYYYmmdd-HHMMSS>.summary.json``; a "no new data" tick's two files are
+  removed once its line is printed (``twinflow prune-runs`` removes older tick files). It runs
+  in its own process group, so a Ctrl-C in the terminal reaches the scheduler only, which
+  forwards exactly one SIGINT.
 
 The tick summary the child may write (every field optional; unknown fields are ignored)::
 
@@ -36,7 +38,7 @@ The tick summary the child may write (every field optional; unknown fields are i
 
 Exit codes of the child, as the tick line reads them: 0 done (or "no new data", from the
 summary's outcome or the log), 3 stopped by drift or data validation, 5 skipped because
-another run holds the store, 130 interrupted, anything else failed.
+another run holds the store, 130 (or killed by SIGINT) interrupted, anything else failed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+from core import fs
 from core.errors import ConfigError
 from pipelines.run_guard import hold
 
@@ -80,6 +83,12 @@ _LOCKED_BY = re.compile(
 )
 
 Say = Callable[[str], None]
+
+
+def schedule_folder(pipeline_root: str) -> str:
+    """Where ``schedule --local`` keeps its config and tick logs: ``<pipeline_root>/schedule`` (work/schedule
+    when the pipeline root is a URI: the child processes' output goes to local files)."""
+    return os.path.join("work" if fs.is_remote(pipeline_root) else pipeline_root, "schedule")
 
 
 def parse_cron(cron: str) -> str:
@@ -140,6 +149,10 @@ def describe_tick(result: TickResult) -> str:
     return line
 
 
+def said_no_new_data(result: TickResult) -> bool:
+    return result.returncode == 0 and _outcome(result, _read_summary(result.summary)[0]) == "no new data"
+
+
 def _read_summary(path: Path) -> tuple[dict[str, Any], str]:
     if not path.exists():
         return {}, ""
@@ -167,7 +180,7 @@ def _outcome(result: TickResult, summary: dict[str, Any]) -> str:
         match = _LOCKED_BY.search(_log_tail(result.log))
         holder = f" ({match.group(1)})" if match else f" (see {result.log})"
         return f"skipped: another run holds the store{holder}"
-    if code == 130:
+    if code in (130, -signal.SIGINT):  # interrupted outside its handler (importing, checking for data): dies of it
         return f"interrupted, see {result.log}"
     if code < 0:
         try:
@@ -293,6 +306,9 @@ class LocalScheduler:
                 now = datetime.now()
                 missed = missed_ticks(self.cron, fire, now)
                 self.say(describe_tick(replace(result, missed=missed)))
+                if said_no_new_data(result):  # the line is the whole story: a minutely cron leaves no files behind
+                    result.log.unlink(missing_ok=True)
+                    result.summary.unlink(missing_ok=True)
                 if self.max_ticks is not None and ticks >= self.max_ticks:
                     self.stop(f"stopped after {ticks} tick(s)")
                     break

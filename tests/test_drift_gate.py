@@ -170,6 +170,26 @@ def test_a_label_shift_stops_the_run_naming_feature_distance_threshold_and_versi
     assert "pass --accept-drift to train on it anyway (recorded in the history)" in message
 
 
+def test_one_feature_drifting_from_two_served_models_counts_once_and_is_listed_per_framework(
+    tmp_path: Path, schema_path: Path, stats: dict, capsys: pytest.CaptureFixture
+) -> None:
+    serving = str(tmp_path / "serving")
+    _serve(serving, "keras", 4, stats["baseline"])
+    _serve(serving, "lightning", 2, stats["similar"])  # trained on other data: a baseline of its own
+    with pytest.raises(DataDriftError) as err:
+        _run(tmp_path, stats["label_shift"], schema_path, serving, ("keras", "lightning"))
+    message = str(err.value)
+    assert "(1 feature past the schema's thresholds: label_name)" in message, message
+    assert re.search(r"label_name: L-infinity \d\.\d+ > threshold 0\.1 \(compared with keras v4\)", message)
+    assert re.search(r"label_name: L-infinity \d\.\d+ > threshold 0\.1 \(compared with lightning v2\)", message)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("[drift] drift against keras v4; lightning v2: label_name (keras v4 label_name: "), line
+    assert "; lightning v2 label_name: L-infinity" in line
+    # The whole report travels with the error: the failed gate's own output folder is removed by TFX.
+    report = err.value.report
+    assert report["verdict"] == "drift" and {m["feature"] for m in report["measured"]} >= {"label_name", "image_mean"}
+
+
 def test_a_brightness_shift_names_the_mean_intensity(tmp_path: Path, schema_path: Path, stats: dict) -> None:
     serving = str(tmp_path / "serving")
     _serve(serving, "keras", 1, stats["baseline"])

@@ -190,6 +190,14 @@ def test_spans_arriving_one_after_another(root: Path) -> None:
     assert shifted.returncode == 3, shifted.stdout + shifted.stderr
     assert "drift" in shifted.stderr and "label_name" in shifted.stderr and "threshold" in shifted.stderr
     assert _served(root) == v2
+    # The stopped run keeps its report and drift.json: every feature's distance, the ones that did not drift too.
+    kept = re.search(r"report of the stopped run written to (\S+) ", shifted.stdout)
+    assert kept, shifted.stdout
+    drift = json.loads((Path(kept.group(1)) / "drift.json").read_text())
+    measured = {m["feature"]: m for m in drift["measured"]}
+    assert drift["verdict"] == "drift" and measured["label_name"]["distance"] > measured["label_name"]["threshold"]
+    assert measured["image_height"]["distance"] <= measured["image_height"]["threshold"]
+    assert "**Stopped at DriftGate:**" in (Path(kept.group(1)) / "report.md").read_text()
 
     # Span 4, brighter images: stopped too, naming the mean intensity.
     _brighten(_span(root, 4), 90)
@@ -231,7 +239,8 @@ def test_spans_arriving_one_after_another(root: Path) -> None:
     runs = [r for r in rows if r["run_id"]]
     assert [r["spans"] for r in runs] == [[1], [2], [2], [2], [3], [4], [5], [6]]
     assert [r["outcome"].split(" (")[0] for r in runs[1:3]] == ["did not finish"] * 2  # the two killed runs
-    assert [r["drift"] for r in runs][4:6] == ["drift: stopped", "drift: stopped"]
+    assert [r["drift"].split(" (")[0] for r in runs][4:6] == ["drift: stopped", "drift: stopped"]
+    assert "label_name" in runs[4]["drift"] and "image_mean" in runs[5]["drift"]  # named from the kept drift.json
     regressed = runs[6]["frameworks"]["keras"]  # shuffled labels: below the floor, or below the served model
     assert regressed["pushed_version"] is None and runs[6]["served_after"]["keras"] == v2
     assert regressed["blessed"] is False or "below the served version" in regressed["decision"]
@@ -277,3 +286,134 @@ def _kill_when(process: subprocess.Popen, ready, limit: float = 300) -> None:
 def _files(serving: Path) -> list[str]:
     """The served versions' files (decision records and staging folders aside)."""
     return sorted(str(p.relative_to(serving)) for p in serving.rglob("*") if p.relative_to(serving).parts[0].isdigit())
+
+
+def _mislabelled_span(root: Path, number: int) -> Path:
+    """A span with a test/ folder holding two stripes images labelled circle: test accuracy is surely below 1."""
+    folder = _span(root, number)
+    write_image_folders(folder / "held-out", CLASSES, 0, test_per_class=12, seed=number * 10 + 7)
+    (folder / "held-out" / "test").rename(folder / "test")
+    shutil.rmtree(folder / "held-out")
+    for index, stripes in enumerate(sorted((folder / "test" / "stripes").glob("*.png"))[:2]):
+        stripes.rename(folder / "test" / "circle" / f"mislabelled-{index}.png")
+    return folder
+
+
+def _kill_once_published(command: list[str], serving: Path, limit: float = 600) -> None:
+    """Run a retrain (at the lowest CPU priority) and SIGKILL it the moment a new version folder appears:
+    after its push landed, before it could record that push (a decision record, the Pusher's output in ML Metadata)."""
+    before = {p.name for p in serving.iterdir()} if serving.is_dir() else set()
+    process = subprocess.Popen(["nice", "-n", "19", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and process.poll() is None:
+        if serving.is_dir() and any(p.name.isdigit() and p.name not in before for p in serving.iterdir()):
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+            return
+        time.sleep(0.002)
+    process.kill()
+    pytest.fail(f"the run never published a version (exit {process.returncode})")
+
+
+def test_a_redo_a_run_killed_after_its_push_and_pruning_old_runs(tmp_path: Path) -> None:
+    from pipelines.schema_draft import draft_schema
+
+    root = tmp_path
+    _mislabelled_span(root, 1)
+    draft_schema(root / "data" / "span-1", root / "schema.pbtxt")
+    serving = root / "serving" / "keras"
+
+    # A config mistake (a floor no model can reach) leaves span 1 without a push, and used up.
+    mistake = _retrain(root, "--accuracy-floor", "1")
+    assert mistake.returncode == 0, mistake.stdout + mistake.stderr
+    assert _served(root) is None
+    used_up = _retrain(root, "--accuracy-floor", "1")
+    assert used_up.returncode == 0 and "no new data" in used_up.stdout, used_up.stdout + used_up.stderr
+
+    # --redo-span 1 runs it again with the mistake fixed (and another epoch count: a model of its own).
+    redo = _retrain(root, "--redo-span", "1", "--epochs", "2")
+    assert redo.returncode == 0, redo.stdout + redo.stderr
+    v1 = _served(root)
+    assert v1 is not None and "a redo of span 1" in redo.stdout
+    # A span that pushed is not redone without --force, and the refusal names the version.
+    again = _retrain(root, "--redo-span", "1", "--epochs", "2")
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert f"span 1 already pushed keras version {v1}" in again.stderr and "--force" in again.stderr
+    newest_only = _retrain(root, "--redo-span", "7")
+    assert newest_only.returncode == 2 and "the newest span" in newest_only.stderr, newest_only.stderr
+
+    # Span 2: a run killed right after its push landed, then a run that finds its model pushed.
+    _span(root, 2)
+    _kill_once_published(
+        [sys.executable, "-m", "pipelines.cli", "retrain", *_args(root, "--epochs", "2", "--max-accuracy-drop", "1")],
+        serving,
+    )
+    v2 = _served(root)
+    assert v2 not in (None, v1)
+    # The next run judges with another floor (so it is no no-op), and its Trainer is answered from TFX's cache:
+    # it meets the killed run's model, already served.
+    after_kill = _retrain(
+        root, "--epochs", "2", "--max-accuracy-drop", "1", "--accuracy-floor", "0.5", "--keep-runs", "10"
+    )
+    assert after_kill.returncode == 0, after_kill.stdout + after_kill.stderr
+    assert "[prune] removed nothing (0.0 MB) of 0 older run(s)" in after_kill.stdout  # --keep-runs: after each run
+    assert _served(root) == v2  # the same model: not pushed twice
+
+    history = twinflow("history", *_read_args(root), "--json")
+    assert history.returncode == 0, history.stderr
+    runs = [r for r in json.loads(history.stdout) if r["run_id"]]
+    assert [r["spans"] for r in runs] == [[1], [1], [2], [2]], runs
+    mistaken, redone, killed, next_run = runs
+    assert mistaken["frameworks"]["keras"]["blessed"] is False and mistaken["served_after"]["keras"] is None
+    assert redone["redo_of_span"] == 1 and "redo of span 1" in redone["outcome"]
+    assert redone["frameworks"]["keras"]["pushed_version"] == v1
+    assert killed["outcome"].startswith("did not finish"), "the kill landed after the Pusher recorded its output"
+    assert killed["frameworks"]["keras"]["pushed_version"] == v2 and killed["served_after"]["keras"] == v2
+    assert next_run["frameworks"]["keras"]["pushed_version"] is None and next_run["served_after"]["keras"] == v2
+
+    # Pruning to the newest run keeps what both served versions came from, and removes the mistaken run's model.
+    pipeline = root / "pipeline"
+    lineage_files = {version: _lineage_files(root, version) for version in (v1, v2)}
+    assert all(lineage_files.values())
+    size_before = _size(pipeline)
+    dry = twinflow("prune-runs", *_read_args(root), "--keep-runs", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert _size(pipeline) == size_before and "would remove" in dry.stdout
+    mistaken_model = _model_of(root, mistaken["run_id"])
+    assert mistaken_model is not None and f"artifact: {mistaken_model.uri}" in dry.stdout
+    pruned = twinflow("prune-runs", *_read_args(root), "--keep-runs", "1")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    print(pruned.stdout.strip(), f"({size_before:,} -> {_size(pipeline):,} bytes)")
+    assert _size(pipeline) < size_before
+    assert not Path(mistaken_model.uri).exists()
+    assert _model_of(root, mistaken["run_id"]).state == mistaken_model.DELETED  # TFX's cache never offers it again
+    assert not (pipeline / "reports" / mistaken["run_id"].replace(":", "-")).exists()
+    rebuilt = twinflow("report", *_read_args(root), "--run", mistaken["run_id"])
+    assert rebuilt.returncode == 2 and "was pruned (twinflow prune-runs)" in rebuilt.stderr, rebuilt.stderr
+    assert (pipeline / "reports" / next_run["run_id"].replace(":", "-") / "report.json").is_file()
+    for version, files in lineage_files.items():
+        assert _lineage_files(root, version) == files  # every artifact lineage shows is still there
+    kept = json.loads(twinflow("history", *_read_args(root), "--json").stdout)
+    assert [r["frameworks"]["keras"]["test_accuracy"] is not None for r in kept if r["run_id"]] == [True] * 4
+
+
+def _lineage_files(root: Path, version: int) -> set[str]:
+    """The artifact folders ``lineage`` shows for a version that exist on disk (Trainer back to ImageExampleGen)."""
+    lineage = twinflow("lineage", "--framework", "keras", "--version", str(version), *_read_args(root), "--json")
+    assert lineage.returncode == 0, lineage.stderr
+    steps = json.loads(lineage.stdout)["steps"]
+    assert {"Trainer_keras", "Transform", "ImageExampleGen", "StatisticsGen"} <= {s["node"] for s in steps}
+    return {a["uri"] for s in steps for a in s["outputs"] if Path(a["uri"]).exists()}
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _model_of(root: Path, run_id: str):
+    """The Trainer's model artifact of a run, from ML Metadata."""
+    from core.metadata import connection_config
+    from pipelines.run_record import read_run
+
+    record = read_run(connection_config(None, str(root / "metadata.sqlite")), "twinflow", run_id)
+    return record.nodes["Trainer_keras"].output("model")

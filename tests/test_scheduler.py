@@ -113,6 +113,17 @@ INTERRUPTIBLE_CHILD = textwrap.dedent(
     """
 )
 
+# Catches nothing: SIGINT ends it as Python ends any program interrupted outside a handler (a retrain
+# still importing its modules, or in the new-data check), by re-raising the signal: killed by SIGINT.
+UNHANDLED_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    Path(sys.argv[1]).write_text("started")
+    time.sleep(30)
+    """
+)
+
 # Ignores SIGINT: the scheduler must not wait for it past its grace period.
 STUBBORN_CHILD = textwrap.dedent(
     """
@@ -276,6 +287,9 @@ def test_exit_codes_read_as_no_new_data_drift_locked_and_failed(tmp_path: Path) 
     assert " tick 4: failed (exit 1), see " in ticks[3]
     failed_log = ticks[3].split(", see ")[1].split(" — ")[0]
     assert "something broke" in Path(failed_log).read_text()
+    # "No new data" leaves no files (its line says all there is); every other tick keeps its log.
+    assert len(list((tmp_path / "logs").glob("tick-*.log"))) == 3
+    assert len(list((tmp_path / "logs").glob("tick-*.summary.json"))) == 1  # tick 2's; 3 and 4 wrote none
 
 
 def test_describe_tick_survives_odd_missing_and_broken_summaries(tmp_path: Path) -> None:
@@ -394,6 +408,22 @@ def test_sigterm_forwards_sigint_to_the_running_retrain_waits_and_exits_cleanly(
     assert scheduler.lines[-1] == "[schedule] stopped by SIGTERM"
     assert len(_tick_lines(scheduler.lines)) == 1
     assert _lock_is_free(scheduler.lock_target)
+
+
+def test_a_retrain_ended_by_the_forwarded_sigint_itself_reads_as_interrupted(
+    tmp_path: Path, scheduler_process: StartScheduler
+) -> None:
+    marker = tmp_path / "child-state"
+    scheduler = scheduler_process(EVERY_SECOND, _child(UNHANDLED_CHILD, marker))
+    deadline = time.monotonic() + 20
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the first tick's child never started:\n" + "\n".join(scheduler.lines)
+        time.sleep(0.05)
+
+    scheduler.proc.send_signal(signal.SIGTERM)
+    assert scheduler.finish(timeout=20) == 0
+    line = scheduler.expect(" tick 1:", timeout=1)
+    assert " tick 1: interrupted, see " in line and "failed" not in line, line
 
 
 def test_a_retrain_ignoring_sigint_is_killed_after_the_grace_period(

@@ -242,15 +242,25 @@ def compare(
 
 
 def drift_message(report: dict[str, Any]) -> str:
-    """Every drifted feature with distance and threshold, what it was compared with, and the way past."""
+    """Every drifted feature with distance and threshold, listed per baseline compared, and the way past.
+
+    Features are counted once however many served models they were compared with (one line each).
+    """
+    features = drifted_features(report)
     lines = [f"{describe(d)} (compared with {_versions(d['compared_with'])})" for d in report["drifted"]]
     compared = "; ".join(f"{_versions(b['versions'])} at {b['path']}" for b in report["baselines"])
     return (
-        f"the new data drifted from what the served model was trained on ({len(lines)} feature"
-        f"{'' if len(lines) == 1 else 's'} past the schema's thresholds); the run stops before Transform:\n  - "
+        f"the new data drifted from what the served model was trained on ({len(features)} feature"
+        f"{'' if len(features) == 1 else 's'} past the schema's thresholds: {', '.join(features)}); "
+        "the run stops before Transform:\n  - "
         + "\n  - ".join(lines)
         + f"\nBaseline statistics: {compared}.\nReview the new data; {ACCEPT_HINT}."
     )
+
+
+def drifted_features(report: dict[str, Any]) -> list[str]:
+    """The drifted features, each once, in the order first reported (one feature can drift from several baselines)."""
+    return list(dict.fromkeys(d["feature"] for d in report["drifted"]))
 
 
 def _versions(served: dict[str, int]) -> str:
@@ -265,8 +275,8 @@ def summary_line(report: dict[str, Any]) -> str:
     compared = "; ".join(_versions(b["versions"]) for b in report["baselines"])
     if verdict == NO_DRIFT:
         return f"[drift] {verdict} against {compared}"
-    drifted = "; ".join(describe(d) for d in report["drifted"])
-    return f"[drift] {verdict} against {compared}: {drifted}"
+    per_baseline = "; ".join(f"{_versions(d['compared_with'])} {describe(d)}" for d in report["drifted"])
+    return f"[drift] {verdict} against {compared}: {', '.join(drifted_features(report))} ({per_baseline})"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -303,4 +313,4 @@ class Executor(base_executor.BaseExecutor):
         output.set_string_custom_property(VERDICT_PROPERTY, report["verdict"])
         print(summary_line(report), flush=True)
         if report["verdict"] == DRIFT:
-            raise DataDriftError(drift_message(report))
+            raise DataDriftError(drift_message(report), report)
