@@ -28,7 +28,8 @@ from core.config import ServingConfig
 from serving import tf_serving, v2
 from serving.batching import MicroBatcher
 from serving.errors import ServingError, invalid, too_large
-from serving.inputs import check_inputs
+from serving.inputs import PixelLimits, prepare_inputs
+from serving.memory import Trimmer, map_large_buffers
 from serving.models import Outputs, ServedModel
 from serving.repository import ModelRepository
 
@@ -108,6 +109,8 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     metrics = Metrics()
     admission = Admission(config.max_concurrent_requests)
 
+    limits = PixelLimits(max_image_pixels, config.max_request_pixels)
+    trimmer = Trimmer()  # memory that large requests used goes back once the server is idle
     batcher = MicroBatcher(config.batch_window_ms / 1000, config.max_instances) if config.batch_window_ms else None
     # Model calls run here, off the event loop: a plain pool is lighter per call than anyio's worker threads.
     executor = ThreadPoolExecutor(max_workers=config.max_concurrent_requests, thread_name_prefix="twinflow-predict")
@@ -117,7 +120,7 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
             raise too_large(f"{len(values)} instances is over the limit of {config.max_instances} (--max-instances)")
         with admission.slot():
             loop = asyncio.get_running_loop()
-            work = functools.partial(_checked_predict, model, signature, values, max_image_pixels, batcher)
+            work = functools.partial(_checked_predict, model, signature, values, limits, batcher, trimmer)
             return await loop.run_in_executor(executor, work)
 
     @contextlib.asynccontextmanager
@@ -125,6 +128,7 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
         yield
         repository.stop()
         executor.shutdown(wait=True)
+        trimmer.stop()
 
     app = FastAPI(title="twinflow model server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.repository = repository
@@ -252,11 +256,20 @@ def _json(body: bytes) -> Any:
 
 
 def _checked_predict(
-    model: ServedModel, signature: str, values: list[bytes], max_pixels: int, batcher: MicroBatcher | None
+    model: ServedModel,
+    signature: str,
+    values: list[bytes],
+    limits: PixelLimits,
+    batcher: MicroBatcher | None,
+    trimmer: Trimmer,
 ) -> Outputs:
-    """Every image checked first (a bad one is this request's 400 alone), then the model, alone or batched."""
-    check_inputs(signature, values, max_pixels)
-    return batcher.predict(model, signature, values) if batcher else model.predict(signature, values)
+    """Every image checked and normalised as ingest did first (a bad one is this request's 400 alone), then the
+    model, alone or batched."""
+    values, pixels = prepare_inputs(signature, values, limits)
+    try:
+        return batcher.predict(model, signature, values) if batcher else model.predict(signature, values)
+    finally:
+        trimmer.note(pixels)
 
 
 def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int:
@@ -264,6 +277,7 @@ def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    map_large_buffers()
     repository = ModelRepository(serving_dir)
     repository.start(config.poll_seconds)
     if not repository.names():

@@ -15,7 +15,7 @@ from PIL import Image
 from core.versions import read_labels, served_version, write_labels
 from serving import tf_serving, v2
 from serving.errors import ServingError
-from serving.inputs import check_image, check_inputs
+from serving.inputs import PixelLimits, image_header, prepare_inputs
 from serving.models import ServedModel, _outputs_info, _signature_def
 
 
@@ -168,11 +168,12 @@ def test_v2_binary_element_longer_than_its_data() -> None:
 
 
 def test_image_checks_refuse_before_decoding() -> None:
-    check_image(_png((10, 10)), 0, 100)
-    assert "100x100 = 10000 pixels is over the limit of 9999" in _error(check_image, _png((100, 100)), 0, 9999).message
-    assert "TIFF images are not accepted" in _error(check_image, _png(kind="TIFF"), 2, 100).message
-    assert "instance 1: not a decodable image" in _error(check_image, b"\x89PNG junk", 1, 100).message
-    assert "not a serialized tf.Example" in _error(check_inputs, "serving_default", [b"\xff\xff"], 100).message
+    assert image_header(_png((10, 10)), 0, 100).pixels == 100
+    assert "100x100 = 10000 pixels is over the limit of 9999" in _error(image_header, _png((100, 100)), 0, 9999).message
+    assert image_header(_png(kind="TIFF"), 2, 100).format == "TIFF"  # served as ingest reads it: test_serving_inputs
+    assert "instance 1: not a decodable image" in _error(image_header, b"\x89PNG junk", 1, 100).message
+    limits = PixelLimits(100, 100)
+    assert "not a serialized tf.Example" in _error(prepare_inputs, "serving_default", [b"\xff\xff"], limits).message
 
 
 def test_labels_pick_the_served_version_and_reject_bad_files(tmp_path) -> None:
