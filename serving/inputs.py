@@ -104,7 +104,7 @@ def decode_failure(signature: str, values: Sequence[bytes], model_message: str) 
         reason = decoding_failure(image, SERVED_FORMATS)
         if reason is not None:
             return invalid(f"instance {index}: {reason}")
-    return invalid(f"the model could not decode the images: {_op_reason(model_message)}")
+    return invalid(f"the model refused the input: {_op_reason(model_message)}")
 
 
 def _op_reason(message: str) -> str:

@@ -150,5 +150,5 @@ def test_a_truncated_jpeg_the_model_cannot_decode_is_named_not_graph_execution_e
     # Where Pillow decodes every image, the decoder's own line stands in for TensorFlow's wrapper.
     fallback = decode_failure("serving_image_bytes", [jpeg], failed.value.message)
     assert fallback.message == (
-        "the model could not decode the images: jpeg::Uncompress failed. Invalid JPEG data or crop window."
+        "the model refused the input: jpeg::Uncompress failed. Invalid JPEG data or crop window."
     )
