@@ -138,14 +138,12 @@ def main() -> int:
     args = parser.parse_args()
 
     import core  # noqa: F401  (tf-keras before TensorFlow)
-    from core.config import ServingConfig
     from core.versions import served_version
     from serving.inputs import PixelLimits, prepare_inputs
-    from serving.models import ServedModel, load_version, use_model_threads
+    from serving.models import ServedModel, load_version
 
     images = _images(Path(args.data_dir), 32)
     limits = PixelLimits(64_000_000, 64_000_000)  # the server's defaults
-    use_model_threads(ServingConfig().model_threads)  # in process, the models run as the server runs them
     frameworks = [f for f in ("keras", "lightning") if served_version(str(Path(args.serving_dir) / f))]
     rows, batched_rows = [], []
     server, port = _start_server(args.serving_dir)

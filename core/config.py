@@ -207,12 +207,6 @@ class ServingConfig(_Section):
         description="most pixels all images of one request may hold, read from their headers (413 above)",
     )
     max_concurrent_requests: int = Field(64, gt=0, description="predictions in flight at once (429 above)")
-    model_threads: int = Field(
-        1,
-        gt=0,
-        description="threads one model call may use (TensorFlow's intra-op pool, ONNX Runtime); "
-        "concurrent requests run side by side",
-    )
     batch_window_ms: float = Field(
         0.0,
         ge=0,

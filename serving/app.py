@@ -31,7 +31,7 @@ from serving.batching import MicroBatcher
 from serving.errors import ServingError, invalid, too_large
 from serving.inputs import PixelLimits, prepare_inputs
 from serving.memory import Trimmer, map_large_buffers
-from serving.models import Outputs, ServedModel, use_model_threads
+from serving.models import Outputs, ServedModel
 from serving.repository import ModelRepository
 
 log = logging.getLogger("twinflow.serving")
@@ -284,7 +284,6 @@ def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     map_large_buffers()
-    use_model_threads(config.model_threads)
     repository = ModelRepository(serving_dir)
     repository.start(config.poll_seconds)
     if not repository.names():

@@ -26,19 +26,6 @@ from serving.inputs import decode_failure
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 Outputs = dict[str, np.ndarray]
-_model_threads: int | None = None  # threads per model call in this process (use_model_threads); None: the runtimes'
-
-
-def use_model_threads(threads: int) -> None:
-    """Each model call of this process uses at most ``threads`` threads: TensorFlow's intra-op pool (the Keras
-    models and every transform graph) and ONNX Runtime's and TFLite's threads for versions loaded from now on.
-
-    A server's parallelism comes from concurrent requests; pools as wide as the machine beside them only
-    spin against the event loop and each other. Call it before TensorFlow runs its first op.
-    """
-    global _model_threads
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    _model_threads = threads
 
 
 @dataclass(frozen=True)
@@ -146,7 +133,8 @@ class TransformGraphModel(ServedModel):
 
         self.card = card
         self.platform = self.PLATFORMS[card.format]
-        self._classifier = load_transformed_classifier(path, threads=_model_threads, spin=False)
+        # Requests come with gaps between them: ONNX Runtime's threads sleep then, not spin against the event loop.
+        self._classifier = load_transformed_classifier(path, spin=False)
         outputs = _outputs_info(len(card.class_names))
         self.signature_defs = {name: _signature_def(SIGNATURE_INPUTS[name], outputs) for name in SIGNATURE_INPUTS}
 
