@@ -17,8 +17,9 @@
 #
 #   docker build --target serving -t REGISTRY/twinflow-serving:TAG .
 #
-# The stack is installed the way scripts/setup.sh installs it: pip --ignore-requires-python
-# (TFX 1.16 declares Requires-Python <3.11) held in check by requirements/constraints.txt.
+# The stack is installed the way scripts/setup.sh installs it: the CPU torch wheel by
+# scripts/install_torch.sh, then pip --ignore-requires-python (TFX 1.16 declares Requires-Python
+# <3.11) held in check by requirements/constraints.txt.
 # Debian 12 (glibc 2.36), as on the machines the stack was verified on: newer glibc-only
 # wheels of ml-metadata/TFDV are what pins TFX to 1.16 in the first place.
 
@@ -45,12 +46,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# 1. Dependencies, from the lock files alone: this multi-GB layer survives code changes.
+# 1. Dependencies, from the lock files alone: this multi-GB layer survives code changes. The CPU
+#    torch wheel first, on its own (PyPI serves no +cpu builds; nothing else is looked up on
+#    TORCH_INDEX), by the script `make setup` runs too; the project's install finds it satisfied.
 COPY pyproject.toml README.md ./
 COPY requirements/ requirements/
+COPY scripts/install_torch.sh scripts/
 RUN python -m pip install --no-cache-dir --upgrade "pip>=24" wheel \
+    && PIP_NO_CACHE_DIR=1 scripts/install_torch.sh python "${TORCH_INDEX}" \
     && python -m pip install --no-cache-dir --ignore-requires-python \
-        --extra-index-url "${TORCH_INDEX}/cpu" \
         -c requirements/constraints.txt .
 
 # 2. The project itself (a regular, non-editable install into the venv).

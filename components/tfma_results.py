@@ -1,11 +1,24 @@
-"""Read TFMA evaluation results into plain dicts for model cards and reports."""
+"""Read TFMA evaluation results into plain dicts for model cards and reports.
+
+An evaluation's ``metrics-*.tfrecord`` and ``plots-*.tfrecord`` hold TFMA's ``MetricsForSlice`` and
+``PlotsForSlice`` protos, which need only protobuf. They are read here directly: TFMA's own readers
+come with its package, whose import loads TensorFlow and Beam (about 5 s), which ``twinflow history``
+would spend on reading a few records.
+"""
 
 from __future__ import annotations
 
+import functools
+import glob
+import importlib.util
 import math
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import tensorflow_model_analysis as tfma
+from core import fs
 
 # EvalConfig metric names → the names twinflow reports.
 REPORTED_METRICS = {
@@ -18,6 +31,69 @@ CONFUSION_MATRIX_FIELD = "multi_class_confusion_matrix_at_thresholds"
 # What blessing and pushing judge a model by. Per-class precision is NaN for a class the model
 # never predicts (0/0), which a good model may do on a small test split: it is left out of those checks.
 HEADLINE_METRICS = ("accuracy", "loss")
+
+
+@functools.cache
+def _protos() -> ModuleType:
+    """TFMA's ``metrics_for_slice_pb2`` run from its file under a private name, without TFMA's package.
+
+    Its message classes are the ones TFMA's own import makes (protobuf keeps one class per
+    descriptor in its default pool), so both readers' records compare and merge alike.
+    """
+    package = importlib.util.find_spec("tensorflow_model_analysis")
+    assert package is not None and package.submodule_search_locations, "tensorflow-model-analysis is not installed"
+    source = Path(package.submodule_search_locations[0]) / "proto" / "metrics_for_slice_pb2.py"
+    spec = importlib.util.spec_from_file_location("twinflow_tfma_metrics_for_slice_pb2", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records(eval_uri: str, kind: str) -> Iterator[bytes]:
+    """The records of TFMA's ``<kind>*.tfrecord`` files in an evaluation (``kind``: metrics or plots).
+
+    As ``tfma.load_metrics`` finds them: files without the suffix where none has it.
+    """
+    remote = fs.is_remote(eval_uri)
+    find = fs.gfile().glob if remote else glob.glob
+    paths = sorted(find(fs.join(eval_uri, f"{kind}*.tfrecord"))) or sorted(find(fs.join(eval_uri, f"{kind}*")))
+    for path in paths:
+        if remote:
+            with fs.gfile().GFile(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = Path(path).read_bytes()
+        yield from _tfrecord_payloads(data, path)
+
+
+def _tfrecord_payloads(data: bytes, path: str) -> Iterator[bytes]:
+    """TFRecord framing: payload length (uint64, little-endian) and its CRC, the payload, the payload's CRC.
+
+    The CRCs are not checked (TFMA wrote these files in the same pipeline); a truncated file is an error.
+    """
+    offset = 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise ValueError(f"{path}: truncated TFRecord file (a record header is cut off at byte {offset})")
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start = offset + 12
+        if start + length + 4 > len(data):
+            raise ValueError(f"{path}: truncated TFRecord file (a record of {length} bytes at byte {offset})")
+        yield data[start : start + length]
+        offset = start + length + 4
+
+
+def load_metrics(eval_uri: str) -> Iterator[Any]:
+    """The ``MetricsForSlice`` records of an evaluation, as ``tfma.load_metrics`` gives them."""
+    message = _protos().MetricsForSlice
+    return (message.FromString(record) for record in _records(eval_uri, "metrics"))
+
+
+def load_plots(eval_uri: str) -> Iterator[Any]:
+    """The ``PlotsForSlice`` records of an evaluation, as ``tfma.load_plots`` gives them."""
+    message = _protos().PlotsForSlice
+    return (message.FromString(record) for record in _records(eval_uri, "plots"))
 
 
 def _value(metric_value: Any) -> float | None:
@@ -35,7 +111,7 @@ def _slice_value(single_slice_key: Any) -> str:
 def load_sliced_metrics(eval_uri: str) -> dict[str, dict[str, float]]:
     """Slice name ('overall' or 'label=3') → reported metrics of the candidate model."""
     result: dict[str, dict[str, float]] = {}
-    for metrics_for_slice in tfma.load_metrics(eval_uri):
+    for metrics_for_slice in load_metrics(eval_uri):
         parts = [f"{sk.column}={_slice_value(sk)}" for sk in metrics_for_slice.slice_key.single_slice_keys]
         name = ",".join(parts) or "overall"
         values = result.setdefault(name, {})
@@ -60,7 +136,7 @@ def per_class_precision_recall(eval_uri: str) -> dict[str, float]:
     0/0: NaN, left out of cards by ``finite_only``.
     """
     counts: dict[tuple[int, int], float] = {}
-    for plots_for_slice in tfma.load_plots(eval_uri):
+    for plots_for_slice in load_plots(eval_uri):
         if plots_for_slice.slice_key.single_slice_keys:
             continue  # the overall slice only: a per-label slice holds one actual class
         for kv in plots_for_slice.plot_keys_and_values:

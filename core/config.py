@@ -12,6 +12,7 @@ Paths are strings, not ``pathlib.Path``: they may be ``gs://`` or ``s3://`` URIs
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -112,7 +113,13 @@ class EvaluationConfig(_Section):
     """The thresholds that decide whether a model is blessed (same for every framework)."""
 
     accuracy_floor: float = Field(0.80, ge=0, le=1, description="lowest test accuracy that can be blessed")
-    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="largest drop vs the last blessed model")
+    max_accuracy_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="the test-accuracy drop vs the served version to rule out (0.01: 1 pp): push only when the "
+        "paired confidence interval of new − served, on the same test images, lies above minus this",
+    )
 
 
 VARIANTS = ("prune", "int8")
@@ -179,7 +186,9 @@ class KubeflowConfig(_Section):
     image: str | None = Field(None, description="container image built from the Dockerfile (default $TWINFLOW_IMAGE)")
     data_fingerprint: str | None = Field(None, description="cache key of the data: change it when the data changes")
     serving_pvc: str | None = Field(None, description="existing PersistentVolumeClaim mounted at the serving dir")
-    baseline: bool = Field(True, description="keep the latest-blessed-model resolver (open-source KFP cannot run it)")
+    baseline: bool = Field(
+        True, description="no longer used: the spec has no resolver tasks (accepted, with a notice, for old configs)"
+    )
     trainer_cpu: float = Field(2.0, gt=0, description="CPUs requested by each Trainer step")
     trainer_memory_gib: float = Field(8.0, gt=0, description="memory (GiB) requested by each Trainer step")
     trainer_gpus: int = Field(0, ge=0, description="NVIDIA GPUs requested by each Trainer step")
@@ -212,6 +221,23 @@ class ServingConfig(_Section):
         ge=0,
         le=1000,
         description="join concurrent requests arriving within this window into one model call (0: off)",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="an idle connection (before its first request or between two) is closed after this"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="time for a request's line and headers, from its first byte (408 and closed after)"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="time for a request's body, from the end of its headers (408 and closed after)"
+    )
+    access_log_every: int = Field(
+        0, ge=0, description="access-log one request in N (1: every request; 0: none, the default)"
+    )
+    auth_token_file: str | None = Field(
+        None,
+        description="require 'Authorization: Bearer <token>', tokens one per line in this local file, re-read "
+        "when it changes (health endpoints exempt)",
     )
 
 
@@ -284,6 +310,17 @@ class PipelineConfig(_Section):
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
+    @field_validator("data_dir", "data_root", "pipeline_root", "metadata_path", "serving_dir", "schema_path")
+    @classmethod
+    def _normal_path(cls, value: str | None) -> str | None:
+        """One spelling per place: ``data/``, ``./data`` and ``data`` are one folder (and one TFX cache key)."""
+        if value is None:
+            return None
+        if "://" in value:
+            scheme, _, rest = value.partition("://")
+            return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else value
+        return os.path.normpath(value)
+
     @field_validator("framework")
     @classmethod
     def _known_frameworks(cls, value: str) -> str:
@@ -296,6 +333,13 @@ class PipelineConfig(_Section):
         from core.spans import compile_pattern
 
         compile_pattern(value)
+        return value
+
+    @field_validator("max_bad_images")
+    @classmethod
+    def _count_or_fraction(cls, value: float) -> float:
+        if value >= 1 and not value.is_integer():
+            raise ValueError("expected a count (a whole number) or a fraction below 1")
         return value
 
     @field_validator("metadata_uri")

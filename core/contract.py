@@ -29,3 +29,5 @@ TRAINING_CONFIG_KEY = "training"
 SPLITS = ("train", "eval", "test")
 # What the drift gate writes into its output artifact.
 DRIFT_REPORT_FILE = "drift.json"
+# What `twinflow prepare-data` leaves at the top of the folder it wrote: part of the data set, not a stray file.
+PREPARED_MARKER = ".twinflow-prepared.json"

@@ -32,8 +32,13 @@ class Decision(TypedDict):
     version: int | None  # the version published (or the one this model already is); None when none
     served_before: int | None
     served_after: int | None
-    reason: str
+    reason: str  # "pushed: …" / "not pushed: …" with the deciding check, its figures and threshold
     evaluation: dict[str, float]  # finite test metrics of the judged model
+    # The Evaluator's paired comparison with the served version (or a variant's float parent) on the same
+    # test examples: core.statistics.non_inferiority's result (names, test_examples, accuracy of each with
+    # its Wilson interval, agreement, difference with its interval, mcnemar_p_value, max_drop, verdict,
+    # words); None when nothing was compared (a first version, another class list, a rollback).
+    comparison: dict[str, Any] | None
     spans: list[int] | None
     accepted_drift: Any  # filled by the drift gate when a run passed it with accept_drift
 

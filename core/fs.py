@@ -61,6 +61,21 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_remote(base) else os.path.join(base, *parts)
 
 
+def unwritable_local_folder(path: str) -> str | None:
+    """Why a folder at ``path`` cannot be written or created here (its nearest existing part is a file,
+    or read-only), in words; None when it can, or when ``path`` is a URI (its store decides)."""
+    if is_remote(str(path)):
+        return None
+    candidate = os.path.abspath(path)
+    while not os.path.exists(candidate) and os.path.dirname(candidate) != candidate:
+        candidate = os.path.dirname(candidate)
+    if not os.path.isdir(candidate):
+        return f"{candidate} is a file, not a folder"
+    if not os.access(candidate, os.W_OK | os.X_OK):
+        return f"{candidate} is read-only"
+    return None
+
+
 def read_text(path: str) -> str:
     if not is_remote(str(path)):  # same result; no TensorFlow to load for a local file
         with open(path, encoding="utf-8") as handle:
@@ -75,7 +90,7 @@ def exists(path: str) -> bool:
 
 def modified_ns(path: str) -> int:
     """The file's modification time in nanoseconds (a new write of the same name reads differently)."""
-    return os.stat(path).st_mtime_ns if not is_remote(str(path)) else gfile().stat(str(path)).mtime_nsecs
+    return os.stat(path).st_mtime_ns if not is_remote(str(path)) else gfile().stat(str(path)).mtime_nsec
 
 
 def isdir(path: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from core import fs
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,6 +68,35 @@ def metadata_password() -> str:
     return ""
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def check_sqlite_file(metadata_path: str) -> None:
+    """The SQLite store's file can be opened or created: a folder, a file that is not SQLite, or a parent
+    that is a file is a ConfigError naming it (ML Metadata says only "unable to open database file").
+
+    Reads 16 bytes at most, with no TensorFlow or ML Metadata loaded; an empty file is an empty store.
+    """
+    path = Path(metadata_path)
+    fix = "pass --metadata-path with an ML Metadata SQLite file (made on first use)"
+    if path.is_dir():
+        raise ConfigError(
+            f"the metadata store {path} is a folder, not an SQLite file; {fix}, e.g. {path / 'metadata.sqlite'}"
+        )
+    if path.is_file():
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as err:
+            raise ConfigError(f"the metadata store {path} cannot be read ({err.strerror}); {fix}") from None
+        if header and header != _SQLITE_HEADER:
+            raise ConfigError(f"the metadata store {path} is not an SQLite database; {fix}")
+        return
+    problem = fs.unwritable_local_folder(str(path.parent))
+    if problem:
+        raise ConfigError(f"the metadata store {path} cannot be created ({problem}); {fix}")
+
+
 def connection_config(metadata_uri: str | None, metadata_path: str) -> metadata_store_pb2.ConnectionConfig:
     """The ML Metadata connection: MySQL when ``metadata_uri`` is set, else the SQLite file (created if missing)."""
     from ml_metadata.proto import metadata_store_pb2
@@ -80,6 +110,7 @@ def connection_config(metadata_uri: str | None, metadata_path: str) -> metadata_
         config.mysql.user = target.user
         config.mysql.password = metadata_password()
         return config
+    check_sqlite_file(metadata_path)
     Path(metadata_path).parent.mkdir(parents=True, exist_ok=True)
     config.sqlite.filename_uri = str(metadata_path)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE

@@ -112,7 +112,7 @@ class ModelCard(_Card):
     architecture: str
     parameters: int = Field(gt=0)
     training: TrainingSummary
-    size_bytes: int = Field(ge=0)
+    size_bytes: int = Field(ge=0, description="bytes of the artifact files (see artifact_files)")
     variant: VariantInfo | None = Field(None, description="set on an optimized variant of a float model")
     # Written by the pusher.
     version: int | None = None
@@ -121,6 +121,11 @@ class ModelCard(_Card):
     pushed_at: str | None = None
     data: TrainingData | None = Field(None, description="what the model was trained on (spans, fingerprint)")
     decision: str | None = Field(None, description="why this version was published (push, rollback)")
+    run_fingerprint: str | None = Field(
+        None,
+        description="the inputs of the run that trained it: data by content, schema, config, code "
+        "(a local run with the same inputs does nothing; see pipelines.run_guard)",
+    )
     rolled_back_from: int | None = Field(None, description="the version re-published by a rollback")
 
 
@@ -149,3 +154,27 @@ def read_model_card(model_dir: str) -> ModelCard:
         raise ModelCardError(
             f"{path}: not a valid twinflow model card (schema version {SCHEMA_VERSION}): {problems}"
         ) from None
+
+
+# A SavedModel's own files: what a push or a copy adds beside them (card, statistics, marker) is not the model.
+SAVED_MODEL_PARTS = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets")
+
+
+def artifact_files(model_dir: str, artifact: str) -> list[str]:
+    """The files that hold the network as its runtime loads it: a SavedModel's own files (``artifact``
+    '.', Transform embedded) or the one model file (``model.onnx``, ``model.tflite``).
+
+    The one measure of a model's size: the card's ``size_bytes`` and the variants' benchmark (and so
+    the report's results and variants tables) both count these files. The Transform graph copied
+    beside an ONNX or TFLite file is the same for a float model and its variants, and left out.
+    """
+    if artifact == ".":
+        own = [name for name in fs.list_files(model_dir) if name.split("/")[0] in SAVED_MODEL_PARTS]
+        return [fs.join(model_dir, name) for name in own]
+    return [fs.join(model_dir, artifact)]
+
+
+def artifact_size(model_dir: str, artifact: str) -> int:
+    """Bytes of :func:`artifact_files`."""
+    io = fs.gfile()
+    return sum(io.stat(path).length for path in artifact_files(model_dir, artifact))

@@ -19,7 +19,7 @@ import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from core import fs
 from core.config import PipelineConfig
 from core.errors import DataAnomaliesError, DataDriftError, TwinflowError
-from pipelines.flags import RUN, add_config_flags, config_from_args
+from pipelines.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
 from pipelines.kubeflow.cli import add_kubeflow_verbs
 from pipelines.retraining_cli import add_retraining_verbs
 from pipelines.serving_cli import add_serving_verbs
@@ -41,14 +41,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # checked before TensorFlow loads
     from pipelines.local_runner import run_local
 
-    report = run_local(config, log=True, verbose=args.verbose)
+    report = run_local(config, log=True, verbose=args.verbose, force=args.force)
     return 0 if all("train_accuracy" in row for row in report["frameworks"]) else 1
 
 
 def _cmd_draft_schema(args: argparse.Namespace) -> int:
     from pipelines.schema_draft import draft_schema
 
-    path = draft_schema(args.data_dir, args.out)
+    path = draft_schema(args.data_dir, args.out, force=args.force)
     print(f"draft schema written to {path}; review it, then pass it with --schema")
     return 0
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log on the terminal too"
     )
+    run.add_argument("--force", action="store_true", help=FORCE_HELP)
     run.set_defaults(handler=_cmd_run)
 
     draft = verbs.add_parser(
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     draft.add_argument("--data-dir", type=Path, required=True, help="folder of class sub-folders of images")
     draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
+    draft.add_argument("--force", action="store_true", help="replace an existing file at --out (a reviewed schema)")
     draft.set_defaults(handler=_cmd_draft_schema)
 
     add_retraining_verbs(verbs)  # retrain, rollback, promote, status, history, lineage
@@ -86,10 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like ``parser.parse_args``, but an unknown flag is reported with the verb's usage, not the top level's."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        (verbs,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+        verbs.choices[args.verb].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Google client libraries warn about Python/grpc versions at import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.handler(args)
     except DataDriftError as err:

@@ -1,4 +1,4 @@
-"""The one EvalConfig: same metrics, slices and thresholds for every framework."""
+"""The one EvalConfig: same metrics, slices and accuracy floor for every framework."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ def build_eval_config(evaluation: EvaluationConfig, plugin: FrameworkPlugin) -> 
     """Accuracy, loss and the confusion matrix (per-class precision and recall are read from it:
     ``components.tfma_results``); overall and per label.
 
-    A model is blessed when its accuracy is at least the floor and no more than
-    ``max_accuracy_drop`` below the latest blessed model of the same framework.
+    TFMA judges the floor alone (a value threshold on overall accuracy). Whether the model is
+    worse than the served one is judged after TFMA, on the same test examples, by the
+    Evaluator's promotion rule (components.finite_evaluator.promotion): one rule, not two.
     """
     model_spec = tfma.ModelSpec(label_key=LABEL_KEY, prediction_key=PROBABILITIES_KEY)
     if plugin.signature_name:
@@ -31,17 +32,13 @@ def build_eval_config(evaluation: EvaluationConfig, plugin: FrameworkPlugin) -> 
                     tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
                     tfma.MetricConfig(
                         class_name=ACCURACY_METRIC,
-                        # Thresholds judge the overall slice; per-label slices are reported, not gated.
+                        # The floor judges the overall slice; per-label slices are reported, not gated.
                         per_slice_thresholds=[
                             tfma.PerSliceMetricThreshold(
                                 slicing_specs=[tfma.SlicingSpec()],
                                 threshold=tfma.MetricThreshold(
                                     value_threshold=tfma.GenericValueThreshold(
                                         lower_bound={"value": evaluation.accuracy_floor}
-                                    ),
-                                    change_threshold=tfma.GenericChangeThreshold(
-                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                        absolute={"value": -evaluation.max_accuracy_drop},
                                     ),
                                 ),
                             )

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.contract import PREPARED_MARKER
 from core.errors import InputDataError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -40,7 +41,7 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-MARKER = ".twinflow-prepared.json"
+MARKER = PREPARED_MARKER
 
 
 class DataPreparationError(InputDataError):

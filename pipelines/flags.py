@@ -28,6 +28,10 @@ PIPELINE_VERBS = frozenset({RUN, RETRAIN, COMPILE})  # verbs that build the pipe
 SPAN_VERBS = frozenset({RETRAIN, COMPILE})  # verbs that read data arriving in spans
 KUBEFLOW_RUN_VERBS = frozenset({SUBMIT, SCHEDULE})
 _DEST_PREFIX = "config:"
+FORCE_HELP = (
+    "run even when nothing changed (same data by content, config, schema and code as the served versions), "
+    "every component again: TFX's cached outputs are not reused"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class ConfigFlag:
     verbs: frozenset[str]
     constant: bool | None = None  # a switch storing this value (e.g. --no-cache stores False)
     repeat: bool = False  # may be given several times (a list)
+    help: str | None = None  # instead of the key's description (a switch that turns a key off says what it does)
 
     @property
     def dest(self) -> str:
@@ -46,12 +51,16 @@ class ConfigFlag:
 
 
 def _section_flags(
-    section: str, verbs: frozenset[str], switches: dict[str, str] | None = None, skip: tuple[str, ...] = ()
+    section: str,
+    verbs: frozenset[str],
+    switches: dict[str, tuple[str, str]] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> list[ConfigFlag]:
-    """A flag per field of a config section, named after it; ``switches`` name flags that clear a boolean."""
+    """A flag per field of a config section, named after it; ``switches`` name flags (and their help) that
+    clear a boolean."""
     switches = switches or {}
     return [
-        ConfigFlag(switches[name], f"{section}.{name}", verbs, constant=False)
+        ConfigFlag(switches[name][0], f"{section}.{name}", verbs, constant=False, help=switches[name][1])
         if name in switches
         else ConfigFlag("--" + name.replace("_", "-"), f"{section}.{name}", verbs)
         for name in _field_model(section).model_fields
@@ -88,14 +97,29 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--test-buckets", "test_buckets", PIPELINE_VERBS),
     ConfigFlag("--max-bad-images", "max_bad_images", PIPELINE_VERBS),
     ConfigFlag("--max-image-pixels", "max_image_pixels", PIPELINE_VERBS | {SERVE}),
-    ConfigFlag("--no-cache", "enable_cache", frozenset({RUN, RETRAIN, COMPILE, SUBMIT}), constant=False),
+    ConfigFlag(
+        "--no-cache",
+        "enable_cache",
+        frozenset({RUN, RETRAIN, COMPILE, SUBMIT}),
+        constant=False,
+        help="run every component again: reuse none of TFX's cached component outputs (enable_cache: false)",
+    ),
     ConfigFlag("--beam-arg", "beam_args", PIPELINE_VERBS, repeat=True),
     *_section_flags("training", ALL_VERBS),
     *_section_flags("evaluation", PIPELINE_VERBS),
     ConfigFlag("--data-fingerprint", "kubeflow.data_fingerprint", frozenset({COMPILE, SUBMIT, SCHEDULE})),
     *_section_flags("serving", frozenset({SERVE})),
     *_section_flags(
-        "kubeflow", frozenset({COMPILE}), switches={"baseline": "--no-baseline"}, skip=("data_fingerprint",)
+        "kubeflow",
+        frozenset({COMPILE}),
+        switches={
+            "baseline": (
+                "--no-baseline",
+                "no longer needed (the spec has no resolver tasks); accepted for old scripts, with a notice "
+                "(kubeflow.baseline: false)",
+            )
+        },
+        skip=("data_fingerprint",),
     ),
 )
 
@@ -126,7 +150,7 @@ def add_config_flags(parser: argparse.ArgumentParser, verb: str, *also: str) -> 
         if not flag.verbs & {verb, *also}:
             continue
         field = _field(flag.key)
-        help_text = field.description or flag.key
+        help_text = flag.help or field.description or flag.key
         if flag.constant is not None:
             action = "store_true" if flag.constant else "store_false"
             parser.add_argument(flag.flag, dest=flag.dest, action=action, default=argparse.SUPPRESS, help=help_text)

@@ -26,7 +26,9 @@ from core.spans import describe_spans
 from pipelines.run_guard import (
     LastRun,
     RunInput,
+    Unchanged,
     exclusive_run,
+    fingerprint_data,
     has_new_data,
     preflight,
     record_run,
@@ -125,32 +127,40 @@ def log_path(config: PipelineConfig, run_id: str) -> Path:
 
 
 def run_local(
-    config: PipelineConfig, log: bool = False, verbose: bool = False, only_new_data: bool = False
+    config: PipelineConfig,
+    log: bool = False,
+    verbose: bool = False,
+    only_new_data: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run every component, then build, print and save the results report.
 
     With ``log``, TensorFlow's and TFX's own output go to the run's log file (and to the
-    terminal too with ``verbose``). A run with nothing new to do returns the last report;
-    with ``only_new_data`` (``twinflow retrain``), so does one whose newest span was
-    already trained on, whatever else changed.
+    terminal too with ``verbose``). A run whose inputs equal those of what is served
+    returns that run's report (run_guard.unchanged_since); with ``only_new_data``
+    (``twinflow retrain``), so does one whose newest span was already trained on, whatever
+    else changed. ``force`` runs anyway, every component again (TFX's cache unused).
     """
     fs.touches_s3(config.pipeline_root, config.serving_dir, config.input_base)
+    if force:
+        config = config.model_copy(update={"enable_cache": False})
     schema_path = config.schema_path or str(default_schema_path())
     run_input = preflight(config, schema_path)
     listing = run_input.listing
     check_store(config)
     with exclusive_run(config):
-        if only_new_data:
+        if only_new_data and not force:
             new, last_completed = has_new_data(config, run_input)
             if not new and last_completed is not None:
                 return _report_no_new_data(config, run_input, last_completed)
         run_id = new_run_id()
         path = log_path(config, run_id)
         with run_log(path, verbose) if log else contextlib.nullcontext(path):
-            fingerprint = run_fingerprint(config, listing.fingerprint(), schema_path)
-            last = unchanged_since(config, fingerprint)
-            if last is not None:
-                return _report_unchanged(config, last)
+            data_fingerprint = fingerprint_data(config, listing)
+            fingerprint = run_fingerprint(config, data_fingerprint, schema_path)
+            unchanged = unchanged_since(config, fingerprint)
+            if unchanged is not None:
+                return _report_unchanged(config, unchanged)
             what = f"{describe_spans(run_input.spans)} of {config.input_base}: " if run_input.spans else ""
             print(
                 f"[run] {run_id}: {what}{len(listing.files):,} images in {len(listing.class_names)} classes",
@@ -158,7 +168,7 @@ def run_local(
             )
             if log:
                 print(f"[run] full log: {path}", flush=True)
-            report, report_dir = _run_tfx(config, run_id, listing.fingerprint())
+            report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint)
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_dir, run_input)
@@ -182,7 +192,7 @@ def schema_snapshot(config: PipelineConfig) -> str:
     return target
 
 
-def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str) -> tuple[dict, str]:
+def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str) -> tuple[dict, str]:
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
@@ -199,6 +209,7 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str) -> tupl
         config.model_copy(update={"schema_path": schema_snapshot(config)}),
         data_fingerprint=data_fingerprint,
         metadata_connection_config=metadata,
+        run_fingerprint=fingerprint,
     )
     ir = compiler.Compiler().compile(pipeline)
     runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
@@ -220,12 +231,14 @@ def _run_tfx(config: PipelineConfig, run_id: str, data_fingerprint: str) -> tupl
     return report, out
 
 
-def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
-    """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts."""
+def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: str | None = None) -> str:
+    """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts,
+    into ``output`` (default: the run's own report folder)."""
     from core.repeats import parse_node_id
     from pipelines.report import build_report, recorded_config, write_report
     from pipelines.run_record import read_run
 
+    check_store(config)  # a store that cannot be opened says so in one line, before TensorFlow loads
     metadata = connection_config(config.metadata_uri, config.metadata_path)
     try:
         record = read_run(metadata, config.pipeline_name, run_id)
@@ -236,7 +249,7 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None) -> str:
     frameworks = tuple(sorted(trained, key=lambda name: (order.get(name, len(order)), name)))
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
     recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
-    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root)
+    return write_report(build_report(record, frameworks, wall, recorded), config.pipeline_root, output)
 
 
 def _served(config: PipelineConfig) -> list[str]:
@@ -254,18 +267,25 @@ def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastR
     span = run_input.spans[-1]
     print(
         f"no new data: the newest {span.describe()} in {config.input_base} was already trained on by run "
-        f"{last.run_id} (finished {last.finished}); nothing was run or pushed. Served: {', '.join(_served(config))}",
+        f"{last.run_id} (finished {last.finished}); nothing was run or pushed. Served: {', '.join(_served(config))} "
+        "(--force runs anyway)",
         flush=True,
     )
     return {"run_id": None, "no_new_data": True, "spans": [s.number for s in run_input.spans], "frameworks": []}
 
 
-def _report_unchanged(config: PipelineConfig, last: Any) -> dict[str, Any]:
-    report = json.loads(fs.read_text(fs.join(last.report, "report.json")))
-    served = _served(config)
+def _report_unchanged(config: PipelineConfig, unchanged: Unchanged) -> dict[str, Any]:
+    """Nothing to do: say since when and what is served; return that run's report when it is kept here."""
+    report_json = fs.join(unchanged.report, "report.json") if unchanged.report else ""
+    kept = bool(report_json) and fs.exists(report_json)
+    since = f"run {unchanged.run_id}" if unchanged.run_id else "the served versions were trained"
+    finished = f" (finished {unchanged.finished})" if unchanged.finished else ""
     print(
-        f"nothing changed since run {last.run_id} (finished {last.finished}): same config, data, schema and code; "
-        f"nothing was run or pushed. Served: {', '.join(served)}. Report: {last.report}/report.md",
+        f"nothing changed since {since}{finished}: same data (by content), config, schema and code; "
+        f"nothing was run or pushed. Served: {', '.join(_served(config))}."
+        + (f" Report: {unchanged.report}/report.md" if kept else "")
+        + " (--force runs anyway)",
         flush=True,
     )
-    return {**report, "unchanged_since": last.run_id}
+    report = json.loads(fs.read_text(report_json)) if kept else {"run_id": None, "frameworks": []}
+    return {**report, "unchanged_since": unchanged.run_id or "served"}

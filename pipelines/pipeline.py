@@ -12,6 +12,7 @@ from tfx.types import channel_utils
 from components.data_gate.component import DataGate
 from components.drift_gate.component import DriftGate
 from components.finite_evaluator.component import FiniteEvaluator
+from components.finite_evaluator.promotion import NOTHING_SERVED
 from components.image_example_gen.component import ImageExampleGen
 from components.model_optimizer.component import ModelOptimizer
 from components.versioned_pusher.component import VersionedPusher
@@ -28,35 +29,33 @@ PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
 EVAL_SPLIT = "test"
 
 
-def _latest_blessed_model(name: str, repeats: int) -> tfx.dsl.Resolver:
-    """The Evaluator's baseline: the latest model of this framework, from any repeat, that was blessed."""
-
-    def produced(kind: str, output_key: str, artifact_type: type) -> tfx.dsl.Channel:
-        channels = [
-            tfx.dsl.Channel(type=artifact_type, producer_component_id=node_id(kind, name, r), output_key=output_key)
-            for r in range(1, repeats + 1)
-        ]
-        return channels[0] if repeats == 1 else channel_utils.union(channels)
-
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=produced("Trainer", "model", tfx.types.standard_artifacts.Model),
-        model_blessing=produced("Evaluator", "blessing", tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(f"LatestBlessedModel_{name}")
-
-
 def _gathered(channels: list[tfx.dsl.Channel]) -> tfx.dsl.Channel:
     """One channel as it is; several (one per repeat) as their union, which the pusher chooses from."""
     return channels[0] if len(channels) == 1 else channel_utils.union(channels)
 
 
-def _served_versions(config: PipelineConfig) -> str:
-    """What each framework serves now (part of the drift gate's cache key); empty where the folder is unreadable."""
+def _served_numbers(config: PipelineConfig) -> dict[str, int | None] | None:
+    """The version each framework serves now, or None where the serving folder is unreadable here."""
     try:
         served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}
-    except Exception:  # e.g. a cluster volume compiled from a workstation: the baseline is read at run time anyway
+    except Exception:  # e.g. a cluster volume compiled from a workstation: the components read it at run time
+        return None
+    return {name: version.number if version else None for name, version in served.items()}
+
+
+def _served_versions(config: PipelineConfig) -> str:
+    """What each framework serves now (part of the drift gate's cache key); empty where the folder is unreadable."""
+    served = _served_numbers(config)
+    return "" if served is None else json.dumps(served)
+
+
+def served_version_key(config: PipelineConfig, name: str) -> str:
+    """The version ``name`` serves now, as the Evaluator's cache key: its number, "none" when nothing is
+    served, "" when unreadable here (the Evaluator reads the folder when it runs either way)."""
+    served = _served_numbers(config)
+    if served is None:
         return ""
-    return json.dumps({name: version.number if version else None for name, version in served.items()})
+    return NOTHING_SERVED if served[name] is None else str(served[name])
 
 
 def _variants(
@@ -67,13 +66,14 @@ def _variants(
     transform: tfx.components.Transform,
     example_gen: ImageExampleGen,
     parent_pusher: VersionedPusher,
+    run_fingerprint: str = "",
 ) -> list:
-    """Per optimized variant: ModelOptimizer → Evaluator (the float parent as baseline, the same metrics,
-    slices and floor, blessed within ``optimization.max_drop`` of the parent) → Pusher as ``<fw>-<variant>``."""
+    """Per optimized variant: ModelOptimizer → Evaluator (the same metrics, slices and floor; compared with
+    its float parent on the same test examples by the same paired rule, with ``optimization.max_drop``)
+    → Pusher as ``<fw>-<variant>``."""
     if config.optimization.variants and not plugin.optimize_fn:
         raise ValueError(f"framework {plugin.name!r} makes no optimized variants (no optimize_fn in core.registry)")
     settings = config.optimization
-    variant_evaluation = config.evaluation.model_copy(update={"max_accuracy_drop": settings.max_drop})
     nodes: list = []
     for variant in settings.variants:
         variant_plugin = plugin.variant(variant)
@@ -92,11 +92,12 @@ def _variants(
         evaluator = FiniteEvaluator(
             examples=example_gen.outputs["examples"],
             model=optimizer.outputs["variant_model"],
-            baseline_model=optimizer.outputs["parent_model"],
-            eval_config=build_eval_config(variant_evaluation, variant_plugin),
+            eval_config=build_eval_config(config.evaluation, variant_plugin),
             example_splits=[EVAL_SPLIT],
-            module_file=None,
             module_path=variant_plugin.evaluator_module,
+            model_name=name,
+            max_accuracy_drop=settings.max_drop,
+            reference_model=optimizer.outputs["parent_model"],
         ).with_id(node_id("Evaluator", name))
         pusher = VersionedPusher(
             model=optimizer.outputs["variant_model"],
@@ -106,9 +107,9 @@ def _variants(
             model_name=name,
             examples=example_gen.outputs["examples"],
             keep_versions=config.keep_versions,
-            max_accuracy_drop=config.evaluation.max_accuracy_drop,
             canary=config.canary,
             parent_model_name=plugin.name,
+            run_fingerprint=run_fingerprint,
         ).with_id(node_id("Pusher", name))
         pusher.add_upstream_node(parent_pusher)  # a variant is pushed only beside its served float parent
         nodes += [optimizer, evaluator, pusher]
@@ -179,17 +180,18 @@ def create_pipeline(
     config: PipelineConfig,
     data_fingerprint: str = "",
     metadata_connection_config: object | None = None,
-    baseline: bool = True,
+    run_fingerprint: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen → statistics, schema, validation → data and drift gates → Transform → per framework:
     Trainer → Evaluator → Pusher (with ``repeats`` > 1: a Trainer and an Evaluator per seed, and one
     Pusher that chooses among them by eval-split accuracy; see core.repeats).
 
-    The drift gate compares the new statistics with those each served model was trained on
-    (kept beside it by the pusher), so it needs no resolver and works the same on every runner.
+    No resolvers, so every runner (open-source Kubeflow Pipelines too) runs the same graph: the
+    drift gate compares the new statistics with those each served model was trained on (kept
+    beside it by the pusher), and each Evaluator compares its model with the served version of
+    its framework on the same test examples, both read from the serving folder.
 
-    ``baseline=False`` leaves out the latest-blessed-model resolver (the Evaluator then
-    judges by the accuracy floor alone): open-source Kubeflow Pipelines cannot run resolver tasks.
+    ``run_fingerprint`` (the local runner's: pipelines.run_guard) is recorded in every pushed card.
     """
     example_gen = _example_gen(config, data_fingerprint)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))
@@ -214,8 +216,8 @@ def create_pipeline(
 
     for name in config.frameworks:
         plugin = get_framework(name)
-        resolver = _latest_blessed_model(name, config.repeats) if baseline else None
         eval_config = build_eval_config(config.evaluation, plugin)
+        served = served_version_key(config, name)  # each repeat is compared with the same served version
         trainers, evaluators = [], []
         for repeat in range(1, config.repeats + 1):
             training = config.training.model_copy(update={"seed": repeat_seed(config.training.seed, repeat)})
@@ -231,11 +233,13 @@ def create_pipeline(
             evaluator = FiniteEvaluator(
                 examples=example_gen.outputs["examples"],
                 model=trainer.outputs["model"],
-                baseline_model=resolver.outputs["model"] if resolver else None,
                 eval_config=eval_config,
                 example_splits=[EVAL_SPLIT],
-                module_file=None,
-                **({"module_path": plugin.evaluator_module} if plugin.evaluator_module else {}),
+                module_path=plugin.evaluator_module,
+                serving_dir=str(config.serving_dir),
+                model_name=name,
+                served_version=served,
+                max_accuracy_drop=config.evaluation.max_accuracy_drop,
             ).with_id(node_id("Evaluator", name, repeat))
             trainers.append(trainer)
             evaluators.append(evaluator)
@@ -248,11 +252,11 @@ def create_pipeline(
             examples=example_gen.outputs["examples"],
             statistics=statistics_gen.outputs["statistics"],
             keep_versions=config.keep_versions,
-            max_accuracy_drop=config.evaluation.max_accuracy_drop,
             canary=config.canary,
+            run_fingerprint=run_fingerprint,
         ).with_id(node_id("Pusher", name))
-        components += [*trainers, *([resolver] if resolver else []), *evaluators, pusher]
-        components += _variants(config, plugin, trainers, evaluators, transform, example_gen, pusher)
+        components += [*trainers, *evaluators, pusher]
+        components += _variants(config, plugin, trainers, evaluators, transform, example_gen, pusher, run_fingerprint)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -13,15 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tfx.utils import path_utils
-
-from components.finite_evaluator.executor import NON_FINITE_PROPERTY
 from components.image_example_gen.ingest import read_ingest_report
 from components.tfma_results import load_sliced_metrics
 from core import fs
 from core.contract import DRIFT_REPORT_FILE, LABEL_KEY
 from core.model_card import read_model_card
 from core.repeats import Candidate, choose_best, node_id, parse_node_id
+from pipelines.run_guard import report_dir
 from pipelines.run_record import RunRecord, custom_property
 
 
@@ -34,6 +32,10 @@ def framework_repeats(record: RunRecord, framework: str) -> list[int]:
 
 def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, Any]:
     """One trained model of the run (one repeat): its card, its Evaluator's metrics and blessing."""
+    from tfx.utils import path_utils  # here, not at the top: history's import of this module stays TF-free
+
+    from components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
+
     trainer = record.nodes.get(node_id("Trainer", framework, repeat))
     evaluator = record.nodes.get(node_id("Evaluator", framework, repeat))
     row: dict[str, Any] = {"framework": framework, "repeat": repeat}
@@ -74,9 +76,14 @@ def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, 
         }
     blessing = evaluator.output("blessing") if evaluator else None
     row["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
-    non_finite = custom_property(blessing, NON_FINITE_PROPERTY) if blessing is not None else None
-    if non_finite:
-        row["not_blessed_because"] = f"non-finite test metrics: {non_finite}"
+    # The Evaluator's promotion checks in words (every failed check with its figures and threshold) and its
+    # paired comparison with the served version on the same test images (components.finite_evaluator.promotion).
+    reason = custom_property(blessing, REASON_PROPERTY) if blessing is not None else None
+    comparison = custom_property(blessing, COMPARISON_PROPERTY) if blessing is not None else None
+    if comparison:
+        row["served_comparison"] = json.loads(str(comparison))
+    if reason and not row["blessed"]:
+        row["not_blessed_because"] = str(reason)
     return row
 
 
@@ -125,6 +132,8 @@ def variant_rows(record: RunRecord, parent: dict[str, Any]) -> list[dict[str, An
     names = [n for n in names if n.startswith(f"{framework}-")]
     if not names:
         return []
+    from tfx.utils import path_utils
+
     rows: list[dict[str, Any]] = []
     float_row: dict[str, Any] = {
         "framework": framework,
@@ -253,8 +262,8 @@ def build_report(
 def paired_comparison(examples_uri: str, first_row: dict[str, Any], second_row: dict[str, Any]) -> dict[str, Any]:
     """Both trained models (with repeats: each framework's chosen one) on the run's very test images:
     intervals, McNemar's test, the paired difference."""
+    from components.paired_predictions import predict_classes, read_test_split
     from core.statistics import compare, confident_mistakes
-    from pipelines.comparison import predict_classes, read_test_split
 
     test = read_test_split(examples_uri)
     names = (first_row["framework"], second_row["framework"])
@@ -306,7 +315,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# twinflow run {report['run_id']} ({report['wall_seconds']:.0f} s end to end)",
         "",
-        "| framework | train acc | eval acc | test acc | test loss | training s | images/s | parameters | "
+        "| framework | train acc (clean pass) | eval acc | test acc | test loss | training s | images/s | parameters | "
         "model size | device | blessed | pushed |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -329,6 +338,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{number(diff['images_per_second'], 0)} | {diff['parameters']:+,} | "
             f"{diff['model_size_bytes'] / 1e6:+.2f} MB | | | |"
         )
+    if any("train_accuracy" in r for r in rows):
+        lines += ["", f"{TRAIN_ACCURACY_NOTE} {MODEL_SIZE_NOTE}"]
     lines += _comparison_markdown(report.get("comparison"))
     lines += _repeats_markdown(report)
     lines += _variants_markdown(report.get("variants"))
@@ -357,6 +368,51 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TRAIN_ACCURACY_NOTE = (
+    "Train acc (clean pass): the final model (the best epoch's weights) on the whole train split once more, in "
+    "inference mode: no augmentation, no dropout. The accuracy the trainer logs per epoch (the training curves) is "
+    "a running mean over that epoch's batches, with augmentation and dropout on and the weights still changing, so "
+    "its last value differs from this one."
+)
+MODEL_SIZE_NOTE = (
+    "Model size: the network's files as its runtime loads them (the SavedModel, Transform included, or "
+    "model.onnx); the Transform graph beside model.onnx and the card are not counted. The variants table measures "
+    "the same files."
+)
+METHODS_NOTE = (
+    "Intervals: Wilson score (accuracy, recall) and Tango's paired score interval (difference). "
+    "McNemar's exact test is the two-sided binomial test of the discordant pairs. With one test per class, some "
+    "p-value falls below 5% by chance alone: Holm's step-down correction over the classes keeps the chance of any "
+    "false finding among them at 5%, and only classes whose Holm-adjusted p is below 5% are called significant."
+)
+
+
+def significant_class_findings(comparison: dict[str, Any]) -> tuple[str, list[str]]:
+    """The per-class differences that survive Holm's correction: a lead sentence and one line per class."""
+    a, b = comparison["frameworks"]
+    per_class = comparison["per_class"]
+    found = comparison.get("significant_classes", [])
+    if not found:
+        return (
+            f"No per-class difference is significant at 5% after Holm's correction over {len(per_class)} classes.",
+            [],
+        )
+    lead = (
+        f"{len(found)} of {len(per_class)} per-class differences in recall are significant at 5% after Holm's "
+        f"correction ({a} − {b}):"
+    )
+    items = []
+    for name in found:
+        row = per_class[name]
+        difference = row["difference"]
+        items.append(
+            f"{name}: {100 * difference['value']:+.2f} pp (95% CI {100 * difference['low']:+.2f} to "
+            f"{100 * difference['high']:+.2f} pp; McNemar p = {row['p_value']:.2g}, Holm-adjusted "
+            f"p = {row['p_value_holm']:.2g})"
+        )
+    return lead, items
+
+
 def interval_text(share: dict[str, Any], signed: bool = False) -> str:
     if share.get("value") is None:
         return "–"
@@ -369,29 +425,34 @@ def _comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
         return []
     a, b = comparison["frameworks"]
     table = comparison["agreement"]
+    lead, findings = significant_class_findings(comparison)
+    significant = set(comparison.get("significant_classes", []))
     lines = [
         "",
         "## Is the difference real? (the same test images, paired)",
         "",
         f"**{comparison['verdict']}.**",
         "",
-        f"| | {a} | {b} | {a} − {b} (pp) | McNemar p |",
-        "|---|---|---|---|---|",
+        lead,
+        *(f"- **{finding}**" for finding in findings),
+        "",
+        f"| | {a} | {b} | {a} − {b} (pp) | McNemar p | Holm-adjusted p |",
+        "|---|---|---|---|---|---|",
         f"| test accuracy, % [95% CI] | {interval_text(comparison['accuracy'][a])} | "
         f"{interval_text(comparison['accuracy'][b])} | {interval_text(comparison['difference'], signed=True)} | "
-        f"{comparison['mcnemar_p_value']:.3g} |",
+        f"{comparison['mcnemar_p_value']:.3g} | |",
     ]
     for name, row in comparison["per_class"].items():
+        label = f"**recall {name}** (significant)" if name in significant else f"recall {name}"
         lines.append(
-            f"| recall {name} | {interval_text(row['recall'][a])} | {interval_text(row['recall'][b])} | "
-            f"{interval_text(row['difference'], signed=True)} | {row['p_value']:.3g} |"
+            f"| {label} | {interval_text(row['recall'][a])} | {interval_text(row['recall'][b])} | "
+            f"{interval_text(row['difference'], signed=True)} | {row['p_value']:.3g} | {row['p_value_holm']:.3g} |"
         )
     lines += [
         "",
         f"{comparison['test_examples']} test images: both right {table['both_right']}, only {a} right "
         f"{table[f'only_{a}_right']}, only {b} right {table[f'only_{b}_right']}, both wrong {table['both_wrong']}. "
-        "Intervals: Wilson score (accuracy, recall) and a paired bootstrap of 2,000 resamples (difference). "
-        "Per-class p-values are each a test of its own, not corrected for multiple comparisons.",
+        + METHODS_NOTE,
     ]
     return lines
 
@@ -444,9 +505,10 @@ def _variants_markdown(variants: list[dict[str, Any]] | None) -> list[str]:
         "",
         "## Optimized variants",
         "",
-        "Each variant is judged by the same Evaluator (metrics, slices, floor) with its float parent as the "
-        "baseline. Sizes are the served artifact (gzip in brackets); latencies are p50 milliseconds per call "
-        "on `image_xf`, measured float beside variant in one run.",
+        "Each variant is judged by the same Evaluator (metrics, slices, floor) and the same paired rule, with "
+        "its float parent in the served model's place. Sizes are the network's files, measured as in the table "
+        "above (gzip in brackets); latencies are p50 milliseconds per call on `image_xf`, measured float beside "
+        "variant in one run.",
         "",
         "| model | test acc | Δ vs float | size | vs float | p50 b1 1t | p50 b64 1t | p50 b1 2t | p50 b64 2t | "
         "speed-up b1 | sparsity | blessed | pushed |",
@@ -553,10 +615,6 @@ def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def report_dir(pipeline_root: str, run_id: str) -> str:
-    return fs.join(pipeline_root, "reports", run_id.replace(":", "-"))
-
-
 def recorded_config(pipeline_root: str, run_id: str) -> dict[str, Any] | None:
     """The config a run's own report recorded (None without a report, or from before configs were kept)."""
     path = fs.join(report_dir(pipeline_root, run_id), "report.json")
@@ -565,9 +623,10 @@ def recorded_config(pipeline_root: str, run_id: str) -> dict[str, Any] | None:
     return json.loads(fs.read_text(path)).get("config")
 
 
-def write_report(report: dict[str, Any], pipeline_root: str) -> str:
-    """``<pipeline_root>/reports/<run>/``: report.json (strict JSON), report.md, report.html, per_class_accuracy.png."""
-    out = report_dir(pipeline_root, report["run_id"])
+def write_report(report: dict[str, Any], pipeline_root: str, output: str | None = None) -> str:
+    """report.json (strict JSON), report.md, report.html, per_class_accuracy.png, into ``output`` or, by
+    default, the run's folder ``<pipeline_root>/reports/<run>/``."""
+    out = output or report_dir(pipeline_root, report["run_id"])
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))

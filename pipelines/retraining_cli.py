@@ -15,7 +15,7 @@ from typing import Any
 from core import fs
 from core.config import PipelineConfig
 from core.errors import ConfigError, DataDriftError, TwinflowError
-from pipelines.flags import RETRAIN, RUN, add_config_flags, config_from_args
+from pipelines.flags import FORCE_HELP, RETRAIN, RUN, add_config_flags, config_from_args
 from pipelines.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
 
 
@@ -31,6 +31,9 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     add_config_flags(retrain, RETRAIN)
     retrain.add_argument("--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log too")
+    retrain.add_argument(
+        "--force", action="store_true", help=FORCE_HELP + "; also when no span is newer than the last run's"
+    )
     retrain.set_defaults(handler=cmd_retrain)
 
     rollback = verbs.add_parser(
@@ -53,7 +56,7 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     promote.set_defaults(handler=_cmd_promote)
 
     status = verbs.add_parser("status", allow_abbrev=False, help="what each framework serves, from which data")
-    _add_serving_flags(status)
+    _add_serving_flags(status, metadata=True)  # not read (the serving folder says it all), taken as history takes them
     status.add_argument("--framework", help="one framework (default: every one configured)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_cmd_status)
@@ -70,6 +73,12 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     _add_serving_flags(report, metadata=True)
     report.add_argument("--run", help="the run id (default: the latest run)")
+    report.add_argument(
+        "--output",
+        metavar="DIR",
+        help="write the rebuilt report into DIR (created if missing) and nowhere else; "
+        "default: the run's own folder, <pipeline-root>/reports/<run>/",
+    )
     report.add_argument("--open", action="store_true", help="open report.html in a browser")
     report.set_defaults(handler=_cmd_report)
 
@@ -86,15 +95,13 @@ def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
 def _add_serving_flags(parser: argparse.ArgumentParser, metadata: bool = False) -> None:
     """``--config`` and the location flags of ``run`` that a command reading the results needs."""
     parser.add_argument("--config", help="YAML file with config values (flags override it)")
-    parser.add_argument("--serving-dir", dest="config:serving_dir", default=argparse.SUPPRESS, help="serving folder")
-    parser.add_argument("--pipeline-root", dest="config:pipeline_root", default=argparse.SUPPRESS, help="TFX root")
-    parser.add_argument("--pipeline-name", dest="config:pipeline_name", default=argparse.SUPPRESS, help="pipeline")
+    flags = [("--serving-dir", "serving folder"), ("--pipeline-root", "TFX root"), ("--pipeline-name", "pipeline")]
     if metadata:
+        flags += [("--metadata-path", "SQLite ML Metadata"), ("--metadata-uri", "mysql://USER@HOST:PORT/DB")]
+    for flag, help_text in flags:
+        name = flag.removeprefix("--").replace("-", "_")
         parser.add_argument(
-            "--metadata-path", dest="config:metadata_path", default=argparse.SUPPRESS, help="SQLite ML Metadata"
-        )
-        parser.add_argument(
-            "--metadata-uri", dest="config:metadata_uri", default=argparse.SUPPRESS, help="mysql://USER@HOST:PORT/DB"
+            flag, dest=f"config:{name}", metavar=name.upper(), default=argparse.SUPPRESS, help=help_text
         )
 
 
@@ -116,7 +123,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines.local_runner import run_local
 
     try:
-        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True)
+        report = run_local(config, log=True, verbose=args.verbose, only_new_data=True, force=args.force)
     except DataDriftError as err:
         _write_summary({"outcome": "drift", "drift": "drift", "reason": str(err)})
         raise
@@ -191,11 +198,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ notes are not the report
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":  # core's default, not the user's: quieter here
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # CUDA plugin registration and tf.data notes are not the report
     from pipelines.local_runner import rebuild_report
 
     config = config_from_args(args)
-    out = rebuild_report(config, args.run)
+    if args.output:
+        _check_output_folder(args.output)
+    out = rebuild_report(config, args.run, args.output)
     page = fs.join(out, "report.html")
     print(f"report written to {out}: {page}")
     if args.open:
@@ -203,6 +213,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         webbrowser.open(page if fs.is_remote(page) else "file://" + os.path.abspath(page))
     return 0
+
+
+def _check_output_folder(folder: str) -> None:
+    """``--output`` must be a folder or become one: say so before minutes of rebuilding, not after."""
+    problem = fs.unwritable_local_folder(folder)
+    if problem:
+        raise ConfigError(f"--output {folder}: {problem}; pass a folder for the rebuilt report")
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
@@ -224,6 +241,8 @@ def cmd_schedule_local(args: argparse.Namespace) -> int:
     if not config.data_root:
         raise ConfigError("schedule --local needs --data-root (or data_root in --config): the folder spans arrive in")
     folder = os.path.join("work" if fs.is_remote(config.pipeline_root) else config.pipeline_root, "schedule")
+    if problem := fs.unwritable_local_folder(folder):
+        raise ConfigError(f"the schedule's folder {folder} cannot be written ({problem}); pass another --pipeline-root")
     os.makedirs(folder, exist_ok=True)
     config_file = os.path.join(folder, "config.yaml")
     with open(config_file, "w") as handle:

@@ -4,21 +4,28 @@
   folder; a second run on either is refused at once, naming the holder.
 - **Pre-flight.** The folder's layout, its classes and the schema's label domain are checked
   before TensorFlow loads, and the serving folder must be writable.
-- **Nothing changed.** A run whose config, data, schema and code equal those of the last
-  completed run, whose pushed versions are all still served, does nothing: it says so and
-  which versions are served (TFX would otherwise re-run both Evaluators, whose baseline
-  input is now the very model they judge).
+- **Nothing changed.** A run's inputs are its data (by content: see
+  ``components.image_example_gen.file_hashes``), its schema, the config that shapes what is
+  trained and judged (seed included; not where things are kept), and twinflow's own code. The
+  pusher records them in each version's model card (``run_fingerprint``). A run whose inputs
+  equal those of the version each framework serves (or of the last completed run here, when
+  that run left each framework's served version as it is now: not pushed, or already pushed)
+  does nothing: training is not bit-reproducible, so "identical" is defined by the inputs. It
+  says so and which versions are served; ``--force`` runs anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import socket
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +33,38 @@ from typing import Any
 
 import filelock
 
+from components.image_example_gen.file_hashes import CACHE_FILE, FileHashes
 from components.image_example_gen.ingest import check_classes
 from components.image_example_gen.listing import Listing, list_input
 from core import fs
 from core.config import PipelineConfig
-from core.errors import ConfigError, InputDataError, RunLockedError
+from core.errors import ConfigError, InputDataError, ModelCardError, RunLockedError
 from core.spans import Span
 from pipelines.shared_lock import hold_shared_store
 
 LOCK_SUFFIX = ".twinflow.lock"
 LAST_RUN_FILE = "last_run.json"
-_CODE_PACKAGES = ("core", "components", "trainers", "pipelines")
+DISTRIBUTION = "twinflow"
+# Config keys that say where things are kept or how the run is carried out, not what it trains on or
+# how it judges: left out of the run's inputs. (The data and schema enter by content instead.)
+NOT_INPUTS = frozenset(
+    {
+        "pipeline_name",
+        "data_dir",
+        "data_root",
+        "schema_path",
+        "pipeline_root",
+        "metadata_path",
+        "metadata_uri",
+        "serving_dir",
+        "enable_cache",
+        "beam_args",
+        "accept_drift",
+        "keep_versions",
+        "kubeflow",
+        "serving",
+    }
+)
 
 
 def _lock_path(target: str, suffix: str = LOCK_SUFFIX) -> str:
@@ -133,7 +161,8 @@ def preflight(config: PipelineConfig, schema_path: str) -> RunInput:
     listing = run_input.listing
     check_classes(listing.class_names, listing.class_counts(), config.input_base)
     _check_schema_classes(config, schema_path, listing.class_names)
-    _check_writable(config.serving_dir)
+    _check_writable(config.serving_dir, "serving folder", "--serving-dir", "blessed models could not be pushed")
+    _check_writable(config.pipeline_root, "pipeline root", "--pipeline-root", "the run's artifacts would have no place")
     return run_input
 
 
@@ -162,15 +191,11 @@ def _check_schema_classes(config: PipelineConfig, schema_path: str, class_names:
     )
 
 
-def _check_writable(serving_dir: str) -> None:
-    if fs.is_remote(serving_dir):
-        return
-    path = Path(serving_dir)
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+def _check_writable(folder: str, what: str, flag: str, consequence: str) -> None:
+    problem = fs.unwritable_local_folder(folder)
+    if problem:
         raise ConfigError(
-            f"the serving folder {serving_dir} is not writable ({existing} is read-only or not a folder): "
-            "blessed models could not be pushed; pass --serving-dir with a writable folder"
+            f"the {what} {folder} is not writable ({problem}): {consequence}; pass {flag} with a writable folder"
         )
 
 
@@ -185,18 +210,66 @@ class LastRun:
     report: str
     spans: list[int] = field(default_factory=list)  # the window read (data root runs)
     latest_span: tuple[int, int] | None = None  # (span, version) of the newest span read
+    served: dict[str, int | None] = field(default_factory=dict)  # framework → version served after the run
+
+
+def fingerprint_data(config: PipelineConfig, listing: Listing) -> str:
+    """The data's fingerprint by content, through the pipeline root's hash cache (``data_hashes.json``):
+    files whose stamp did not change since they were hashed are not read again."""
+    hashes = FileHashes(fs.join(config.pipeline_root, CACHE_FILE))
+    started = time.perf_counter()
+    fingerprint = listing.fingerprint(hashes)
+    hashes.save(config.input_base)
+    if hashes.read:
+        print(
+            f"[run] data fingerprinted by content: {hashes.read:,} of {len(listing.files):,} files read "
+            f"({hashes.reused:,} unchanged since last hashed) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+    return fingerprint
+
+
+def run_inputs(config: PipelineConfig) -> dict[str, Any]:
+    """The config that shapes what a run trains and how it judges it: every key but :data:`NOT_INPUTS`."""
+    values = config.model_dump(mode="json", exclude=set(NOT_INPUTS))
+    values["framework"] = list(config.frameworks)  # 'both' and 'keras,lightning' are one choice
+    return values
 
 
 def run_fingerprint(config: PipelineConfig, data_fingerprint: str, schema_path: str) -> str:
-    """Config, data, schema and twinflow's own code: a run is a no-op only when none of them changed."""
+    """Data (by content), schema, config and twinflow's own code: a run is a no-op only when none of them changed."""
     digest = hashlib.sha256()
-    digest.update(config.model_dump_json().encode())
+    digest.update(json.dumps(run_inputs(config), sort_keys=True).encode())
     digest.update(data_fingerprint.encode())
-    digest.update(Path(schema_path).read_bytes())
-    root = Path(__file__).resolve().parent.parent
-    for package in _CODE_PACKAGES:
-        for source in sorted((root / package).rglob("*.py")):
-            digest.update(source.read_bytes())
+    digest.update(fs.read_text(schema_path).encode())
+    digest.update(code_fingerprint().encode())
+    return digest.hexdigest()
+
+
+def code_packages() -> list[str]:
+    """twinflow's packages, as installed: the distribution's top-level names (from pyproject.toml's package
+    list), or that list itself in a checkout that is not installed."""
+    try:
+        text = importlib.metadata.distribution(DISTRIBUTION).read_text("top_level.txt")
+    except importlib.metadata.PackageNotFoundError:
+        text = None
+    if text:
+        return sorted(line.strip() for line in text.splitlines() if line.strip())
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({pattern.rstrip("*").rstrip(".") for pattern in patterns})
+
+
+def code_fingerprint() -> str:
+    """Every Python file of every twinflow package, by name and content, from where Python imports it."""
+    digest = hashlib.sha256()
+    for package in code_packages():
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location)
+            for source in sorted(folder.rglob("*.py")):
+                digest.update(f"{package}/{source.relative_to(folder).as_posix()}\n".encode())
+                digest.update(source.read_bytes())
     return digest.hexdigest()
 
 
@@ -204,20 +277,67 @@ def _last_run_path(config: PipelineConfig) -> str:
     return fs.join(config.pipeline_root, LAST_RUN_FILE)
 
 
-def unchanged_since(config: PipelineConfig, fingerprint: str) -> LastRun | None:
-    """The last run, if this one would repeat it exactly and everything it pushed is still served."""
-    from core.versions import is_complete
+@dataclass(frozen=True)
+class Unchanged:
+    """Why a run has nothing to do: the run whose inputs equal this one's, and its report (if kept here)."""
 
-    if not config.enable_cache or (config.metadata_uri is None and not Path(config.metadata_path).exists()):
+    run_id: str | None
+    finished: str | None
+    report: str | None
+
+
+def unchanged_since(config: PipelineConfig, fingerprint: str) -> Unchanged | None:
+    """What this run would repeat, when every framework serves a version trained on these very inputs, or
+    serves what it served after the last completed run here, which had these inputs; else None.
+
+    The served version's own record decides (its model card's ``run_fingerprint``), so a rollback,
+    another pipeline root pushing to the same serving folder, or data changed and changed back
+    are judged by what is served. The last run covers frameworks it did not push (not blessed,
+    not better, already pushed): the same inputs against the same served version decide the same.
+    """
+    if not config.enable_cache:
         return None
     last = last_run(config)
-    if last is None:
-        return None
-    if last.fingerprint != fingerprint or set(last.pushed) != set(config.frameworks):
-        return None
-    if any(version is not None and not is_complete(version) for version in last.pushed.values()):
-        return None
-    return last
+    if last is None or last.fingerprint != fingerprint:
+        last = None
+    elif config.metadata_uri is None and not Path(config.metadata_path).exists():
+        last = None  # its records went with the store
+    pushed_by: list[Unchanged] = []
+    for framework in config.frameworks:
+        served, pushed = _served_inputs(fs.join(config.serving_dir, framework), fingerprint)
+        if pushed is not None:
+            pushed_by.append(pushed)
+        elif last is None or framework not in last.served or last.served[framework] != served:
+            return None
+    if last is not None:
+        return Unchanged(last.run_id, last.finished, last.report)
+    latest = max(pushed_by, key=lambda pushed: pushed.finished or "")
+    report = report_dir(config.pipeline_root, latest.run_id) if latest.run_id else None
+    return Unchanged(latest.run_id, latest.finished, report if report and fs.exists(report) else None)
+
+
+def _served_inputs(model_root: str, fingerprint: str) -> tuple[int | None, Unchanged | None]:
+    """The served version's number, and (when it or the canary was trained on ``fingerprint``) its push."""
+    from core.model_card import read_model_card
+    from core.versions import CANARY, complete_versions, read_labels, served_version
+
+    served = served_version(model_root)
+    number = served.number if served else None
+    canary = read_labels(model_root).get(CANARY)
+    candidates = [served, *[v for v in complete_versions(model_root) if v.number == canary]]
+    for version in (v for v in candidates if v is not None):
+        try:
+            card = read_model_card(version.path)
+        except ModelCardError:
+            continue
+        if card.run_fingerprint == fingerprint:
+            return number, Unchanged(card.data.run_id if card.data else None, card.pushed_at, None)
+    return number, None
+
+
+def report_dir(pipeline_root: str, run_id: str) -> str:
+    """Where a run's report is written: ``<pipeline_root>/reports/<run id>`` (here, where no TFX is loaded)."""
+    return fs.join(pipeline_root, "reports", run_id.replace(":", "-"))
 
 
 def last_run(config: PipelineConfig) -> LastRun | None:
@@ -243,16 +363,20 @@ def has_new_data(config: PipelineConfig, run_input: RunInput) -> tuple[bool, Las
 
 
 def record_run(
-    config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_dir: str, run_input: RunInput
+    config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_folder: str, run_input: RunInput
 ) -> None:
+    from core.versions import served_version
+
     pushed = {row["framework"]: row.get("pushed_to") for row in report["frameworks"]}
+    served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}
     last = LastRun(
         fingerprint,
         report["run_id"],
         time.strftime("%Y-%m-%d %H:%M:%S"),
         pushed,
-        report_dir,
+        report_folder,
         [s.number for s in run_input.spans],
         run_input.latest,
+        {name: version.number if version else None for name, version in served.items()},
     )
     fs.write_text(_last_run_path(config), json.dumps(last.__dict__, indent=1))

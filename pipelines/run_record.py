@@ -51,8 +51,12 @@ def read_run(
         and any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
     ]
     if not runs:
-        which = f"run {run_id!r}" if run_id else "no run"
-        raise LookupError(f"{which} of pipeline {pipeline_name!r} is not recorded in ML Metadata")
+        which = (
+            f"run {run_id!r} of pipeline {pipeline_name!r} is not"
+            if run_id
+            else f"no run of pipeline {pipeline_name!r} is"
+        )
+        raise LookupError(f"{which} recorded in ML Metadata")
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     prefix = f"{pipeline_name}."
     nodes: dict[str, NodeRecord] = {}

@@ -30,6 +30,9 @@ def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:
     which = predict.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="a specific version (default: the served one)")
     which.add_argument("--label", help="a version label: stable or canary")
+    predict.add_argument(
+        "--auth-token-file", help="send the first token in this file as 'Authorization: Bearer' (serve's file works)"
+    )
     predict.set_defaults(handler=_cmd_predict)
 
     manifests = verbs.add_parser(
@@ -47,22 +50,26 @@ def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    config = config_from_args(args)  # checked before TensorFlow loads
+    config = config_from_args(args)  # checked before TensorFlow loads, with the token file
+    if config.serving.auth_token_file:
+        from serving.auth import TokenFile
+
+        TokenFile(config.serving.auth_token_file)
     from serving.app import serve
 
     return serve(config.serving_dir, config.serving, config.max_image_pixels)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from serving.client import DEFAULT_URL, format_predictions, predict_files
+    from serving.client import DEFAULT_URL, format_predictions, predict_files, read_token
 
     if args.top_k < 1:
         from core.errors import ConfigError
 
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
-    predictions = predict_files(
-        args.images, args.model, args.url or DEFAULT_URL, args.top_k, version=args.version, label=args.label
-    )
+    token = read_token(args.auth_token_file) if args.auth_token_file else None
+    url = args.url or DEFAULT_URL
+    predictions = predict_files(args.images, args.model, url, args.top_k, args.version, args.label, token=token)
     print(format_predictions(predictions))
     return 0
 

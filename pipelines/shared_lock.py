@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import PipelineConfig
 from core.errors import ConfigError, RunLockedError
-from core.metadata import PASSWORD_ENV, PASSWORD_FILE_ENV, MysqlTarget, metadata_password, parse_mysql_uri
+from core.metadata import (
+    PASSWORD_ENV,
+    PASSWORD_FILE_ENV,
+    MysqlTarget,
+    check_sqlite_file,
+    metadata_password,
+    parse_mysql_uri,
+)
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
@@ -99,10 +106,11 @@ def _connect_failure(target: MysqlTarget, message: str) -> str:
 def check_store(config: PipelineConfig) -> None:
     """Open the shared store once (ML Metadata creates its tables, and the database when allowed).
 
-    Nothing to do for the SQLite file: a run holding it must still be refused by the run lock,
-    not by a busy-database error here.
+    The SQLite file is only checked to be one (or creatable), not opened: a run holding it must
+    still be refused by the run lock, not by a busy-database error here.
     """
     if not config.metadata_uri:
+        check_sqlite_file(config.metadata_path)
         return
     from ml_metadata import metadata_store
 

@@ -135,7 +135,7 @@ cmd_test() {
     write_tiny_data "$work/data"
     mkdir -p "$work/root" && chown "$UID_IN_IMAGE" "$work/root"
     .venv/bin/twinflow compile --image "$IMAGE" --data-dir "$work/data" --pipeline-root "$work/root" \
-        --architecture tiny_cnn --epochs 1 --no-baseline --output "$work/pipeline.yaml"
+        --architecture tiny_cnn --epochs 1 --output "$work/pipeline.yaml"
     # Host paths are mounted at the same paths in the container, so the spec's URIs hold in both.
     local task
     for task in ImportSchemaGen ImageExampleGen StatisticsGen; do
@@ -169,7 +169,6 @@ cmd_kfp_local() {
     chmod -R a+rwX "$work"
     .venv/bin/twinflow compile --image "$IMAGE" --data-dir "$work/data" --schema "$work/schema.pbtxt" \
         --serving-dir "$work/serving" --architecture tiny_cnn --epochs 4 --batch-size 16 --accuracy-floor 0.6 \
-        --no-baseline \
         --output "$LAB/kfp-local.yaml"
     local rc=0
     DOCKER_HOST=unix://$sock .venv/bin/python scripts/image/kfp_local.py "$LAB/kfp-local.yaml" "$work" "$@" || rc=$?

@@ -35,6 +35,18 @@ for name in ("tfx", "tensorflow", "tensorflow-io", "torch", "pytorch-lightning",
     m.version(name)' >/dev/null 2>&1
 }
 
+venv_is_311() {
+    [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null
+}
+
+# Python 3.11 is checked before anything is installed; current distributions ship 3.12 or newer.
+if ! venv_is_311 && ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1; then
+    found=$("$PYTHON" --version 2>&1) || found="not found"
+    echo "setup: twinflow needs Python 3.11 ($PYTHON: $found; TFX 1.16's stack has no wheels for 3.12+):" \
+        "'uv python install 3.11', then 'make run PYTHON=\$(uv python find 3.11)' (or pyenv, or deadsnakes on Ubuntu)" >&2
+    exit 2
+fi
+
 # Two test dependencies from Debian, best effort and never fatal: MariaDB's server binaries for the
 # shared-store tests (tests/test_mysql_metadata.py starts a server of its own) and headless
 # Chromium for the browser test of report.html (tests/test_comparison.py). One `command -v` when
@@ -75,14 +87,20 @@ if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]] && stack_installed; then
     exit 0
 fi
 
-if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+if ! venv_is_311; then
     echo "setup: creating $VENV with $PYTHON"
     rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv "$VENV" || {
+        echo "setup: $PYTHON cannot create a virtual environment (Debian/Ubuntu: apt install python3.11-venv)" >&2
+        exit 2
+    }
 fi
 
 echo "setup: installing the pinned stack (a few minutes the first time)"
 "$VENV/bin/python" -m pip install -q --upgrade "pip>=24" wheel
+# PyPI serves no +cpu torch builds: torch comes first, on its own, from where pip finds it or else
+# from $TORCH_INDEX/cpu (the one script the Dockerfile runs too); the install below finds it satisfied.
+scripts/install_torch.sh "$VENV/bin/python" "$TORCH_INDEX"
 # TFX 1.16.0 and ml-pipelines-sdk declare Requires-Python <3.11 although the whole stack
 # runs on 3.11: hence --ignore-requires-python, held in check by the full constraints file.
 "$VENV/bin/python" -m pip install -q --ignore-requires-python \

@@ -3,7 +3,10 @@
 One port answers ``/v1/...`` (TF Serving) and ``/v2/...`` (KServe V2), plus Prometheus
 ``/metrics``. Limits are checked before work is done: the body size before it is read in
 full, the image count before any image is decoded, each image's pixel count from its header.
-A request never crashes the server: anything unexpected is a 500 with its message.
+A request never crashes the server: anything unexpected is a 500 with its message; a client
+that leaves before its body is read is counted as 499, not as the server's error. Every answer,
+unrouted paths included, is ``{"error": ...}``. Connections have idle, head and body deadlines
+(``serving.connections``) and, with ``--auth-token-file``, need a bearer token (``serving.auth``).
 uvicorn stops gracefully on SIGTERM (in-flight requests finish) and the watcher stops with it.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
+import itertools
 import logging
 import threading
 import time
@@ -24,11 +27,15 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from core.config import ServingConfig
 from serving import tf_serving, v2
+from serving.auth import EXEMPT_PATHS, BearerAuth, TokenFile, open_port_warning
 from serving.batching import MicroBatcher
-from serving.errors import ServingError, invalid, too_large
+from serving.connections import TIMED_OUT, ConnectionTimeouts, deadline_protocol
+from serving.errors import ServingError, invalid, parse_json, too_large
 from serving.inputs import PixelLimits, prepare_inputs
 from serving.memory import Trimmer, map_large_buffers
 from serving.models import Outputs, ServedModel
@@ -53,6 +60,18 @@ class Metrics:
             "Time from request to response",
             labels,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.timeouts = Counter(
+            "twinflow_connection_timeouts",
+            "Connections closed because a request's head or body missed its deadline",
+            ("phase",),
+            registry=self.registry,
+        )
+        self.unauthorized = Counter(
+            "twinflow_unauthorized_requests",
+            "Requests refused for want of an accepted bearer token",
+            ("code",),
             registry=self.registry,
         )
 
@@ -92,16 +111,21 @@ def _error(err: ServingError) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to pass ``limit`` bytes."""
+    """The body, refused (413) as soon as it is known to pass ``limit`` bytes; a client gone is no server error."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(f"the request body of {declared} bytes is over the limit of {limit} (--max-body-bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"the request body is over the limit of {limit} bytes (--max-body-bytes)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(f"the request body is over the limit of {limit} bytes (--max-body-bytes)")
+            chunks.append(chunk)
+    except ClientDisconnect:  # no one is left to read the answer: counted, not logged as an error
+        if request.scope.get(TIMED_OUT):
+            raise ServingError("REQUEST_TIMEOUT", "the request body was not received in time") from None
+        raise ServingError("CLIENT_CLOSED", "the client closed the connection before sending its body") from None
     return b"".join(chunks)
 
 
@@ -134,6 +158,18 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     app = FastAPI(title="twinflow model server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.repository = repository
     app.state.metrics = metrics
+    if config.auth_token_file:
+
+        def refused(status: int) -> None:
+            metrics.unauthorized.labels(str(status)).inc()
+
+        app.add_middleware(BearerAuth, tokens=TokenFile(config.auth_token_file), refused=refused, exempt=EXEMPT_PATHS)
+
+    @app.exception_handler(HTTPException)
+    async def unrouted(request: Request, err: HTTPException) -> Response:
+        """Paths and methods no route takes: the APIs' error form, not FastAPI's ``{"detail"}``."""
+        message = f"{err.detail}: {request.method} {request.url.path}"
+        return JSONResponse({"error": message}, status_code=err.status_code, headers=err.headers)
 
     async def timed(
         api: str, handler: Callable[[dict[str, str]], Awaitable[Response]], labels: dict[str, str]
@@ -255,10 +291,7 @@ def _json_response(content: Any) -> Response:
 
 
 def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise invalid(f"JSON Parse error: {err}") from None
+    return parse_json(body, "JSON Parse error")
 
 
 def _checked_predict(
@@ -278,6 +311,37 @@ def _checked_predict(
         trimmer.note(pixels)
 
 
+class SampledAccessLog(logging.Filter):
+    """Passes one access-log line in ``every`` (uvicorn logs each request otherwise: 12 MB in one load test)."""
+
+    def __init__(self, every: int):
+        super().__init__()
+        self._counter = itertools.count()
+        self.every = every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return next(self._counter) % self.every == 0
+
+
+def server_config(app: FastAPI, config: ServingConfig) -> Any:
+    """uvicorn's configuration: the deadline protocol, and the access log off unless sampled."""
+    import uvicorn
+
+    timeouts = ConnectionTimeouts(config.keep_alive_seconds, config.header_timeout_seconds, config.body_timeout_seconds)
+    metrics: Metrics = app.state.metrics
+    protocol = deadline_protocol(timeouts, lambda phase: metrics.timeouts.labels(phase).inc())
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        http=protocol,
+        log_level="info",
+        access_log=config.access_log_every > 0,
+        timeout_keep_alive=config.keep_alive_seconds,  # type: ignore[arg-type]  (its timer takes any number)
+        timeout_graceful_shutdown=30,
+    )
+
+
 def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int:
     """Load what the folder holds, then answer until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -285,15 +349,21 @@ def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     map_large_buffers()
     repository = ModelRepository(serving_dir)
+    app = create_app(repository, config, max_image_pixels)  # a bad token file stops here, before any model loads
+    warning = open_port_warning(config.host, authenticated=bool(config.auth_token_file))
+    if warning:
+        log.warning(warning)
     repository.start(config.poll_seconds)
     if not repository.names():
         log.warning("no complete version under %s yet; serving as soon as one is pushed", serving_dir)
-    app = create_app(repository, config, max_image_pixels)
     print(
         f"twinflow serve: {', '.join(repository.names()) or 'no models yet'} from {serving_dir} on "
         f"http://{config.host}:{config.port} (TF Serving REST /v1, Open Inference Protocol /v2)",
         flush=True,
     )
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=30)
+    server = uvicorn.Server(server_config(app, config))
+    if config.access_log_every > 1:
+        logging.getLogger("uvicorn.access").addFilter(SampledAccessLog(config.access_log_every))
+    server.run()
     repository.stop()
-    return 0
+    return 0 if server.started else 3  # as uvicorn.run exits when it cannot listen (a port in use)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE
-from core.errors import TwinflowError
+from core.errors import ConfigError, TwinflowError
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 
@@ -46,8 +46,9 @@ def predict_files(
     version: int | None = None,
     label: str | None = None,
     timeout: float = 60,
+    token: str | None = None,
 ) -> list[Prediction]:
-    """One request for all ``images``; each image's ``top_k`` classes."""
+    """One request for all ``images``; each image's ``top_k`` classes; ``token`` for a server with --auth-token-file."""
     payload = []
     for image in images:
         try:
@@ -56,12 +57,16 @@ def predict_files(
             raise ClientError(f"{image}: cannot read the image ({err.strerror or err})") from None
     body = json.dumps({"signature_name": SERVING_IMAGE_BYTES_SIGNATURE, "instances": payload}).encode()
     target = predict_url(url, model, version, label)
-    request = urllib.request.Request(target, data=body, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(target, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as err:
-        raise ClientError(f"{target} answered {err.code}: {_error_text(err.read())}") from None
+        hint = "; give --auth-token-file" if err.code == 401 and token is None else ""
+        raise ClientError(f"{target} answered {err.code}: {_error_text(err.read())}{hint}") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise ClientError(f"no answer from {url} ({reason}); is 'twinflow serve' running there?") from None
@@ -71,6 +76,19 @@ def predict_files(
         ranked = sorted(zip(names, probabilities, strict=True), key=lambda pair: -pair[1])
         predictions.append(Prediction(str(image), [(n, float(p)) for n, p in ranked[:top_k]]))
     return predictions
+
+
+def read_token(path: str) -> str:
+    """The first token in a token file (the server's format: one per line, ``#`` comments)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ConfigError(f"--auth-token-file {path}: cannot be read ({reason})") from None
+    token = next((line.strip() for line in lines if line.strip() and not line.strip().startswith("#")), None)
+    if token is None:
+        raise ConfigError(f"--auth-token-file {path}: holds no token")
+    return token
 
 
 def _error_text(body: bytes) -> str:

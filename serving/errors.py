@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 # TF Serving's http_rest_api_handler maps the status code of a failed call to an HTTP status this way.
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
@@ -13,6 +16,10 @@ HTTP_STATUS = {
     "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
     "INTERNAL": 500,
+    # Not gRPC codes either: the client went before its body was read, so these answers reach no one and
+    # only label the metrics (499 is nginx's "client closed request").
+    "REQUEST_TIMEOUT": 408,
+    "CLIENT_CLOSED": 499,
 }
 
 
@@ -39,3 +46,13 @@ def not_found(message: str) -> ServingError:
 
 def too_large(message: str) -> ServingError:
     return ServingError("PAYLOAD_TOO_LARGE", message)
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """A request's JSON; malformed or nested too deeply to parse (``[[[[…`` raises RecursionError) is a 400."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise invalid(f"{what}: {err}") from None
+    except RecursionError:
+        raise invalid(f"{what}: nested too deeply") from None

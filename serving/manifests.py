@@ -13,8 +13,12 @@ but its preprocessing is a TensorFlow Transform graph that Triton cannot run, so
 server gives it the same inputs as training.
 
 ``serving_uri`` is the pushed serving folder as KServe's storage initializer reads it (``s3://…``,
-``gs://…``, ``pvc://<claim>/<path>``); it is downloaded to ``/mnt/models`` before the server starts.
-Kept free of TensorFlow so that manifests are written without loading a model stack.
+``gs://…``, ``pvc://<claim>/<path>``). An object-store URI is copied to ``/mnt/models`` once, when
+the pod starts: pushes, rollbacks and label changes made after that reach the server only with a
+restart. A ``pvc://`` claim is mounted and its entries linked into ``/mnt/models``, so the server
+(linked framework folders) follows them live; stock TF Serving (linked version folders) does not.
+The files' header comments say which applies. Kept free of TensorFlow so that manifests are written without loading
+a model stack.
 """
 
 from __future__ import annotations
@@ -148,6 +152,28 @@ def _host_line(options: ManifestOptions, service: str) -> str:
     return f"#   HOST=$(kubectl get inferenceservice {service}{namespace} -o jsonpath='{{.status.url}}' | cut -d/ -f3)"
 
 
+def _storage_lines(options: ManifestOptions, service: str, uri: str, server: bool) -> list[str]:
+    """Whether the pod sees later pushes. KServe copies an object store's folder once, at pod start; for pvc:// it
+    mounts the claim and links the entries present then into /mnt/models: twinflow's server gets the framework
+    folders (their new versions are seen live), stock TF Serving the version folders (new ones are not)."""
+    changes = "pushes, rollbacks and labels" if server else "pushes and rollbacks"
+    if uri.startswith("pvc://") and server:
+        return [
+            f"# {uri} is mounted, not copied: {changes} are followed live",
+            "# (only a framework folder that appears later needs a pod restart).",
+        ]
+    how = "linked from the claim" if uri.startswith("pvc://") else "copied into the pod"
+    namespace = f" -n {options.namespace}" if options.namespace else ""
+    lines = [
+        f"# {uri} is {how} once, when the pod starts:",
+        f"# {changes} made later are not seen until it restarts, e.g.",
+        f"#   kubectl delete pod{namespace} -l serving.kserve.io/inferenceservice={service}",
+    ]
+    if server:
+        lines.append("# To follow them live, keep the serving folder on a volume: --serving-uri pvc://<claim>/<path>.")
+    return lines
+
+
 def _documents(options: ManifestOptions) -> dict[str, tuple[str, dict[str, Any]]]:
     """File name → (header comment, manifest): one place so the comments follow the names."""
     server, keras = _server(options), _keras_tf_serving(options)
@@ -159,6 +185,9 @@ def _documents(options: ManifestOptions) -> dict[str, tuple[str, dict[str, Any]]
             _host_line(options, options.name),
             '#   curl -H "Host: $HOST" http://$INGRESS/v1/models/keras:predict -d @request.json',
             '#   curl -H "Host: $HOST" http://$INGRESS/v2/models/lightning/infer -d @request.json',
+            *_storage_lines(options, options.name, options.serving_uri, server=True),
+            "# Authentication: leave it to Istio (RequestAuthentication + AuthorizationPolicy on this service), or",
+            "# mount a Secret and add --auth-token-file to args; the probes' /v2/health paths need no token.",
         ]
     )
     keras_header = "\n".join(
@@ -167,6 +196,7 @@ def _documents(options: ManifestOptions) -> dict[str, tuple[str, dict[str, Any]]
             f"# The model name in URLs is the InferenceService's name, {keras_name}; the highest version folder serves",
             _host_line(options, keras_name),
             f'#   curl -H "Host: $HOST" http://$INGRESS/v1/models/{keras_name}:predict -d @request.json',
+            *_storage_lines(options, keras_name, _keras_storage_uri(options), server=False),
         ]
     )
     return {

@@ -49,6 +49,7 @@ class ModelRepository:
         # folder under the same number (between two polls) has a new marker and is tried again.
         self._failed: dict[tuple[str, int], tuple[str, int | None]] = {}
         self._waiting: set[tuple[str, int]] = set()  # incomplete versions already logged
+        self._kept: dict[str, tuple[list[int], list[int]]] = {}  # name → (kept, unservable) last warned about
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,8 +131,13 @@ class ModelRepository:
                 versions[number] = model
         if not versions:  # nothing wanted could be loaded: keep serving what was served
             if current.versions and wanted - set(current.versions):
-                log.warning("%s: keeping version(s) %s", name, sorted(current.versions))
+                kept = (sorted(current.versions), sorted(wanted - set(current.versions)))
+                if self._kept.get(name) != kept:  # once per situation, not on every poll while it lasts
+                    self._kept[name] = kept
+                    log.warning("%s: keeping version(s) %s instead of %s", name, *kept)
             versions, labels = dict(current.versions), current.labels
+        else:
+            self._kept.pop(name, None)
         if versions != current.versions or labels != current.labels:
             self._states[name] = ModelState(versions, labels)  # one assignment: requests see old or new
             log.info("%s: serving version(s) %s%s", name, sorted(versions), f", labels {labels}" if labels else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
-from serving.errors import invalid
+from serving.errors import invalid, parse_json
 from serving.models import Outputs, ServedModel
 
 INPUT_NAME = SIGNATURE_INPUTS[SERVING_IMAGE_BYTES_SIGNATURE]
 OUTPUTS = {PROBABILITIES_KEY: "FP32", "class_name": "BYTES"}
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
+INT64_MAX = 2**63 - 1  # V2 shapes are int64: a product beyond it would wrap around in a C++ server
 
 
 def model_metadata(name: str, versions: list[int], model: ServedModel) -> dict[str, Any]:
@@ -64,8 +66,27 @@ def _pack_bytes(values: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(v)) + v for v in values)
 
 
-def _flatten(data: Any) -> list[Any]:
-    return [x for item in data for x in _flatten(item)] if isinstance(data, list) else [data]
+def _flatten(data: Any, rank: int) -> list[Any]:
+    """``data`` flat or nested as the shape is; nested deeper than ``rank`` lists is refused (no recursion)."""
+    level, depth = [data], 0
+    while any(isinstance(item, list) for item in level):
+        depth += 1
+        if depth > rank:
+            raise invalid(f"input '{INPUT_NAME}': 'data' is nested deeper than its shape's {rank} dimension(s)")
+        level = [x for item in level for x in (item if isinstance(item, list) else [item])]
+    return level
+
+
+def _element_count(shape: Any) -> int:
+    """The elements a shape holds: non-negative int64 dimensions whose product fits in int64, and at least one."""
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise invalid(f"input '{INPUT_NAME}' needs a shape such as [N], got {shape!r}")
+    count = math.prod(shape)
+    if count > INT64_MAX:
+        raise invalid(f"input '{INPUT_NAME}': shape {shape} holds more elements than an int64 counts")
+    if count == 0:
+        raise invalid(f"input '{INPUT_NAME}' has shape {shape}: an infer request needs at least one image")
+    return count
 
 
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
@@ -80,10 +101,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         header, binary = body[:length], body[length:]
     else:
         header, binary = body, b""
-    try:
-        request = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise invalid(f"the request is not valid JSON: {err}") from None
+    request = parse_json(header, "the request is not valid JSON")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise invalid("an infer request is a JSON object with an 'inputs' list")
     if len(request["inputs"]) != 1:
@@ -96,9 +114,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     if tensor.get("datatype") != "BYTES":
         raise invalid(f"input '{INPUT_NAME}' has datatype BYTES, got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not shape:
-        raise invalid(f"input '{INPUT_NAME}' needs a shape such as [N], got {shape!r}")
-    count = int(np.prod(shape))
+    count = _element_count(shape)
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or size > len(binary):
@@ -108,7 +124,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         if "data" not in tensor:
             raise invalid(f"input '{INPUT_NAME}' has no 'data' (and no binary_data_size)")
         images = []
-        for index, item in enumerate(_flatten(tensor["data"])):
+        for index, item in enumerate(_flatten(tensor["data"], len(shape))):
             if not isinstance(item, str):
                 raise invalid(f"input '{INPUT_NAME}' element {index}: expected a base64 string")
             try:

@@ -10,9 +10,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from core import fs
 from core.contract import CLASS_VOCAB_NAME
-from core.model_card import ModelCard, TrainingSummary, write_model_card
+from core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
 from core.registry import FrameworkPlugin
 from trainers.common import Stopwatch, input_contract, parse_class_vocabulary, split_metrics, training_config
 from trainers.keras_trainer import SERVING_EXAMPLES_SIGNATURE, export_serving_model, input_fn
@@ -62,6 +61,6 @@ def run_fn(fn_args: FnArgs) -> None:
             train=split_metrics(train_loss, train_accuracy),
             eval=split_metrics(eval_loss, eval_accuracy),
         ),
-        size_bytes=fs.directory_size(fn_args.serving_model_dir),
+        size_bytes=artifact_size(fn_args.serving_model_dir, "."),
     )
     write_model_card(fn_args.serving_model_dir, card)

@@ -1,4 +1,10 @@
-"""Champion/challenger pushes, versions kept, training data and baseline statistics, one decision record per run."""
+"""Champion/challenger pushes, versions kept, training data and baseline statistics, one decision record per run.
+
+The pusher pushes what the Evaluator blessed (its judgement on the blessing: reason, paired
+comparison, the served version it was judged against); here the judgements are written as
+the Evaluator writes them (components.finite_evaluator.promotion.record), and tests/test_promotion.py
+makes them for real.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.utils import path_utils
 
+from components.finite_evaluator import promotion
 from components.versioned_pusher.component import VersionedPusher
-from components.versioned_pusher.executor import Executor, judge, push
+from components.versioned_pusher.executor import Executor, push, stale_judgement
 from components.versioned_pusher.publish import remove_oldest
 from core import fs
 from core.decisions import DECISION_KEYS, read_decisions, write_decision
@@ -50,6 +57,9 @@ def trained_model(root: Path, classes: list[str] | None = None) -> Artifact:
     return model
 
 
+FIRST = "first version: nothing served to compare with"
+
+
 def run_pusher(
     tmp_path: Path,
     serving_dir: Path,
@@ -57,22 +67,31 @@ def run_pusher(
     accuracy: float,
     *,
     blessed: bool = True,
+    reason: str = "",
+    comparison: dict[str, Any] | None = None,
+    judged_against: str | None = None,
     examples: Artifact | None = None,
     statistics: Artifact | None = None,
     **exec_properties: Any,
 ) -> Artifact:
-    """One real Pusher execution; returns its PushedModel artifact."""
+    """One real Pusher execution of a model the Evaluator judged against ``judged_against`` (default: the
+    version served now, as the Evaluator just before it would have); returns its PushedModel artifact."""
     tag = uuid.uuid4().hex[:8]
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / f"evaluation-{tag}"), str(tmp_path / f"blessing-{tag}")
     write_metrics(evaluation.uri, accuracy=accuracy, loss=0.5)
-    blessing.set_int_custom_property("blessed", int(blessed))
+    if judged_against is None:
+        served = served_version(str(serving_dir / exec_properties.get("model_name", "keras")))
+        judged_against = promotion.NOTHING_SERVED if served is None else str(served.number)
+    if not reason:
+        reason = FIRST if judged_against == promotion.NOTHING_SERVED else f"judged against {judged_against}"
+    promotion.record(blessing, promotion.Judgement(blessed, reason, comparison, judged_against))
     pushed = standard_artifacts.PushedModel()
     pushed.uri = str(tmp_path / f"pushed-{tag}")
     inputs = {"model": [model], "model_blessing": [blessing], "model_evaluation": [evaluation]}
     inputs |= {"examples": [examples]} if examples else {}
     inputs |= {"statistics": [statistics]} if statistics else {}
-    properties = {"serving_dir": str(serving_dir), "model_name": "keras", "max_accuracy_drop": 0.01}
+    properties = {"serving_dir": str(serving_dir), "model_name": "keras"}
     Executor().Do(inputs, {"pushed_model": [pushed]}, properties | exec_properties)
     return pushed
 
@@ -118,11 +137,10 @@ def test_the_component_takes_the_new_inputs_and_properties() -> None:
         examples=channel(standard_artifacts.Examples),
         statistics=channel(standard_artifacts.ExampleStatistics),
         keep_versions=3,
-        max_accuracy_drop=0.02,
         run_id="run-1",
     )
     assert pusher.exec_properties["keep_versions"] == 3
-    assert pusher.exec_properties["max_accuracy_drop"] == 0.02
+    assert "max_accuracy_drop" not in pusher.exec_properties  # the Evaluator's rule, not the pusher's
     assert set(pusher.inputs) == {"model", "model_blessing", "model_evaluation", "examples", "statistics"}
     bare = VersionedPusher(
         model=channel(standard_artifacts.Model),
@@ -131,29 +149,21 @@ def test_the_component_takes_the_new_inputs_and_properties() -> None:
         serving_dir="/serving",
         model_name="keras",
     )
-    assert (bare.exec_properties["keep_versions"], bare.exec_properties["max_accuracy_drop"]) == (5, 0.01)
+    assert bare.exec_properties["keep_versions"] == 5
 
 
-def test_judge_compares_test_accuracy_with_the_served_version(tmp_path: Path) -> None:
+def test_a_blessing_judged_against_another_served_version_is_stale(tmp_path: Path) -> None:
     root = str(tmp_path / "serving" / "keras")
-    classes = make_card().class_names
-    assert judge({"accuracy": 0.5}, classes, None, 0.01).reason == "pushed: first version"
     served = push(make_model(str(tmp_path / "a")), root, {"accuracy": 0.91, "loss": 0.3})
-    assert judge({"accuracy": 0.92}, classes, served, 0.01).push
-    within = judge({"accuracy": 0.90}, classes, served, 0.01)
-    assert within.push and within.reason == "pushed: 0.9 >= served 0.91 - 0.01"
-    worse = judge({"accuracy": 0.85}, classes, served, 0.01)
-    assert not worse.push
-    assert worse.reason == (
-        f"not pushed: test accuracy 0.85 is below the served version {served.number}'s 0.91 (tolerance 0.01)"
+    assert stale_judgement(str(served.number), served) is None
+    assert stale_judgement(promotion.NOTHING_SERVED, None) is None
+    assert stale_judgement("", served) is None  # a variant, judged against its float parent
+    assert stale_judgement(promotion.NOTHING_SERVED, served) == (
+        f"not pushed: judged against nothing served, but version {served.number} is served now; "
+        "run again to judge it against that"
     )
-    assert judge({"accuracy": 0.85}, classes, served, 0.1).push
-    # Incomparable: another class list, or a served card without a recorded accuracy.
-    other = judge({"accuracy": 0.5}, ["x", "y", "z"], served, 0.01)
-    assert other.push and "classes differ" in other.reason
-    unscored = push(make_model(str(tmp_path / "b")), root, {})
-    assert judge({"accuracy": 0.1}, classes, unscored, 0.01).reason == (
-        f"pushed: served version {unscored.number} has no recorded test accuracy"
+    assert stale_judgement("17", None) == (
+        "not pushed: judged against served version 17, but nothing is served now; run again to judge it against that"
     )
 
 
@@ -168,7 +178,7 @@ def test_a_push_records_data_decision_and_baseline_statistics_before_the_marker(
     (version,) = complete_versions(str(serving / "keras"))
     assert artifact.get_string_custom_property("pushed_version") == str(version.number)
     card = read_model_card(version.path)
-    assert card.decision == "pushed: first version"
+    assert card.decision == f"pushed: {FIRST}"
     assert card.evaluation == {"accuracy": 0.9, "loss": 0.5}
     assert card.data is not None and card.data.model_dump() == {
         "input_base": "gs://bucket/images",
@@ -190,41 +200,52 @@ def test_a_push_records_data_decision_and_baseline_statistics_before_the_marker(
         "version": version.number,
         "served_before": None,
         "served_after": version.number,
-        "reason": "pushed: first version",
+        "reason": f"pushed: {FIRST}",
         "evaluation": {"accuracy": 0.9, "loss": 0.5},
+        "comparison": None,  # nothing served: nothing compared
         "spans": [3, 4, 5],
         "accepted_drift": None,
     }
 
 
-def test_a_worse_model_is_not_pushed_and_every_execution_is_recorded(tmp_path: Path, capsys) -> None:
+def test_a_refused_model_is_not_pushed_and_every_execution_is_recorded_with_its_reason(tmp_path: Path, capsys) -> None:
     serving = tmp_path / "serving"
     root = str(serving / "keras")
     first = run_pusher(tmp_path, serving, trained_model(tmp_path / "m1"), 0.91)
     served = served_version(root)
     assert was_pushed(first) and served is not None
 
-    worse = run_pusher(tmp_path, serving, trained_model(tmp_path / "m2"), 0.85)
+    # What the Evaluator found: worse than the served version on the same test images.
+    worse_words = f"keras is worse than served version {served.number} by more than 1.00 pp: (figures)"
+    comparison = {"verdict": "inferior", "words": worse_words, "accuracy": {"candidate": {"value": 0.85}}}
+    refused = {"blessed": False, "reason": worse_words, "comparison": comparison}
+    worse = run_pusher(tmp_path, serving, trained_model(tmp_path / "m2"), 0.85, **refused)
     assert not was_pushed(worse)
     assert [v.number for v in complete_versions(root)] == [served.number]
-    message = f"not pushed: test accuracy 0.85 is below the served version {served.number}'s 0.91 (tolerance 0.01)"
-    assert f"[push] keras: {message}" in capsys.readouterr().out
+    assert f"[push] keras: not pushed: {worse_words}" in capsys.readouterr().out
+    assert worse.get_string_custom_property("decision") == f"not pushed: {worse_words}"
 
-    run_pusher(tmp_path, serving, trained_model(tmp_path / "m3"), 0.95, blessed=False)
+    floor = "test accuracy 55.00% is below the floor 60.00%"
+    run_pusher(tmp_path, serving, trained_model(tmp_path / "m3"), 0.55, blessed=False, reason=floor)
     again = run_pusher(tmp_path, serving, trained_model(tmp_path / "m1"), 0.91)  # the same model, re-blessed
     assert was_pushed(again) and again.get_string_custom_property("pushed_version") == str(served.number)
-    better = run_pusher(tmp_path, serving, trained_model(tmp_path / "m4"), 0.905)  # within the tolerance
+    # Blessed against nothing served, but a version is served now (pushed after its Evaluator ran): refused.
+    late = run_pusher(tmp_path, serving, trained_model(tmp_path / "m5"), 0.95, judged_against=promotion.NOTHING_SERVED)
+    assert not was_pushed(late)
+    better = run_pusher(tmp_path, serving, trained_model(tmp_path / "m4"), 0.905, reason="not worse (figures)")
     assert was_pushed(better)
 
     records = read_decisions(root)
     assert [(r["blessed"], r["pushed"], r["reason"]) for r in records] == [
-        (True, True, "pushed: first version"),
-        (True, False, message),
-        (False, False, "not blessed"),
+        (True, True, f"pushed: {FIRST}"),
+        (False, False, f"not pushed: {worse_words}"),
+        (False, False, f"not pushed: {floor}"),
         (True, False, f"already pushed as version {served.number}"),
-        (True, True, "pushed: 0.905 >= served 0.91 - 0.01"),
+        (True, False, stale_judgement(promotion.NOTHING_SERVED, served)),
+        (True, True, "pushed: not worse (figures)"),
     ]
-    assert [r["served_before"] for r in records] == [None, *[served.number] * 4]
+    assert records[1]["comparison"] == comparison  # the Evaluator's figures, recorded with the decision
+    assert [r["served_before"] for r in records] == [None, *[served.number] * 5]
     assert records[-1]["served_after"] == records[-1]["version"] > served.number
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
     assert all(r["spans"] is None and r["run_id"] is None for r in records)  # no examples input: skipped
@@ -284,5 +305,12 @@ def test_a_canary_push_keeps_the_served_model_stable(tmp_path: Path) -> None:
     second = complete_versions(root)[-1]
     assert read_labels(root) == {"stable": first.number, "canary": second.number}
     assert served_version(root) == first
+    # "Served" is the stable version: a model judged against the canary (the newest) is judged against the
+    # wrong one and refused; the Evaluator compares with the stable version (tests/test_promotion.py).
+    against_canary = run_pusher(
+        tmp_path, serving, trained_model(tmp_path / "m9"), 0.95, judged_against=str(second.number)
+    )
+    assert not was_pushed(against_canary)
+    assert read_decisions(root)[-1]["reason"] == stale_judgement(str(second.number), first)
     run_pusher(tmp_path, serving, trained_model(tmp_path / "m2"), 0.92)  # a plain push while labels are in use
     assert read_labels(root) == {"stable": complete_versions(root)[-1].number}

@@ -60,6 +60,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
         ("- a\n- b\n", "mapping at the top level"),
         ("a: [\n", "not valid YAML"),
         ("eval_buckets: 5\ntest_buckets: 5\n", "at least one bucket"),
+        ("max_bad_images: 1.5\n", "max_bad_images: expected a count (a whole number) or a fraction below 1 (got 1.5)"),
     ],
 )
 def test_bad_yaml_gives_one_line_naming_the_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:
@@ -70,6 +71,26 @@ def test_bad_yaml_gives_one_line_naming_the_file_key_and_value(tmp_path: Path, t
     assert message in str(err.value)
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value) or "not valid YAML" in message  # YAML's own message shows the line
+
+
+@pytest.mark.parametrize("value", [0, 0.01, 0.999, 1, 3, 3.0])
+def test_max_bad_images_is_a_count_or_a_fraction_below_one(value: float) -> None:
+    assert load_config(overrides={"max_bad_images": value}).max_bad_images == value
+
+
+def test_a_switch_that_turns_a_key_off_says_what_the_switch_does(capsys: pytest.CaptureFixture) -> None:
+    """--no-cache's help once read "reuse TFX's cached component outputs": the key's description, not the flag's."""
+    switches = [flag for flag in CONFIG_FLAGS if flag.constant is False]
+    assert {flag.flag for flag in switches} >= {"--no-cache", "--no-baseline"}
+    for flag in switches:
+        section, _, name = flag.key.rpartition(".")
+        model = PipelineConfig.model_fields[section].annotation if section else PipelineConfig
+        assert flag.help and flag.help != model.model_fields[name].description, flag.flag
+        assert f"{flag.key}: false" in flag.help, flag.flag
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--no-cache run every component again: reuse none of TFX's cached component outputs" in help_text
 
 
 def test_missing_yaml_file_is_named(tmp_path: Path) -> None:

@@ -64,15 +64,34 @@ def test_image_installs_the_project_the_way_setup_does() -> None:
     assert "." in image[0] and "." in image[1] and "--no-deps" in image[1]
 
 
-def test_every_pip_install_in_the_image_keeps_no_cache_and_torch_comes_from_the_cpu_index() -> None:
+def test_every_pip_install_in_the_image_keeps_no_cache_and_torch_comes_from_its_own_step() -> None:
     commands = [c for stage in stages() for run in runs(stage) for c in pip_installs(run)]
     assert commands
     assert all("--no-cache-dir" in c for c in commands), [c for c in commands if "--no-cache-dir" not in c]
     torch_pin = next(line for line in (ROOT / CONSTRAINTS).read_text().splitlines() if line.startswith("torch=="))
     assert torch_pin.endswith("+cpu")  # a local version only the PyTorch index serves
-    dependencies = project_installs(commands)[0]
-    assert option(dependencies, "--extra-index-url") == "${TORCH_INDEX}/cpu"
+    for dependencies in project_installs(commands):  # torch is installed already: no other index is asked
+        assert option(dependencies, "--extra-index-url") is None and option(dependencies, "--index-url") is None
     assert re.search(r"ARG TORCH_INDEX=https://download\.pytorch\.org/whl\b", (ROOT / "Dockerfile").read_text())
+
+
+def test_image_and_setup_install_torch_with_the_one_script_before_the_project() -> None:
+    """scripts/install_torch.sh (run for real in tests/test_setup_torch.py) is the torch step of both routes."""
+    build = stages()[0]
+    assert ("COPY", "scripts/install_torch.sh scripts/") in build
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert ignore.index("!scripts/install_torch.sh") > ignore.index("scripts")  # the last match wins: sent
+    (dependencies_run,) = [run for run in runs(build) if "install_torch.sh" in run]
+    calls = re.findall(r"(\S+=\S+ )?scripts/install_torch\.sh ([^&;]*)", dependencies_run)
+    assert [(env.strip(), shlex.split(args)) for env, args in calls] == [
+        ("PIP_NO_CACHE_DIR=1", ["python", "${TORCH_INDEX}"])
+    ]
+    assert len(project_installs(pip_installs(dependencies_run))) == 1  # the dependencies, after torch:
+    assert dependencies_run.index("install_torch.sh") < dependencies_run.index(f"-c {CONSTRAINTS}")
+    setup = re.sub(r"\\\n", " ", (ROOT / "scripts/setup.sh").read_text())
+    step = 'scripts/install_torch.sh "$VENV/bin/python" "$TORCH_INDEX"'
+    assert setup.count(step) == 1
+    assert setup.index(step) < setup.index("-c requirements/constraints.txt -e '.[dev]'")
 
 
 def _gpu_install(tmp_path: Path, *argv: str) -> tuple[list[str], list[str]]:

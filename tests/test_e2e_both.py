@@ -88,7 +88,7 @@ def test_pushed_lightning_model_serves_with_onnx_runtime(both_run, tiny_folders:
     assert accuracy == pytest.approx(report["frameworks"][1]["test_accuracy"])
 
 
-def test_second_run_evaluates_each_framework_against_its_blessed_baseline(both_run) -> None:
+def test_second_run_evaluates_each_framework_against_the_version_it_serves(both_run) -> None:
     config, first = both_run
     # Only the thresholds change: everything up to the Trainers is cached, the Evaluators judge again.
     changed = config.model_copy(
@@ -98,9 +98,11 @@ def test_second_run_evaluates_each_framework_against_its_blessed_baseline(both_r
     states = {c["id"]: c["state"] for c in report["components"]}
     assert states["Trainer_lightning"] == "CACHED" and states["Evaluator_lightning"] == "COMPLETE", states
     for before, after in zip(first["frameworks"], report["frameworks"], strict=True):
-        # The same model against itself as baseline: same metrics, no drop, still blessed.
+        # The served version is this very model (the first run pushed it): named, blessed, already pushed.
+        version = int(_pushed(config, after["framework"]).name)
         assert after["blessed"], after["framework"]
         assert after["test_accuracy"] == pytest.approx(before["test_accuracy"]), after["framework"]
+        assert after["push_reason"] == f"already pushed as version {version}"
     evaluation = Path(config.pipeline_root, "Evaluator_lightning", "evaluation")
     latest = max(evaluation.iterdir(), key=lambda p: int(p.name))
     models = {
@@ -109,4 +111,9 @@ def test_second_run_evaluates_each_framework_against_its_blessed_baseline(both_r
         for kv in metrics.metric_keys_and_values
         if kv.key.name == "sparse_categorical_accuracy"
     }
-    assert models == {"candidate", "baseline"}
+    assert models == {""}  # TFMA evaluates the candidate alone: no resolver, no baseline model
+    blessing = Path(config.pipeline_root, "Evaluator_lightning", "blessing")
+    judgement = json.loads((max(blessing.iterdir(), key=lambda p: int(p.name)) / "judgement.json").read_text())
+    version = int(_pushed(config, "lightning").name)
+    assert judgement["reason"] == f"this model is served version {version} itself"
+    assert judgement["served_version"] == str(version)

@@ -154,6 +154,28 @@ def test_a_changed_threshold_re_judges_the_cached_model_and_pushes_nothing_new(k
     assert report["frameworks"][0]["pushed_to"] == str(before[0])
 
 
+def test_touched_or_copied_data_is_nothing_new_against_the_served_version(
+    keras_run, tiny_folders: Path, tmp_path: Path
+) -> None:
+    # After the changed-threshold run the last run's inputs differ: the served version's card decides.
+    config, first = keras_run
+    (version,) = _pushed_versions(Path(config.serving_dir))
+    card = json.loads((version / "model.json").read_text())
+    assert card["run_fingerprint"] and card["data"]["run_id"] == first["run_id"]
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(tiny_folders), str(copy)], check=True)  # no -p: every file newer
+    for path in tiny_folders.rglob("*.png"):
+        os.utime(path)
+    executions = _executions(config)
+    for data_dir in (f"{tiny_folders}/", f"{copy}/"):
+        result = twinflow(*cli_args(config, **{"--data-dir": data_dir}))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"nothing changed since run {first['run_id']}" in result.stdout, result.stdout
+        assert f"Served: keras version {version.name}" in result.stdout
+    assert _executions(config) == executions
+    assert _pushed_versions(Path(config.serving_dir)) == [version]
+
+
 def test_a_second_run_at_the_same_time_is_refused_naming_the_holder(keras_run, tmp_path: Path) -> None:
     from pipelines.run_guard import exclusive_run
 

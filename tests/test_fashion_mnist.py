@@ -54,3 +54,14 @@ def test_missing_source_gives_instructions(tmp_path: Path, capsys) -> None:
     assert main(["prepare-data", "--source", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "Fashion-MNIST IDX files not found" in err and "dataset-fashion-mnist" in err
+
+
+def test_the_preparation_marker_is_not_counted_as_a_skipped_file(idx_dir: Path, tmp_path: Path) -> None:
+    from components.image_example_gen.listing import list_sources
+
+    out = fashion_mnist.prepare(tmp_path / "fm", source=idx_dir, limit_per_class=3)
+    assert (out / fashion_mnist.MARKER).is_file()
+    listing = list_sources(str(out))
+    assert len(listing.files) == 50 and dict(listing.skipped) == {}  # 3 + 2 per class, nothing skipped
+    (out / ".DS_Store").write_text("another hidden file is still counted")
+    assert dict(list_sources(str(out)).skipped) == {"(hidden)": 1}

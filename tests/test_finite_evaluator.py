@@ -66,4 +66,5 @@ def test_a_nan_model_that_clears_the_floor_is_not_blessed(keras_run, transform_o
     )
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property(NON_FINITE_PROPERTY) == "loss"
+    assert blessing.get_string_custom_property("reason") == "non-finite test metrics: loss"  # named, not just refused
     assert Path(blessing.uri, "NOT_BLESSED").exists() and not Path(blessing.uri, "BLESSED").exists()

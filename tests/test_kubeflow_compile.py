@@ -27,8 +27,6 @@ KERAS_TASKS = {
     "DriftGate",
     "Transform",
     "Trainer_keras",
-    "LatestBlessedModel_keras-model-blessing-resolver",
-    "LatestBlessedModel_keras-model-resolver",
     "Evaluator_keras",
     "Pusher_keras",
 }
@@ -47,8 +45,6 @@ KERAS_EDGES = {
     ("ImportSchemaGen", "Transform"),
     ("Transform", "Trainer_keras"),
     ("ImportSchemaGen", "Trainer_keras"),
-    ("LatestBlessedModel_keras-model-blessing-resolver", "LatestBlessedModel_keras-model-resolver"),
-    ("LatestBlessedModel_keras-model-resolver", "Evaluator_keras"),
     ("Trainer_keras", "Evaluator_keras"),
     ("ImageExampleGen", "Evaluator_keras"),
     ("Trainer_keras", "Pusher_keras"),
@@ -79,13 +75,19 @@ def test_spec_parses_with_the_kfp_protos(spec_file: Path) -> None:
     assert "kubernetes" in platform_spec.platforms
 
 
-def test_spec_has_every_task_and_dependency(spec: dict[str, Any]) -> None:
+def test_spec_has_every_task_and_dependency_and_no_resolver(spec: dict[str, Any]) -> None:
     assert set(spec["root"]["dag"]["tasks"]) == KERAS_TASKS
     assert edges(spec) == KERAS_EDGES
-    evaluator_inputs = spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
-    assert evaluator_inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == (
-        "LatestBlessedModel_keras-model-resolver"
-    )
+    assert resolver_tasks(spec) == [] and all("resolver" not in e for e in spec["deploymentSpec"]["executors"].values())
+    # The Evaluator compares with the served version it reads from the serving volume, not a resolved baseline.
+    evaluator = spec["root"]["dag"]["tasks"]["Evaluator_keras"]
+    assert set(evaluator["inputs"]["artifacts"]) == {"examples", "model"}
+    parameters = evaluator["inputs"]["parameters"]
+    assert parameters["model_name"]["runtimeValue"]["constant"] == "keras"
+    assert parameters["max_accuracy_drop"]["runtimeValue"]["constant"] == 0.01
+    assert parameters["served_version"]["runtimeValue"]["constant"] == ""  # not known when compiling
+    # So its cache key cannot hold the served version: it always runs, and judges against what is served then.
+    assert evaluator["cachingOptions"] == {"enableCache": False}
 
 
 def test_every_container_runs_the_configured_image_through_tfx_entrypoint(spec: dict[str, Any]) -> None:
@@ -99,11 +101,7 @@ def test_every_container_runs_the_configured_image_through_tfx_entrypoint(spec: 
                 body["container"]["command"][-1] == "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
             )
             assert "{{$}}" in body["container"]["args"]
-    assert {n for n, kind in kinds.items() if kind == "resolver"} == {n for n in KERAS_TASKS if "LatestBlessed" in n}
-    assert resolver_tasks(spec) == sorted(n for n in KERAS_TASKS if "LatestBlessed" in n)
-    assert {n for n, kind in kinds.items() if kind == "container"} == {
-        n for n in KERAS_TASKS if "LatestBlessed" not in n
-    }
+    assert {n for n, kind in kinds.items() if kind == "container"} == KERAS_TASKS
 
 
 def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spec: dict[str, Any]) -> None:
@@ -126,6 +124,7 @@ def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spe
         ("Trainer_keras", "custom_config"): "training_config",
         ("Pusher_keras", "serving_dir"): "serving_dir",
         ("DriftGate", "serving_dir"): "serving_dir",
+        ("Evaluator_keras", "serving_dir"): "serving_dir",
     }
     bound = {
         (task, name): value["componentInputParameter"]
@@ -136,12 +135,15 @@ def test_runtime_parameters_have_defaults_and_feed_the_right_exec_properties(spe
     assert bound == expected
 
 
-def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[str, Any]) -> None:
+def test_serving_volume_is_mounted_in_every_pusher_evaluator_and_the_drift_gate(
+    spec_file: Path, spec: dict[str, Any]
+) -> None:
     platform = read_spec(spec_file)[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     labels = [
         spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
-        for task in ("Pusher_keras", "DriftGate")  # the drift gate reads the served models' baselines
+        # The Evaluator reads the served version it compares with, the drift gate the served models' baselines.
+        for task in ("Pusher_keras", "Evaluator_keras", "DriftGate")
     ]
     mount = {"pvcMount": [{"constant": "twinflow-models", "mountPath": "/mnt/serving"}]}
     assert executors == dict.fromkeys(labels, mount)
@@ -149,9 +151,7 @@ def test_serving_volume_is_mounted_in_every_pusher(spec_file: Path, spec: dict[s
 
 def test_trainer_and_evaluator_steps_request_cpu_and_memory_and_trainers_gpus_when_asked(tmp_path: Path) -> None:
     plain = read_spec(compile_to(tmp_path / "cpu.yaml"))[0]
-    resources = {
-        name: executor(plain, name)["container"].get("resources") for name in KERAS_TASKS if "Latest" not in name
-    }
+    resources = {name: executor(plain, name)["container"].get("resources") for name in KERAS_TASKS}
     assert resources.pop("Trainer_keras") == {
         "cpuRequest": 2.0,
         "memoryRequest": pytest.approx(8 * 2**30 / 1e9),
@@ -244,12 +244,15 @@ def test_both_frameworks_get_twin_branches_from_one_transform(tmp_path: Path) ->
     assert trainer["custom_config"] == {"componentInputParameter": "training_config"}
 
 
-def test_without_baseline_there_is_no_resolver_task(tmp_path: Path) -> None:
-    spec = read_spec(compile_to(tmp_path / "p.yaml", **{"kubeflow.baseline": False}))[0]
-    assert set(spec["root"]["dag"]["tasks"]) == {n for n in KERAS_TASKS if "LatestBlessed" not in n}
-    assert all("resolver" not in body for body in spec["deploymentSpec"]["executors"].values())
-    assert resolver_tasks(spec) == []
-    assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator_keras"]["inputs"]["artifacts"]
+def test_no_baseline_is_accepted_with_a_notice_and_changes_nothing(
+    tiny_folders: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["compile", "--image", IMAGE, "--data-dir", str(tiny_folders), "--data-fingerprint", "v1"]
+    assert main([*argv, "--output", str(tmp_path / "plain.yaml")]) == 0
+    assert "no-baseline" not in capsys.readouterr().err
+    assert main([*argv, "--no-baseline", "--output", str(tmp_path / "old.yaml")]) == 0
+    assert "--no-baseline (kubeflow.baseline: false) is no longer needed" in capsys.readouterr().err
+    assert read_spec(tmp_path / "old.yaml") == read_spec(tmp_path / "plain.yaml")
 
 
 def test_compile_cli_reads_the_fingerprint_from_a_local_folder(tiny_folders: Path, tmp_path: Path) -> None:
@@ -281,19 +284,19 @@ def test_compile_cli_needs_no_class_count_for_object_storage(tmp_path: Path) -> 
 
 
 def test_spans_compile_with_the_span_lookup_never_answered_from_cache(tmp_path: Path) -> None:
-    """A data root compiles: ImageExampleGen picks the latest spans when it runs, and is the one uncached step."""
+    """A data root compiles: ImageExampleGen picks the latest spans when it runs, and is never answered from cache."""
     from tests.image_data import write_image_folders
 
     for span in (1, 2):
         write_image_folders(tmp_path / "incoming" / f"span-{span}", ["circle", "square"], 2, seed=span)
     out = tmp_path / "spec.yaml"
     argv = ["compile", "--image", IMAGE, "--data-root", str(tmp_path / "incoming"), "--spans", "2"]
-    assert main([*argv, "--no-baseline", "--output", str(out)]) == 0
+    assert main([*argv, "--output", str(out)]) == 0
     spec = read_spec(out)[0]
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ImageExampleGen"]["cachingOptions"] == {"enableCache": False}
-    assert all(
-        body.get("cachingOptions", {}).get("enableCache", True)
+    assert all(  # Evaluators judge against the version served when they run: never cached either
+        body.get("cachingOptions", {}).get("enableCache", True) == (not name.startswith("Evaluator_"))
         for name, body in tasks.items()
         if name != "ImageExampleGen"
     )

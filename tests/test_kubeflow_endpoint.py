@@ -12,7 +12,7 @@ import yaml
 
 from pipelines.cli import main
 from pipelines.kubeflow.endpoint import kfp_cron
-from pipelines.kubeflow.specfile import read_spec
+from pipelines.kubeflow.specfile import read_spec, write_spec
 from tests.kfp_fake import FakeKfp, Server
 from tests.kubeflow_specs import compile_to
 
@@ -65,7 +65,23 @@ def test_submit_uploads_the_spec_and_starts_a_run_with_parameters(
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in fake.requests)
     output = capsys.readouterr()
     assert "run-1" in output.out
-    assert "compile with --no-baseline" in output.err  # this spec keeps the LatestBlessedModel resolver
+    assert "resolver" not in output.err  # specs compiled now have no resolver tasks
+
+
+def test_a_spec_with_resolver_tasks_is_submitted_with_a_note_to_compile_it_again(
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A spec compiled by an older twinflow (LatestBlessedModel resolvers) still goes, with a note."""
+    spec, platform = read_spec(spec_file)
+    task = spec["root"]["dag"]["tasks"]["Evaluator_keras"]
+    label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    spec["deploymentSpec"]["executors"][label] = {"resolver": {"outputArtifactQueries": {}}}
+    old = write_spec(tmp_path / "old.yaml", spec, platform)
+    fake = FakeKfp()
+    with Server(fake) as server:
+        assert main(["submit", "--spec", str(old), "--host", server.url]) == 0
+    note = capsys.readouterr().err
+    assert "has resolver tasks ['Evaluator_keras']" in note and "compile it again with 'twinflow compile'" in note
 
 
 def test_a_second_submit_adds_a_version_to_the_same_pipeline(spec_file: Path) -> None:

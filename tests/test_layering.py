@@ -1,4 +1,9 @@
-"""Layers point one way: pipelines → components, trainers → core. Checked on every import, lazy ones too."""
+"""Layers point one way: pipelines → components → trainers → core. Checked on every import, lazy ones too.
+
+Components may use trainers' model loaders (``trainers.classifier``: any model folder by its
+model.json), which the Evaluator needs to compare a candidate with the served model; trainers
+never import components.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Which of twinflow's packages each package may import.
 ALLOWED = {
     "core": {"core"},
-    "components": {"core", "components"},
+    "components": {"core", "components", "trainers"},
     "trainers": {"core", "trainers"},
     "schemas": {"schemas"},
     "serving": {"core", "trainers", "serving"},

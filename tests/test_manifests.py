@@ -143,3 +143,33 @@ def test_no_tensorflow_is_loaded() -> None:
     code = "import sys, serving.manifests; print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def _headers(tmp_path: Path, uri: str) -> dict[str, str]:
+    """Each file's header comment, by file name."""
+    paths = write_manifests(options(serving_uri=uri, namespace="ml"), tmp_path / uri.split(":")[0])
+    return {path.name: path.read_text().split("\napiVersion:")[0] for path in paths}
+
+
+def test_an_object_store_uri_is_said_to_need_a_restart_after_each_push(tmp_path: Path) -> None:
+    headers = _headers(tmp_path, URI)
+    server, keras = headers["twinflow-server.yaml"], headers["twinflow-keras-tfserving.yaml"]
+    assert f"# {URI} is copied into the pod once, when the pod starts:" in server
+    assert "pushes, rollbacks and labels made later are not seen until it restarts" in server
+    assert "kubectl delete pod -n ml -l serving.kserve.io/inferenceservice=twinflow\n" in server
+    assert "--serving-uri pvc://" in server
+    assert f"# {URI}/keras is copied into the pod once" in keras and "pushes and rollbacks made later" in keras
+    assert "inferenceservice=twinflow-keras" in keras
+
+
+def test_a_pvc_uri_is_followed_live_by_the_server_but_not_by_stock_tf_serving(tmp_path: Path) -> None:
+    headers = _headers(tmp_path, "pvc://models/serving")
+    server, keras = headers["twinflow-server.yaml"], headers["twinflow-keras-tfserving.yaml"]
+    assert "pvc://models/serving is mounted, not copied: pushes, rollbacks and labels are followed live" in server
+    assert "restarts" not in server
+    assert "pvc://models/serving/keras is linked from the claim once, when the pod starts" in keras
+
+
+def test_the_server_manifest_says_how_authentication_runs_there(tmp_path: Path) -> None:
+    server = _headers(tmp_path, URI)["twinflow-server.yaml"]
+    assert "Istio (RequestAuthentication + AuthorizationPolicy" in server and "--auth-token-file" in server

@@ -248,6 +248,7 @@ def _example(image: bytes) -> bytes:
 
 def test_every_bad_request_gets_its_status_and_message_and_the_server_goes_on(model_server, tiny_folders) -> None:
     good = _b64(_images(tiny_folders)[:1])
+    empty_batch = json.dumps({"inputs": [{"name": "image_bytes", "shape": [0], "datatype": "BYTES", "data": []}]})
     ppm = _encoded(Image.new("L", (8, 8)), "PPM")  # Pillow reads it; the server offers no such decoder
     jpeg = _encoded(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), "JPEG")
     cases = [
@@ -327,6 +328,13 @@ def test_every_bad_request_gets_its_status_and_message_and_the_server_goes_on(mo
             "shape [2] (2 elements) but 1 were sent",
         ),
         ("/v2/models/nope/infer", b"{}", 404, "Latest(nope)"),
+        ("/v1/models/keras:predict", b"[" * 50_000 + b"]" * 50_000, 400, "JSON Parse error: nested too deeply"),
+        ("/v2/models/lightning/infer", b"[" * 50_000 + b"]" * 50_000, 400, "not valid JSON: nested too deeply"),
+        *(
+            (f"/v2/models/{framework}/infer", empty_batch.encode(), 400, "an infer request needs at least one image")
+            for framework in FRAMEWORKS  # one behaviour: an empty batch was a 400 for Keras, a 200 for Lightning
+        ),
+        ("/nowhere", b"{}", 404, "Not Found: POST /nowhere"),  # unrouted: the APIs' error form, not {"detail"}
     ]
     for path, raw, want_status, want_text in cases:
         status, _, content = model_server.call(path, raw=raw)
@@ -340,6 +348,8 @@ def test_every_bad_request_gets_its_status_and_message_and_the_server_goes_on(mo
     text = metrics.decode()
     assert 'twinflow_requests_total{api="tf_serving",code="413",model="keras"' in text
     assert 'model="nope"' not in text and 'model="_unknown"' in text  # unknown names never become labels
+    assert 'code="500"' not in text
+    assert ' - "POST /v1/models/keras' not in model_server.log.read_text(), "the access log is off by default"
 
 
 def test_hot_reload_push_broken_version_rollback_and_labels_under_load(model_server, tiny_folders) -> None:

@@ -99,7 +99,8 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
     from tfx import v1 as tfx
 
     from components.tfma_results import load_sliced_metrics
-    from pipelines.run_record import read_run
+    from core.statistics import NON_INFERIOR
+    from pipelines.run_record import custom_property, read_run
 
     config, report = optimized_run
     record = read_run(
@@ -114,8 +115,15 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
         assert set(variant) == set(parent)  # the same slices: overall and one per label
         assert set(variant["overall"]) == set(parent["overall"])  # the same metrics
         row, parent_row = _variant(report, model), _float(report, framework)
-        expected = row["test_accuracy"] >= parent_row["test_accuracy"] - MAX_DROP - 1e-9 and row["test_accuracy"] >= 0.5
-        assert row["blessed"] == expected, row
+        # The same paired rule as a float model's, against its float parent on the same test images.
+        blessing = record.nodes[f"Evaluator_{model}"].output("blessing")
+        comparison = json.loads(str(custom_property(blessing, "comparison")))
+        assert comparison["names"] == {"candidate": model, "reference": "its float parent"}
+        assert comparison["max_drop"] == MAX_DROP and comparison["test_examples"] == 45
+        assert comparison["accuracy"]["candidate"]["value"] == pytest.approx(row["test_accuracy"])
+        assert comparison["accuracy"]["reference"]["value"] == pytest.approx(parent_row["test_accuracy"])
+        expected = comparison["verdict"] == NON_INFERIOR and row["test_accuracy"] >= 0.5
+        assert row["blessed"] == expected, (row, comparison["words"])
         assert row["delta_vs_float"] == pytest.approx(row["test_accuracy"] - parent_row["test_accuracy"])
         for key in ("size_bytes", "gzip_bytes", "p50_ms_b1_t1", "p50_ms_b64_t1"):
             assert row[key] > 0, (model, key)
@@ -126,7 +134,7 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
 
 @pytest.mark.e2e
 def test_blessed_variants_are_pushed_beside_their_parent_and_served(optimized_run: tuple) -> None:
-    from pipelines.comparison import predict_classes, read_test_split
+    from components.paired_predictions import predict_classes, read_test_split
     from pipelines.serving_ops import status
     from serving.models import load_version
 
@@ -219,6 +227,12 @@ def test_an_absurd_sparsity_is_refused_and_the_served_variant_stays(optimized_ru
     assert row["sparsity"] > 0.99
     assert row["test_accuracy"] < _float(report, "keras")["test_accuracy"] - MAX_DROP
     assert (row["blessed"], row["pushed"]) == (False, False)
+    # The refusal names the check, both accuracies on the same images and the threshold.
+    assert (
+        row["push_reason"].startswith("not pushed: ")
+        and "is worse than its float parent by more than 25.00 pp" in (row["push_reason"])
+    )
+    assert "on the same 45 test images" in row["push_reason"] and "McNemar p = " in row["push_reason"]
     assert served_version(model_root) == before  # the refused variant never reaches the serving folder
 
 

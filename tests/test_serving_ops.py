@@ -7,7 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tfx.utils import path_utils
 
+from components.finite_evaluator import promotion
 from components.versioned_pusher.executor import push
 from core import fs
 from core.decisions import read_decisions
@@ -121,12 +123,23 @@ def test_after_a_rollback_a_challenger_is_judged_against_the_rolled_back_model(t
     root = str(serving / "keras")
     assert was_pushed(run_pusher(tmp_path, serving, trained_model(tmp_path / "a"), 0.80))
     assert was_pushed(run_pusher(tmp_path, serving, trained_model(tmp_path / "b"), 0.90))
+    b = served_version(root)
     rolled = rollback(str(serving), "keras")  # b misbehaves in production: back to a
-    # 0.85 is below b's 0.90 but above a's 0.80, which is what is served now.
-    challenger = run_pusher(tmp_path, serving, trained_model(tmp_path / "c"), 0.85)
-    assert was_pushed(challenger)
-    assert read_model_card(served_version(root).path).decision == "pushed: 0.85 >= served 0.8 - 0.01"
-    assert [r["reason"] for r in read_decisions(root)][-2:] == ["rollback", "pushed: 0.85 >= served 0.8 - 0.01"]
+    # The Evaluator compares a challenger with what is served now: the re-published a, not b.
+    challenger_model = trained_model(tmp_path / "c")
+    reference = promotion.served_reference(str(serving), "keras", path_utils.serving_model_path(challenger_model.uri))
+    assert (reference.served_version, reference.model_dir) == (str(rolled.number), rolled.path)
+    # A blessing judged against b before the rollback no longer applies; one judged against a does.
+    assert not was_pushed(run_pusher(tmp_path, serving, challenger_model, 0.85, judged_against=str(b.number)))
+    words = f"keras is not worse than served version {rolled.number} by more than 1.00 pp: (figures)"
+    assert was_pushed(run_pusher(tmp_path, serving, challenger_model, 0.85, reason=words))
+    assert read_model_card(served_version(root).path).decision == f"pushed: {words}"
+    assert [r["reason"] for r in read_decisions(root)][-3:] == [
+        "rollback",
+        f"not pushed: judged against served version {b.number}, but version {rolled.number} is served now; "
+        "run again to judge it against that",
+        f"pushed: {words}",
+    ]
     assert read_decisions(root)[-1]["served_before"] == rolled.number
 
 

@@ -226,3 +226,80 @@ def test_micro_batching_joins_concurrent_requests_and_keeps_answers_apart() -> N
     for i in (1, 2, 4, 5, 6, 7, 8):
         assert results[i]["probabilities"].tolist() == [[float(i)]]
     assert max(model.batches) > 1, model.batches  # joined (then, with the poisoned one, re-run alone)
+
+
+def _infer_body(shape: object, data: object) -> bytes:
+    return json.dumps({"inputs": [{"name": "image_bytes", "shape": shape, "datatype": "BYTES", "data": data}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_infer_body([0], []), "shape [0]: an infer request needs at least one image"),
+        (_infer_body([3, 0], []), "an infer request needs at least one image"),
+        (_infer_body([2**32, 2**32], []), "holds more elements than an int64 counts"),  # np.prod wrapped it to 0
+        (_infer_body([2**63], []), "holds more elements than an int64 counts"),
+        (_infer_body([False], []), "needs a shape such as [N]"),
+        (_infer_body([1], [["QQ=="]]), "nested deeper than its shape's 1 dimension(s)"),
+        (b"[" * 5000 + b"]" * 5000, "the request is not valid JSON: nested too deeply"),
+    ],
+    ids=["empty", "empty-2d", "overflow", "int64-max", "bool", "nested", "deep-json"],
+)
+def test_v2_refuses_empty_overflowing_and_too_deep_requests(body: bytes, message: str) -> None:
+    error = _error(v2.parse_infer, body, None)
+    assert error.http_status == 400 and message in error.message
+
+
+def test_v2_data_nested_as_its_shape_is_taken() -> None:
+    encoded = base64.b64encode(b"x").decode()
+    request = v2.parse_infer(_infer_body([2, 1], [[encoded], [encoded]]), None)
+    assert request.images == [b"x", b"x"]
+
+
+def test_an_empty_binary_batch_is_refused_too() -> None:
+    header = json.dumps(
+        {"inputs": [{"name": "image_bytes", "shape": [0], "datatype": "BYTES", "parameters": {"binary_data_size": 0}}]}
+    ).encode()
+    assert "at least one image" in _error(v2.parse_infer, header, str(len(header))).message
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_recursion_error() -> None:
+    from serving.errors import parse_json
+
+    error = _error(parse_json, b'{"a":' * 3000 + b"1" + b"}" * 3000, "JSON Parse error")
+    assert (error.http_status, error.message) == (400, "JSON Parse error: nested too deeply")
+    assert parse_json(b'{"a": [1]}', "JSON Parse error") == {"a": [1]}
+
+
+class _Stub(_Signatures):
+    def warm_up(self) -> None:
+        pass
+
+
+def test_keeping_the_served_version_is_warned_once_while_the_broken_one_stays(tmp_path, caplog) -> None:
+    from serving.repository import ModelRepository
+
+    root = tmp_path / "keras"
+
+    def version(number: int) -> None:
+        (root / str(number)).mkdir(parents=True)
+        (root / str(number) / "_COMPLETE.json").write_text('{"files": []}')
+
+    def loader(path: str) -> ServedModel:
+        if path.endswith(("/2", "/3")):
+            raise ValueError("broken on purpose")
+        return _Stub()
+
+    version(1)
+    repository = ModelRepository(str(tmp_path), loader=loader)
+    repository.poll()
+    version(2)
+    with caplog.at_level("WARNING", logger="twinflow.serving"):
+        for _ in range(5):
+            repository.poll()
+        version(3)  # another broken push: a new situation, warned once more
+        for _ in range(5):
+            repository.poll()
+    kept = [r.getMessage() for r in caplog.records if "keeping version(s)" in r.getMessage()]
+    assert kept == ["keras: keeping version(s) [1] instead of [2]", "keras: keeping version(s) [1] instead of [3]"]
+    assert sorted(repository.state("keras").versions) == [1]

@@ -1,8 +1,8 @@
 """TFMA hooks for models TFMA cannot run itself, called by the TFX Evaluator through ``module_path``.
 
-These hooks load a serving directory by its model card (Lightning's model.onnx, the Keras
-int8 variant's model.tflite, each behind its transform_graph/; or a SavedModel, when it is
-the float baseline of a TFLite variant) and predict inside TFMA's Beam pipeline, so torch
+These hooks load a serving directory by its model card (``trainers.classifier``: Lightning's
+model.onnx, the Keras int8 variant's model.tflite, each behind its transform_graph/; or a
+SavedModel, the pruned Keras variant) and predict inside TFMA's Beam pipeline, so torch
 models and optimized variants meet exactly the same EvalConfig, metrics, slices and
 thresholds as Keras. Every model is fed raw serialized examples and applies the Transform
 graph itself: a TFLite model never meets TFMA's own TFLite extractor, which would fill its
@@ -17,34 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from core.contract import PROBABILITIES_KEY, SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
-from core.model_card import read_model_card
-from trainers.transformed_model import load_transformed_classifier
+from trainers.classifier import load_classifier
 
 PREDICT_STAGE_NAME = "CustomPredict"
-
-
-class SavedModelClassifier:
-    """A twinflow SavedModel's serialized-examples signature, answering probabilities like the others."""
-
-    def __init__(self, model_dir: str):
-        self.card = read_model_card(model_dir)
-        self.class_names = list(self.card.class_names)
-        self._signature = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES_SIGNATURE]
-
-    def predict_examples(self, serialized: list[bytes] | np.ndarray) -> np.ndarray:
-        values = tf.constant(np.asarray(serialized, dtype=object).reshape(-1))
-        return self._signature(**{SIGNATURE_INPUTS[SERVING_EXAMPLES_SIGNATURE]: values})[PROBABILITIES_KEY].numpy()
-
-
-def _load_model(model_dir: str) -> Any:
-    if read_model_card(model_dir).format == "saved_model":
-        return SavedModelClassifier(model_dir)
-    return load_transformed_classifier(model_dir)
 
 
 def custom_eval_shared_model(
@@ -59,7 +36,7 @@ def custom_eval_shared_model(
         eval_saved_model_path=eval_saved_model_path,
         model_name=model_name,
         eval_config=eval_config,
-        custom_model_loader=tfma.ModelLoader(construct_fn=functools.partial(_load_model, eval_saved_model_path)),
+        custom_model_loader=tfma.ModelLoader(construct_fn=functools.partial(load_classifier, eval_saved_model_path)),
         **kwargs,
     )
     return shared._replace(model_type=tfma.constants.TF_GENERIC)

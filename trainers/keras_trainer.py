@@ -10,7 +10,6 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from core import fs
 from core.architectures import architecture
 from core.config import TrainingConfig
 from core.contract import (
@@ -21,7 +20,7 @@ from core.contract import (
     SERVING_EXAMPLES_SIGNATURE,
     SERVING_IMAGE_BYTES_SIGNATURE,
 )
-from core.model_card import ModelCard, TrainingSummary, write_model_card
+from core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
 from trainers.common import (
     BRIGHTNESS_DELTA,
     Stopwatch,
@@ -326,6 +325,6 @@ def run_fn(fn_args: FnArgs) -> None:
             train=split_metrics(train_loss, train_accuracy),
             eval=split_metrics(eval_loss, eval_accuracy),
         ),
-        size_bytes=fs.directory_size(fn_args.serving_model_dir),
+        size_bytes=artifact_size(fn_args.serving_model_dir, "."),
     )
     write_model_card(fn_args.serving_model_dir, card)

@@ -22,7 +22,7 @@ from core import fs
 from core.config import TrainingConfig
 from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, PROBABILITIES_KEY
 from core.errors import ConfigError
-from core.model_card import ModelCard, OnnxGraph, TrainingSummary, write_model_card
+from core.model_card import ModelCard, OnnxGraph, TrainingSummary, artifact_size, write_model_card
 from trainers.common import (
     Stopwatch,
     input_contract,
@@ -205,6 +205,6 @@ def run_fn(fn_args: FnArgs) -> None:
             train=split_metrics(train_loss, train_accuracy),
             eval=split_metrics(eval_loss, eval_accuracy),
         ),
-        size_bytes=fs.directory_size(fn_args.serving_model_dir),
+        size_bytes=artifact_size(fn_args.serving_model_dir, ONNX_FILE),
     )
     write_model_card(fn_args.serving_model_dir, card)

@@ -24,12 +24,11 @@ import tensorflow_transform as tft
 from core import fs
 from core.config import OptimizationConfig
 from core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
-from core.model_card import ModelCard, read_model_card, write_model_card
+from core.model_card import ModelCard, artifact_files, artifact_size, read_model_card, write_model_card
 
 THREADS = (1, 2)
 BATCHES = (1, 64)
 LATENCY_TIMEOUT_S = 600
-SAVED_MODEL_PARTS = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets")
 
 
 def read_transformed_split(
@@ -59,19 +58,11 @@ def kernel_sparsity(kernels: Iterable[np.ndarray]) -> float:
     return float(sum(int((a == 0).sum()) for a in arrays) / total) if total else 0.0
 
 
-def artifact_files(model_dir: str, card: ModelCard) -> list[str]:
-    """The files that hold the network as served: the SavedModel folder, or the one model file (the
-    transform graph copied beside an ONNX or TFLite file is the same for float and variant, and left out)."""
-    if card.artifact == ".":  # a SavedModel's own files, not what a push adds beside them (statistics, marker)
-        own = [name for name in fs.list_files(model_dir) if name.split("/")[0] in SAVED_MODEL_PARTS]
-        return [fs.join(model_dir, name) for name in own]
-    return [fs.join(model_dir, card.artifact)]
-
-
 def artifact_sizes(model_dir: str) -> tuple[int, int]:
-    """(raw bytes, gzip bytes) of a model folder's artifact files; gzip shows what pruning's zeros save."""
+    """(raw bytes, gzip bytes) of a model folder's artifact files (``core.model_card.artifact_files``, the
+    files the card's ``size_bytes`` counts); gzip shows what pruning's zeros save."""
     raw = zipped = 0
-    for path in artifact_files(model_dir, read_model_card(model_dir)):
+    for path in artifact_files(model_dir, read_model_card(model_dir).artifact):
         with fs.gfile().GFile(path, "rb") as handle:
             data = handle.read()
         raw += len(data)
@@ -127,7 +118,9 @@ def finish_variant(
     write_model_card(output_dir, variant_card)  # the benchmark loads the folder by its card
     benchmark = sizes_and_latency(parent_dir, output_dir, timing_images, settings)
     info = variant_card.variant.model_copy(update={"benchmark": benchmark})
-    final = variant_card.model_copy(update={"variant": info, "size_bytes": fs.directory_size(output_dir)})
+    final = variant_card.model_copy(
+        update={"variant": info, "size_bytes": artifact_size(output_dir, variant_card.artifact)}
+    )
     write_model_card(output_dir, final)
     print(f"[optimize] {final.framework}-{info.name}: {describe_benchmark(benchmark)}", flush=True)
     return final

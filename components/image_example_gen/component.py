@@ -20,7 +20,8 @@ class ImageExampleGenSpec(types.ComponentSpec):
         "spans": ExecutionParameter(type=int, optional=True),
         "eval_buckets": ExecutionParameter(type=int),
         "test_buckets": ExecutionParameter(type=int),
-        # Changes when the files do, so TFX's cache never serves stale examples.
+        # The data's content fingerprint (file_hashes.data_fingerprint): changes when the images' bytes,
+        # names or classes do, and only then, so TFX's cache never serves stale examples nor misses on a touch.
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
         # Unusable files left out instead of stopping the run: a count from 1, a fraction below.
         "max_bad_images": ExecutionParameter(type=float, optional=True),

@@ -22,6 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
+from components.image_example_gen.file_hashes import UNREADABLE, data_fingerprint, relative_path
 from components.image_example_gen.images import DEFAULT_MAX_PIXELS, UnusableImage, ingest
 from components.image_example_gen.ingest import (
     EXAMPLES_SHOWN,
@@ -100,9 +101,17 @@ class _ReadImage(beam.DoFn):
         self._max_pixels = max_pixels
 
     def process(self, source: SourceFile):
+        named = (relative_path(source.path, self._input_base), source.label_name, source.source_split)
         try:
             with tf.io.gfile.GFile(source.path, "rb") as handle:
                 data = handle.read()
+        except (tf.errors.OpError, OSError) as err:
+            yield beam.pvalue.TaggedOutput("hashed", (*named, UNREADABLE))
+            yield beam.pvalue.TaggedOutput("bad", (source.path, source.size, f"cannot be read: {err}"))
+            return
+        digest = hashlib.sha256(data).digest()
+        yield beam.pvalue.TaggedOutput("hashed", (*named, digest.hex()))
+        try:
             image = ingest(data, self._max_pixels)
         except UnusableImage as err:
             yield beam.pvalue.TaggedOutput("bad", (source.path, source.size, str(err)))
@@ -110,7 +119,6 @@ class _ReadImage(beam.DoFn):
         except (tf.errors.OpError, OSError) as err:
             yield beam.pvalue.TaggedOutput("bad", (source.path, source.size, f"cannot be read: {err}"))
             return
-        digest = hashlib.sha256(data).digest()
         split = split_of(digest, source.source_split, self._eval_buckets, self._test_buckets)
         filename = os.path.relpath(source.path, self._input_base) if "://" not in source.path else source.path
         label = self._class_index[source.label_name]
@@ -167,7 +175,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "ReadImages"
                 >> beam.ParDo(
                     _ReadImage(input_base, class_index, (eval_buckets, test_buckets), max_pixels)
-                ).with_outputs("bad", "seen", main="examples")
+                ).with_outputs("bad", "seen", "hashed", main="examples")
             )
             parts = read.examples | "Partition" >> beam.Partition(lambda kv, _: SPLITS.index(kv[0]), len(SPLITS))
             for split, part in zip(SPLITS, parts, strict=True):
@@ -192,6 +200,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "Write repeated" >> beam.Map(_write_json(fs.join(scratch, "repeated.json")))
             )
             _ = (
+                read.hashed
+                | "All hashes" >> beam.combiners.ToList()
+                | "Write hashes" >> beam.Map(_write_json(fs.join(scratch, "hashes.json")))
+            )
+            _ = (
                 read.seen
                 | "Count key" >> beam.Map(lambda kv: (json.dumps(kv[1][1:]), 1))
                 | "Count" >> beam.CombinePerKey(sum)
@@ -200,6 +213,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
 
         report = self._check_and_report(input_base, listing, class_names, scratch, max_bad_images)
+        # The fingerprint of what was read (the runner's, from its hash cache, agrees when nothing changed since).
+        fingerprint = data_fingerprint(
+            (tuple(row) for row in _read_scratch(scratch, "hashes.json")),
+            (relative_path(bad.path, input_base) for bad in listing.bad),
+        )
         fs.write_text(fs.join(examples.uri, INGEST_REPORT_FILE), report.to_json())
         fs.gfile().rmtree(scratch)
         fs.write_text(fs.join(examples.uri, CLASS_NAMES_FILE), json.dumps({"class_names": class_names}, indent=1))
@@ -209,7 +227,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
         examples.set_int_custom_property("num_files", report.images)
-        _record_input(examples, input_base, spans, listing.fingerprint())
+        _record_input(examples, input_base, spans, fingerprint)
         for warning in report.warnings:
             print(f"[data] warning: {warning}", flush=True)
 

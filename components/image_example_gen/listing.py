@@ -9,7 +9,6 @@ imported here, so the command line can check a folder before they load.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 from collections import Counter
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from components.image_example_gen.file_hashes import FileHashes, FileStamp, data_fingerprint, relative_to
+from core.contract import PREPARED_MARKER
 from core.errors import ImageFolderError
 from core.spans import Span, latest_spans
 
@@ -41,6 +42,12 @@ class SourceFile:
     source_split: str  # "train" (to be hashed into train/eval[/test]) or "test"
     size: int
     mtime_ns: int = 0  # 0 where the file system does not say
+    ctime_ns: int = 0
+    inode: int = 0
+
+    @property
+    def stamp(self) -> FileStamp:
+        return FileStamp(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -72,18 +79,19 @@ class Listing:
     def has_test_folder(self) -> bool:
         return any(f.source_split == "test" for f in self.files)
 
-    def fingerprint(self) -> str:
-        """Names, sizes and modification times of every file: changes when the data does.
+    def fingerprint(self, hashes: FileHashes | None = None) -> str:
+        """The files' contents, classes and names below ``input_base``: changes when the data does, and only then.
 
-        ImageExampleGen's cache key includes it, so a re-run over changed folders is not
-        served from TFX's cache while an unchanged one is.
+        ImageExampleGen's cache key includes it, so a re-run over changed folders is not served
+        from TFX's cache while an unchanged one is, however often its files were touched or
+        copied. ``hashes`` (with its cache file) spares reading files whose stamp did not change.
         """
-        digest = hashlib.sha256()
-        for source in self.files:
-            digest.update(f"{source.path}\0{source.size}\0{source.mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        for bad in self.bad:
-            digest.update(f"{bad.path}\0bad\n".encode("utf-8", "surrogateescape"))
-        return digest.hexdigest()
+        hashes = hashes or FileHashes()
+        relative = relative_to(self.input_base)
+        return data_fingerprint(
+            ((relative(f.path), f.label_name, f.source_split, hashes.digest(f.path, f.stamp)) for f in self.files),
+            (relative(b.path) for b in self.bad),
+        )
 
     def class_counts(self) -> dict[str, Counter[str]]:
         """Class → images per source folder ('train', 'test')."""
@@ -101,6 +109,8 @@ class _Entry:
     size: int | None
     problem: str | None = None
     mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
 
 
 def _display(path: str) -> str:
@@ -125,7 +135,9 @@ def _local_entries(folder: str) -> Iterator[_Entry]:
                 yield _Entry(entry.name, path, True, None)
             else:
                 stat = entry.stat()
-                yield _Entry(entry.name, path, False, stat.st_size, mtime_ns=stat.st_mtime_ns)
+                yield _Entry(
+                    entry.name, path, False, stat.st_size, None, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+                )
 
 
 def _remote_entries(folder: str) -> Iterator[_Entry]:
@@ -173,6 +185,11 @@ def list_sources(input_base: str) -> Listing:
                 f"{input_base}: has a train/ folder, so only train/ and test/ may sit beside it; found {extra}"
             )
         roots = {split: folders[split] for split in ("train", "test") if split in folders}
+    elif "test" in folders:  # a test split without its train split, not a class named "test"
+        raise ImageFolderError(
+            f"{input_base}: has a test/ folder but no train/ folder; put the training images in "
+            f"{posixpath.join(input_base, 'train')}/<class>/ beside it (train and test are not class names)"
+        )
     else:
         roots = {"train": input_base}
     for entry in top:
@@ -207,7 +224,11 @@ def _list_class(folder: str, label_name: str, source_split: str, listing: Listin
             else:
                 found += _list_class(entry.path, label_name, source_split, listing, extensions)
         elif _is_image(entry, listing, extensions):
-            listing.files.append(SourceFile(entry.path, label_name, source_split, entry.size or 0, entry.mtime_ns))
+            listing.files.append(
+                SourceFile(
+                    entry.path, label_name, source_split, entry.size or 0, entry.mtime_ns, entry.ctime_ns, entry.inode
+                )
+            )
             found += 1
     return found
 
@@ -227,7 +248,10 @@ def _is_image(entry: _Entry, listing: Listing, extensions: frozenset[str]) -> bo
 
 
 def _skip_or_report(entry: _Entry, listing: Listing, extensions: frozenset[str]) -> None:
-    """A file outside any class folder: an image there has no class, so it is reported; others are counted."""
+    """A file outside any class folder: an image there has no class, so it is reported; others are counted
+    (except the marker prepare-data writes there: it belongs to the folder)."""
+    if entry.name == PREPARED_MARKER:
+        return
     if entry.problem is not None:
         listing.bad.append(BadFile(_display(entry.path), entry.size, entry.problem))
     elif entry.name.startswith("."):

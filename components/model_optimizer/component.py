@@ -2,8 +2,8 @@
 
 It takes what the pusher takes (the trained models of every repeat with their blessings
 and evaluations), makes the variant from the repeat the pusher would choose, and outputs
-it beside a copy of that float parent: an Evaluator then judges the variant with the
-parent as its baseline, under the very same metrics, slices and thresholds.
+it beside a copy of that float parent: an Evaluator then judges the variant under the very
+same metrics, slices and floor, and compares it with that parent on the same test examples.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Make one variant of the float model the pusher would choose, and hand its parent on as the baseline.
+"""Make one variant of the float model the pusher would choose, and hand its parent on for the comparison.
 
 The framework's own code does the optimizing (``optimize_fn``, a dotted path from
 core.registry, called like a Trainer's ``run_fn``), so this component imports no framework.
@@ -38,7 +38,7 @@ class Executor(base_executor.BaseExecutor):
             print(f"[optimize] {framework}-{variant}: its float parent is not blessed; the variant cannot be pushed")
 
         parent_copy = artifact_utils.get_single_instance(output_dict["parent_model"])
-        fs.copy_tree(parent_dir, tfx_path_utils.serving_model_path(parent_copy.uri))  # the Evaluator's baseline
+        fs.copy_tree(parent_dir, tfx_path_utils.serving_model_path(parent_copy.uri))  # the Evaluator's reference
         parent_copy.set_int_custom_property("parent_model_id", parent.id or 0)
 
         output = artifact_utils.get_single_instance(output_dict["variant_model"])

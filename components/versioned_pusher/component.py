@@ -2,13 +2,16 @@
 
 Like TFX's Pusher (whose blessing checks it reuses) but the new version appears in one
 rename, so a crash mid-push never leaves a partial version a server could load, and the
-pushed model.json records the evaluation metrics the model was blessed with. A blessed
-model is pushed only if its test accuracy is not worse than the served version's (within
-``max_accuracy_drop``); the oldest versions beyond ``keep_versions`` are removed, and every
-execution leaves a decision record (core.decisions). ``examples`` and ``statistics``, when
-given, record the training data in the card and keep the train split's statistics in the
-version as its drift baseline. ``parent_model_name`` marks an optimized variant: it is pushed
-only while its float parent is in that model's serving folder, whose version it records.
+pushed model.json records the evaluation metrics the model was blessed with. Whether a model
+is better than the served one is the Evaluator's judgement, on the blessing
+(components.finite_evaluator.promotion); a blessed model is pushed while the version it was
+judged against is still served. The oldest versions beyond ``keep_versions`` are removed, and
+every execution leaves a decision record (core.decisions) with that judgement's figures.
+``examples`` and ``statistics``, when given, record the training data in the card and keep
+the train split's statistics in the version as its drift baseline. ``parent_model_name``
+marks an optimized variant: it is pushed only while its float parent is in that model's
+serving folder, whose version it records. ``run_fingerprint``, the run's inputs, goes into the
+card as it is (the local runner's "nothing changed" check reads it).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ class VersionedPusherSpec(types.ComponentSpec):
         "serving_dir": ExecutionParameter(type=str),
         "model_name": ExecutionParameter(type=str),
         "keep_versions": ExecutionParameter(type=int),
-        "max_accuracy_drop": ExecutionParameter(type=float),
         "run_id": ExecutionParameter(type=str, optional=True),
         "canary": ExecutionParameter(type=int, optional=True),
         "parent_model_name": ExecutionParameter(type=str, optional=True),
+        # The run's inputs (data by content, schema, config, code), recorded in the pushed card.
+        "run_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -55,10 +59,10 @@ class VersionedPusher(base_component.BaseComponent):
         examples: types.BaseChannel | None = None,
         statistics: types.BaseChannel | None = None,
         keep_versions: int = executor.DEFAULT_KEEP_VERSIONS,
-        max_accuracy_drop: float = executor.DEFAULT_MAX_ACCURACY_DROP,
         run_id: str | None = None,
         canary: bool = False,
         parent_model_name: str | None = None,
+        run_fingerprint: str | None = None,
     ):
         super().__init__(
             spec=VersionedPusherSpec(
@@ -70,10 +74,10 @@ class VersionedPusher(base_component.BaseComponent):
                 serving_dir=serving_dir,
                 model_name=model_name,
                 keep_versions=keep_versions,
-                max_accuracy_drop=max_accuracy_drop,
                 run_id=run_id,
                 canary=int(canary),
                 parent_model_name=parent_model_name,
+                run_fingerprint=run_fingerprint or None,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )
         )

@@ -1,17 +1,17 @@
-"""Push a blessed model that is not worse than the one served, keep a few versions, record every decision.
+"""Push a blessed model, keep a few versions, record every decision with its reasons and figures.
 
-Champion/challenger is judged here, against what the serving folder serves now (the
-highest complete version, which after a rollback is not the latest blessed model), from
-the model cards alone: no TFX resolver, so it is the same on every runner, Kubeflow too.
-Publishing itself (staging, rename, marker) is in ``publish``, shared with rollbacks.
+Champion/challenger is judged by the Evaluator (components.finite_evaluator.promotion): it
+compared the model with what the serving folder serves on the same test examples, and its
+blessing says which version that was. The pusher pushes a blessed model only while that
+version is still the one served (else it refuses: run again), and records the judgement's
+words and figures in the decision record and the console. No TFX resolver anywhere, so it is
+the same on every runner, Kubeflow too. Publishing itself (staging, rename, marker) is in
+``publish``, shared with rollbacks.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tfx.components.evaluator import constants as evaluator_constants
@@ -20,6 +20,7 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import path_utils as tfx_path_utils
 
+from components.finite_evaluator import promotion
 from components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
 from components.versioned_pusher.publish import (
     STAGING_PREFIX,
@@ -36,13 +37,11 @@ from core.model_card import TrainingData, VariantInfo, read_model_card
 from core.repeats import Candidate, choose_best, describe_choice
 from core.versions import BASELINE_STATISTICS, CANARY, STABLE, Version, read_labels, served_version, write_labels
 
-__all__ = ["STAGING_PREFIX", "Executor", "Verdict", "find_pushed", "judge", "next_version", "push", "training_data"]
+__all__ = ["STAGING_PREFIX", "Executor", "find_pushed", "next_version", "push", "stale_judgement", "training_data"]
 
 DEFAULT_KEEP_VERSIONS = 5
-DEFAULT_MAX_ACCURACY_DROP = 0.01
 TRAIN_STATISTICS = "Split-train/FeatureStats.pb"
 CURRENT_MODEL_ID = evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY
-_EPSILON = 1e-9  # 0.91 - 0.01 is not exactly 0.90 in floating point
 
 
 def push(
@@ -54,6 +53,7 @@ def push(
     decision: str | None = None,
     baseline_statistics: str | None = None,
     variant: VariantInfo | None = None,
+    run_fingerprint: str | None = None,
 ) -> Version:
     """Push ``source`` as a new, complete version under ``model_root``; returns it.
 
@@ -69,45 +69,21 @@ def push(
         stamp["decision"] = decision
     if variant is not None:
         stamp["variant"] = variant.model_dump()
+    if run_fingerprint:
+        stamp["run_fingerprint"] = run_fingerprint
     extra = {BASELINE_STATISTICS: baseline_statistics} if baseline_statistics else {}
     return publish(source, model_root, stamp, extra)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    push: bool
-    reason: str
-
-
-def _n(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def judge(
-    evaluation: Mapping[str, float], class_names: list[str], served: Version | None, max_accuracy_drop: float
-) -> Verdict:
-    """Push when the new model's test accuracy >= the served version's - the tolerance, or they cannot be compared."""
-    if served is None:
-        return Verdict(True, "pushed: first version")
-    try:
-        card = read_model_card(served.path)
-    except ModelCardError:
-        return Verdict(True, f"pushed: served version {served.number} has no readable model card")
-    if card.class_names != class_names:
-        return Verdict(True, f"pushed: the classes differ from served version {served.number}'s")
-    old = (card.evaluation or {}).get("accuracy")
-    if old is None:
-        return Verdict(True, f"pushed: served version {served.number} has no recorded test accuracy")
-    new = evaluation.get("accuracy")
-    if new is None or not math.isfinite(new):
-        return Verdict(True, f"pushed: no test accuracy to compare with served version {served.number}'s")
-    if new + _EPSILON >= old - max_accuracy_drop:
-        return Verdict(True, f"pushed: {_n(new)} >= served {_n(old)} - {_n(max_accuracy_drop)}")
-    return Verdict(
-        False,
-        f"not pushed: test accuracy {_n(new)} is below the served version {served.number}'s {_n(old)} "
-        f"(tolerance {_n(max_accuracy_drop)})",
-    )
+def stale_judgement(judged_against: str, served: Version | None) -> str | None:
+    """Why a blessing no longer applies: the Evaluator compared with another served version than the one now
+    served (``judged_against``: its number, ``promotion.NOTHING_SERVED``, or "" for a variant's parent)."""
+    now = str(served.number) if served is not None else promotion.NOTHING_SERVED
+    if not judged_against or judged_against == now:
+        return None
+    was = "nothing served" if judged_against == promotion.NOTHING_SERVED else f"served version {judged_against}"
+    is_now = "nothing is served" if served is None else f"version {served.number} is served"
+    return f"not pushed: judged against {was}, but {is_now} now; run again to judge it against that"
 
 
 def _custom(artifact: Artifact, name: str) -> str | None:
@@ -220,6 +196,7 @@ class Executor(tfx_pusher.Executor):
             "pushed": False,
             "served_before": served.number if served else None,
             "evaluation": finite_only(evaluation),
+            "comparison": None,
             "spans": data.spans if data else None,
             **({"repeats": repeats} if repeats else {}),
         }
@@ -268,9 +245,12 @@ class Executor(tfx_pusher.Executor):
     ) -> Version | None:
         """The version this model is served as (new or already there), or None; fills ``record``'s outcome."""
         name = exec_properties["model_name"]
+        judgement = promotion.read(artifact_utils.get_single_instance(input_dict["model_blessing"]))
+        record["comparison"] = judgement.comparison
         if not self.CheckBlessing(input_dict):
-            record.update(blessed=False, reason="not blessed")
-            print(f"[push] {name}: not blessed, nothing pushed", flush=True)
+            reason = f"not pushed: {judgement.reason or 'not blessed'}"
+            record.update(blessed=False, reason=reason)
+            print(f"[push] {name}: {reason}", flush=True)
             return None
         source = self.GetModelPath(input_dict)
         existing = find_pushed(model_root, source)
@@ -281,13 +261,13 @@ class Executor(tfx_pusher.Executor):
         variant = self._variant_parent(exec_properties, source, record)
         if exec_properties.get("parent_model_name") and variant is None:
             return None
-        given = exec_properties.get("max_accuracy_drop")
-        tolerance = DEFAULT_MAX_ACCURACY_DROP if given is None else float(given)
-        verdict = judge(evaluation, read_model_card(source).class_names, served, tolerance)
-        record["reason"] = verdict.reason
-        if not verdict.push:
-            print(f"[push] {name}: {verdict.reason}", flush=True)
+        stale = stale_judgement(judgement.served_version, served)
+        if stale:
+            record["reason"] = stale
+            print(f"[push] {name}: {stale}", flush=True)
             return None
+        reason = f"pushed: {judgement.reason}" if judgement.reason else "pushed"
+        record["reason"] = reason
         baseline = fs.join(statistics.uri, *TRAIN_STATISTICS.split("/")) if statistics is not None else None
         if baseline is not None and not fs.gfile().exists(baseline):
             print(f"[push] {name}: no train-split statistics at {baseline}; no drift baseline kept", flush=True)
@@ -297,12 +277,13 @@ class Executor(tfx_pusher.Executor):
             model_root,
             evaluation,
             data=data,
-            decision=verdict.reason,
+            decision=reason,
             baseline_statistics=baseline,
             variant=variant,
+            run_fingerprint=exec_properties.get("run_fingerprint"),
         )
         record.update(pushed=True, version=version.number)
-        print(f"[push] {name}: version {version.number} at {version.path} ({verdict.reason})", flush=True)
+        print(f"[push] {name}: version {version.number} at {version.path} ({reason})", flush=True)
         labels = label_push(model_root, version, served, bool(exec_properties.get("canary")))
         if labels:
             record["labels"] = labels

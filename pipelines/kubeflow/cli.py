@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.config import PipelineConfig
+from core.config import KubeflowConfig, PipelineConfig
 from core.errors import ConfigError
+from core.repeats import node_id
 from pipelines.flags import COMPILE, RETRAIN, SCHEDULE, SUBMIT, add_config_flags, config_from_args, given_flags
 
 DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")
@@ -78,10 +79,17 @@ def _add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.kubeflow.compiler import compile_spec, deployed
+    from pipelines.kubeflow.compiler import compile_spec, deployed, step_images
     from pipelines.kubeflow.specfile import write_spec
 
     config = config_from_args(args)
+    if not config.kubeflow.baseline:
+        print(
+            "twinflow compile: note: --no-baseline (kubeflow.baseline: false) is no longer needed and changes "
+            "nothing: the spec has no resolver tasks, each Evaluator compares its model with the version served "
+            "in the serving volume",
+            file=sys.stderr,
+        )
     if "data_dir" not in config.model_fields_set and not config.data_root:
         raise ConfigError(
             "compile needs --data-dir (a fixed folder) or --data-root (span folders arriving over time), "
@@ -92,12 +100,38 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         raise ConfigError(f"pass --image (the image built from the Dockerfile) or set {IMAGE_ENV}")
     fingerprint = _data_fingerprint(config, config.kubeflow.data_fingerprint)
     kubeflow = config.kubeflow.model_copy(update={"image": image, "data_fingerprint": fingerprint})
+    if kubeflow.trainer_gpus:
+        _warn_gpus_for_cpu_images(args.verb, kubeflow, config.frameworks, step_images(kubeflow))
     spec, platform = compile_spec(deployed(config.model_copy(update={"kubeflow": kubeflow})))
     path = write_spec(args.output, spec, platform)
     print(f"pipeline spec written to {path} ({len(spec['root']['dag']['tasks'])} tasks, image {image})")
     for name, definition in sorted(spec["root"]["inputDefinitions"]["parameters"].items()):
         print(f"  parameter {name} = {definition['defaultValue']!r}")
     return 0
+
+
+# The image flag of each framework's Trainer and the Dockerfile build argument of its GPU image.
+_GPU_IMAGES = {
+    "keras": "--keras-trainer-image (an image built with TF_VARIANT=cuda)",
+    "lightning": "--lightning-trainer-image (an image built with TORCH_VARIANT=cu128)",
+}
+
+
+def _warn_gpus_for_cpu_images(
+    verb: str, kubeflow: KubeflowConfig, frameworks: tuple[str, ...], images: str | dict[str, str]
+) -> None:
+    """GPUs requested for Trainer steps that run the CPU image: the pods hold GPUs their framework cannot use."""
+    own = images if isinstance(images, dict) else {}
+    on_cpu_image = [name for name in frameworks if node_id("Trainer", name) not in own]
+    if not on_cpu_image:
+        return
+    fixes = [_GPU_IMAGES[name] for name in on_cpu_image if name in _GPU_IMAGES]
+    print(
+        f"twinflow {verb}: warning: --trainer-gpus {kubeflow.trainer_gpus} requests GPUs for the "
+        f"{', '.join(on_cpu_image)} Trainer step(s), which run the CPU image {kubeflow.image}"
+        + (f"; pass {' and '.join(fixes)}" if fixes else ""),
+        file=sys.stderr,
+    )
 
 
 def _data_fingerprint(config: PipelineConfig, fingerprint: str | None) -> str:
@@ -143,7 +177,7 @@ def _run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str
     if resolver_tasks(spec):
         print(
             f"twinflow {args.verb}: note: {args.spec} has resolver tasks {resolver_tasks(spec)}, which open-source "
-            "Kubeflow Pipelines cannot run; for it, compile with --no-baseline",
+            "Kubeflow Pipelines cannot run; compile it again with 'twinflow compile' (specs it writes have none)",
             file=sys.stderr,
         )
     return Endpoint.resolve(args.host, args.namespace, args.token, args.token_file), config, params

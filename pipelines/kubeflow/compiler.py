@@ -3,7 +3,9 @@
 Runners only wrap ``create_pipeline``: this module takes the pipeline object it returns,
 turns the exec properties a run may change into TFX RuntimeParameters (KFP pipeline
 parameters), and compiles it. Whatever changes the graph or a proto config (frameworks,
-baseline resolver, number of classes, thresholds, image, Beam args) is fixed at compile time.
+number of classes, thresholds, image, Beam args) is fixed at compile time. The spec has no
+resolver tasks (open-source KFP cannot run them): each Evaluator reads the served version it
+compares with from the serving volume, which it mounts like the Pushers and the DriftGate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
 
 from components.drift_gate.component import DriftGate
+from components.finite_evaluator.component import FiniteEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.versioned_pusher.component import VersionedPusher
 from core.config import KubeflowConfig, PipelineConfig
@@ -63,10 +66,11 @@ BINDINGS: tuple[RuntimeBinding, ...] = (
     ),
     RuntimeBinding(
         "serving_dir",
-        (VersionedPusher, DriftGate),
+        (VersionedPusher, DriftGate, FiniteEvaluator),
         "serving_dir",
-        "filesystem folder (a volume mounted in the Pusher's and DriftGate's containers) where blessed models "
-        "are pushed and the served models' drift baselines are read",
+        "filesystem folder (a volume mounted in the Evaluators', Pushers' and DriftGate's containers) where "
+        "blessed models are pushed, and the served models each Evaluator compares with and their drift "
+        "baselines are read",
     ),
     RuntimeBinding(
         TRAINING_CONFIG_PARAM,
@@ -119,11 +123,13 @@ def build_pipeline(config: PipelineConfig) -> tuple[tfx.dsl.Pipeline, dict[str, 
     """The pipeline create_pipeline builds, with its runtime parameters bound and its steps' resources set."""
     kubeflow = config.kubeflow
     fingerprint = kubeflow.data_fingerprint or ""
-    pipeline = create_pipeline(config, data_fingerprint=fingerprint, baseline=kubeflow.baseline)
+    pipeline = create_pipeline(config, data_fingerprint=fingerprint)
     for component in pipeline.components:
         resources = step_resources(component.id, kubeflow)
         if resources is not None:
             component.with_platform_config(resources)
+        if isinstance(component, FiniteEvaluator):  # read where it runs: see _never_cache_evaluators
+            component.exec_properties["served_version"] = ""
     defaults = {
         "input_base": config.input_base,
         "input_fingerprint": fingerprint,
@@ -202,6 +208,7 @@ def compile_spec(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any]
     _add_parameter_defaults(spec, defaults)
     if config.data_root:
         _never_cache_span_lookup(spec)
+    _never_cache_evaluators(spec)
     if "pipeline_root" in config.model_fields_set:
         spec["defaultPipelineRoot"] = config.pipeline_root
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
@@ -221,6 +228,19 @@ def _never_cache_span_lookup(spec: dict[str, Any]) -> None:
     spec["root"]["dag"]["tasks"]["ImageExampleGen"]["cachingOptions"] = {"enableCache": False}
 
 
+def _never_cache_evaluators(spec: dict[str, Any]) -> None:
+    """Each Evaluator judges its model against the version served when it runs, which the cache key cannot hold.
+
+    Locally the served version is an exec property read when the pipeline is built; a compiled
+    spec cannot know it (the serving volume is the cluster's). A cached Evaluator would hand on a
+    verdict against whatever was served when it first ran, so Evaluators always run; the
+    Pusher also refuses a blessing judged against another version than the one it finds served.
+    """
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        if name.startswith("Evaluator_"):
+            task["cachingOptions"] = {"enableCache": False}
+
+
 def _add_parameter_defaults(spec: dict[str, Any], defaults: Mapping[str, str]) -> None:
     """TFX declares root parameters without defaults; KFP would then demand every value."""
     descriptions = {b.parameter: b.description for b in BINDINGS}
@@ -229,7 +249,7 @@ def _add_parameter_defaults(spec: dict[str, Any], defaults: Mapping[str, str]) -
 
 
 def _serving_volume(spec: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
-    """Mount the serving PVC in every Pusher and the DriftGate.
+    """Mount the serving PVC in every Evaluator and Pusher, and the DriftGate.
 
     kfp-kubernetes' format; ``constant`` is read by KFP 2.0 onwards.
     """
@@ -238,6 +258,6 @@ def _serving_volume(spec: dict[str, Any], config: PipelineConfig) -> dict[str, A
             "pvcMount": [{"constant": config.kubeflow.serving_pvc, "mountPath": config.serving_dir}]
         }
         for name, task in spec["root"]["dag"]["tasks"].items()
-        if name.startswith("Pusher_") or name == "DriftGate"
+        if name.startswith(("Evaluator_", "Pusher_")) or name == "DriftGate"
     }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}

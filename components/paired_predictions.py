@@ -1,9 +1,9 @@
-"""Is one framework really better here, and where? Both models predict the very same test images.
+"""Every model's answers on the very same test examples: what the Evaluator's comparison with the
+served model and the run's comparison report both start from.
 
-Both trained models predict every test-split example of the run (the raw examples
-ImageExampleGen wrote, through each model's ``serving_default`` signature, so the
-preprocessing is the pushed one); the statistics of the two lists of right and wrong answers
-are ``core.statistics``.
+The raw test examples ImageExampleGen wrote are read once; each model folder (any format,
+by its model.json: ``trainers.classifier``) predicts all of them, so the preprocessing is the
+pushed one, and the statistics of the lists of right and wrong answers are ``core.statistics``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ import numpy as np
 import tensorflow as tf
 
 from core import fs
-from core.contract import FILENAME_KEY, LABEL_KEY, SERVING_EXAMPLES_SIGNATURE
-
-PREDICT_BATCH = 256
+from core.contract import FILENAME_KEY, LABEL_KEY
+from trainers.classifier import predict_probabilities
 
 
 @dataclass(frozen=True)
 class TestSet:
+    __test__ = False  # a data class, not something for pytest to collect
+
     examples: list[bytes]  # serialized raw tf.Examples, in file order
     labels: np.ndarray  # int class index per example
     filenames: list[str]
 
 
 def read_test_split(examples_uri: str, split: str = "test") -> TestSet:
-    """The raw test examples of one ImageExampleGen output."""
+    """The raw examples of one split of an ImageExampleGen output."""
     pattern = fs.join(examples_uri, f"Split-{split}", "*")
     files = sorted(tf.io.gfile.glob(pattern) if fs.is_remote(pattern) else glob.glob(pattern))
     if not files:
@@ -44,12 +45,5 @@ def read_test_split(examples_uri: str, split: str = "test") -> TestSet:
 
 def predict_classes(model_dir: str, test: TestSet) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class index, probabilities) of the model in ``model_dir`` for every test example."""
-    from serving.models import load_version
-
-    model = load_version(model_dir)
-    chunks = [
-        model.predict(SERVING_EXAMPLES_SIGNATURE, test.examples[i : i + PREDICT_BATCH])["probabilities"]
-        for i in range(0, len(test.examples), PREDICT_BATCH)
-    ]
-    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(model.class_names)), np.float32)
+    probabilities = predict_probabilities(model_dir, test.examples)
     return probabilities.argmax(axis=1), probabilities
