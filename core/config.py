@@ -217,10 +217,11 @@ class ServingConfig(_Section):
     )
     max_concurrent_requests: int = Field(64, gt=0, description="predictions in flight at once (429 above)")
     batch_window_ms: float = Field(
-        0.0,
+        2.0,
         ge=0,
         le=1000,
-        description="join concurrent requests arriving within this window into one model call (0: off)",
+        description="longest a request waits for concurrent requests to the same model to join its model call "
+        "(0: off); with none under way it waits for nothing",
     )
     keep_alive_seconds: float = Field(
         5.0, gt=0, description="an idle connection (before its first request or between two) is closed after this"

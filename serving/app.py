@@ -143,7 +143,7 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     async def run_model(model: ServedModel, signature: str, values: list[bytes]) -> Outputs:
         if len(values) > config.max_instances:
             raise too_large(f"{len(values)} instances is over the limit of {config.max_instances} (--max-instances)")
-        with admission.slot():
+        with admission.slot(), batcher.expecting(model, signature) if batcher else contextlib.nullcontext():
             loop = asyncio.get_running_loop()
             work = functools.partial(_checked_predict, model, signature, values, limits, batcher, trimmer)
             return await loop.run_in_executor(executor, work)

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -303,3 +304,40 @@ def test_keeping_the_served_version_is_warned_once_while_the_broken_one_stays(tm
     kept = [r.getMessage() for r in caplog.records if "keeping version(s)" in r.getMessage()]
     assert kept == ["keras: keeping version(s) [1] instead of [2]", "keras: keeping version(s) [1] instead of [3]"]
     assert sorted(repository.state("keras").versions) == [1]
+
+
+def test_micro_batching_waits_only_for_expected_requests() -> None:
+    """A batch runs once every request expected for its model and signature has joined: a lone one never waits."""
+    import threading
+
+    from serving.batching import MicroBatcher
+
+    model, other = _Echo(), _Echo()
+    batcher = MicroBatcher(window_seconds=60, max_batch=64)
+
+    def request(values: list[bytes], expected: list[threading.Event] | None = None) -> threading.Thread:
+        def run() -> None:
+            with batcher.expecting(model, "serving_image_bytes"):
+                if expected:
+                    expected[0].set()
+                    expected[1].wait(20)  # still checking its images when the other request reaches the batcher
+                batcher.predict(model, "serving_image_bytes", values)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    with batcher.expecting(other, "serving_image_bytes"):  # another model's request is no reason to wait
+        alone = request([b"x"])
+        alone.join(timeout=20)  # a 60 s window: finishing at all means it did not wait for it
+    assert not alone.is_alive() and model.batches == [1]
+
+    admitted, checked = threading.Event(), threading.Event()
+    late = request([b"yy", b"y"], expected=[admitted, checked])
+    admitted.wait(20)
+    early = request([b"z"])
+    time.sleep(0.5)  # the early request waits in the batcher for the expected one
+    checked.set()
+    for thread in (early, late):
+        thread.join(timeout=20)
+    assert not early.is_alive() and not late.is_alive() and model.batches == [1, 3]  # joined, then run at once
