@@ -2,8 +2,12 @@
 
 For each framework, at 1 and 8 concurrent clients and batch 1 and 32, it sends a bounded
 number of TF Serving REST predict requests (``serving_image_bytes``, keep-alive connections)
-and then makes the same calls to the same model in this process, with as many threads. The
-overhead is the difference in p50 and p99 latency, measured in one run (machines are noisy).
+to a server without micro-batching and then makes the same calls to the same model in this
+process, with as many threads (the server's input checks included); then batch 1 again to a
+server with micro-batching (``twinflow serve``'s default). The overhead is the difference in p50 and p99 latency,
+and the throughput ratio served ÷ in process, measured in one run (machines are noisy). CPU
+time per request (the server's process, the load generator's, and the in-process calls')
+is steadier than latency on a busy machine.
 
     .venv/bin/python bench/serving_load.py [--serving-dir work/serving] [--requests 200] [--seconds 30]
 """
@@ -14,6 +18,7 @@ import argparse
 import base64
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -107,10 +112,21 @@ def _body(values: list[bytes]) -> bytes:
     return json.dumps({"signature_name": "serving_image_bytes", "instances": instances}).encode()
 
 
-def _served(port: int, framework: str, body: bytes, clients: int, requests: int, seconds: float) -> tuple:
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) of this process, or of process ``pid`` (Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _served(server: subprocess.Popen, port: int, framework: str, body: bytes, clients: int, args) -> tuple:
+    """(latencies, wall seconds, server CPU seconds, client CPU seconds) of one measurement."""
     call = _http_caller(port, framework, body)
-    _load(call, clients, clients * 3, seconds)  # warm the connections
-    return _load(call, clients, requests, seconds)
+    _load(call, clients, clients * 3, args.seconds)  # warm the connections
+    server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds()
+    latencies, wall = _load(call, clients, args.requests, args.seconds)
+    return latencies, wall, _cpu_seconds(server.pid) - server_cpu, _cpu_seconds() - client_cpu
 
 
 def main() -> int:
@@ -124,13 +140,14 @@ def main() -> int:
 
     import core  # noqa: F401  (tf-keras before TensorFlow)
     from core.versions import served_version
-    from serving.inputs import check_inputs
+    from serving.inputs import PixelLimits, prepare_inputs
     from serving.models import ServedModel, load_version
 
     images = _images(Path(args.data_dir), 32)
+    limits = PixelLimits(64_000_000, 64_000_000)  # the server's defaults
     frameworks = [f for f in ("keras", "lightning") if served_version(str(Path(args.serving_dir) / f))]
     rows, batched_rows = [], []
-    server, port = _start_server(args.serving_dir)
+    server, port = _start_server(args.serving_dir, "--batch-window-ms", "0")  # micro-batching off
     try:
         for framework in frameworks:
             model = load_version(served_version(str(Path(args.serving_dir) / framework)).path)
@@ -139,41 +156,61 @@ def main() -> int:
                 values = images[:batch]
 
                 def in_process(values: list[bytes] = values, model: ServedModel = model) -> None:
-                    check_inputs("serving_image_bytes", values, 64_000_000)
+                    values, _ = prepare_inputs("serving_image_bytes", values, limits)
                     model.predict("serving_image_bytes", values)
 
                 for clients in (1, 8):
-                    served, wall = _served(port, framework, _body(values), clients, args.requests, args.seconds)
-                    local, _ = _load(in_process, clients, args.requests, args.seconds)
+                    served, wall, server_cpu, client_cpu = _served(
+                        server, port, framework, _body(values), clients, args
+                    )
+                    local_cpu = _cpu_seconds()
+                    local, local_wall = _load(in_process, clients, args.requests, args.seconds)
+                    local_cpu = _cpu_seconds() - local_cpu
                     p50, p99 = np.percentile(served, [50, 99]) * 1000
                     l50, l99 = np.percentile(local, [50, 99]) * 1000
-                    rows.append((framework, clients, batch, len(served) * batch / wall, p50, p99, p50 - l50, p99 - l99))
-                    print(f"{framework} clients {clients} batch {batch}: {rows[-1][3]:.0f} images/s", flush=True)
+                    rate, local_rate = len(served) * batch / wall, len(local) * batch / local_wall
+                    cpu = [
+                        1000 * server_cpu / len(served),
+                        1000 * client_cpu / len(served),
+                        1000 * local_cpu / len(local),
+                    ]
+                    rows.append((framework, clients, batch, rate, local_rate, p50, p99, p50 - l50, p99 - l99, *cpu))
+                    print(f"{framework} clients {clients} batch {batch}: {rate:.0f} images/s", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
     server, port = _start_server(args.serving_dir, "--batch-window-ms", str(args.batch_window_ms))
     try:
         for framework in frameworks:
-            served, wall = _served(port, framework, _body(images[:1]), 8, args.requests, args.seconds)
-            p50, p99 = np.percentile(served, [50, 99]) * 1000
-            plain = next(r for r in rows if r[:3] == (framework, 8, 1))
-            batched_rows.append((framework, len(served) / wall, p50, p99, len(served) / wall / plain[3], plain))
+            for clients in (1, 8):
+                served, wall, _, _ = _served(server, port, framework, _body(images[:1]), clients, args)
+                p50, p99 = np.percentile(served, [50, 99]) * 1000
+                plain = next(r for r in rows if r[:3] == (framework, clients, 1))
+                batched_rows.append((framework, clients, len(served) / wall, p50, p99, plain))
     finally:
         server.terminate()
         server.wait(timeout=60)
 
-    print("\n| framework | clients | batch | images/s | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for framework, clients, batch, rate, p50, p99, o50, o99 in rows:
-        print(f"| {framework} | {clients} | {batch} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {o50:.1f} | {o99:.1f} |")
-    print(f"\nMicro-batching (--batch-window-ms {args.batch_window_ms:g}), 8 clients, batch 1:")
-    print("| framework | images/s off | images/s on | on ÷ off | p50 ms off → on | p99 ms off → on |")
-    print("|---|---|---|---|---|---|")
-    for framework, rate, p50, p99, ratio, plain in batched_rows:
+    print(
+        "\n| framework | clients | batch | images/s | in process | served ÷ in process | p50 ms | p99 ms "
+        "| overhead p50 ms | overhead p99 ms | CPU ms/request: server + client (in process) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for framework, clients, batch, rate, local_rate, p50, p99, o50, o99, s_cpu, c_cpu, l_cpu in rows:
         print(
-            f"| {framework} | {plain[3]:.0f} | {rate:.0f} | {ratio:.2f} | {plain[4]:.1f} → {p50:.1f} "
-            f"| {plain[5]:.1f} → {p99:.1f} |"
+            f"| {framework} | {clients} | {batch} | {rate:.0f} | {local_rate:.0f} | {rate / local_rate:.2f} "
+            f"| {p50:.1f} | {p99:.1f} | {o50:.1f} | {o99:.1f} | {s_cpu:.2f} + {c_cpu:.2f} ({l_cpu:.2f}) |"
+        )
+    print(f"\nMicro-batching (--batch-window-ms {args.batch_window_ms:g}), batch 1:")
+    print(
+        "| framework | clients | images/s off | images/s on | on ÷ off | on ÷ in process "
+        "| p50 ms off → on | p99 ms off → on |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for framework, clients, rate, p50, p99, plain in batched_rows:
+        print(
+            f"| {framework} | {clients} | {plain[3]:.0f} | {rate:.0f} | {rate / plain[3]:.2f} | {rate / plain[4]:.2f} "
+            f"| {plain[5]:.1f} → {p50:.1f} | {plain[6]:.1f} → {p99:.1f} |"
         )
     return 0
 

@@ -210,12 +210,18 @@ class ServingConfig(_Section):
     poll_seconds: float = Field(2.0, gt=0, description="how often the serving folder is checked for new versions")
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest request body accepted (413 above)")
     max_instances: int = Field(256, gt=0, description="most images in one request (413 above)")
+    max_request_pixels: int = Field(
+        64_000_000,
+        gt=0,
+        description="most pixels all images of one request may hold, read from their headers (413 above)",
+    )
     max_concurrent_requests: int = Field(64, gt=0, description="predictions in flight at once (429 above)")
     batch_window_ms: float = Field(
-        0.0,
+        2.0,
         ge=0,
         le=1000,
-        description="join concurrent requests arriving within this window into one model call (0: off)",
+        description="longest a request waits for concurrent requests to the same model to join its model call "
+        "(0: off); with none under way it waits for nothing",
     )
     keep_alive_seconds: float = Field(
         5.0, gt=0, description="an idle connection (before its first request or between two) is closed after this"

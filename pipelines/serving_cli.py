@@ -23,7 +23,7 @@ def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_cmd_serve)
 
     predict = verbs.add_parser("predict", allow_abbrev=False, help="classify image files with a running server")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, GIF, BMP)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, GIF, BMP, WebP, TIFF)")
     predict.add_argument("--model", required=True, help="model name: the framework (keras, lightning)")
     predict.add_argument("--url", default=None, help="server address (default http://127.0.0.1:8501)")
     predict.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,7 +36,8 @@ from serving.auth import EXEMPT_PATHS, BearerAuth, TokenFile, open_port_warning
 from serving.batching import MicroBatcher
 from serving.connections import TIMED_OUT, ConnectionTimeouts, deadline_protocol
 from serving.errors import ServingError, invalid, parse_json, too_large
-from serving.inputs import check_inputs
+from serving.inputs import PixelLimits, prepare_inputs
+from serving.memory import Trimmer, map_large_buffers
 from serving.models import Outputs, ServedModel
 from serving.repository import ModelRepository
 
@@ -132,6 +134,8 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     metrics = Metrics()
     admission = Admission(config.max_concurrent_requests)
 
+    limits = PixelLimits(max_image_pixels, config.max_request_pixels)
+    trimmer = Trimmer()  # memory that large requests used goes back once the server is idle
     batcher = MicroBatcher(config.batch_window_ms / 1000, config.max_instances) if config.batch_window_ms else None
     # Model calls run here, off the event loop: a plain pool is lighter per call than anyio's worker threads.
     executor = ThreadPoolExecutor(max_workers=config.max_concurrent_requests, thread_name_prefix="twinflow-predict")
@@ -139,9 +143,9 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     async def run_model(model: ServedModel, signature: str, values: list[bytes]) -> Outputs:
         if len(values) > config.max_instances:
             raise too_large(f"{len(values)} instances is over the limit of {config.max_instances} (--max-instances)")
-        with admission.slot():
+        with admission.slot(), batcher.expecting(model, signature) if batcher else contextlib.nullcontext():
             loop = asyncio.get_running_loop()
-            work = functools.partial(_checked_predict, model, signature, values, max_image_pixels, batcher)
+            work = functools.partial(_checked_predict, model, signature, values, limits, batcher, trimmer)
             return await loop.run_in_executor(executor, work)
 
     @contextlib.asynccontextmanager
@@ -149,6 +153,7 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
         yield
         repository.stop()
         executor.shutdown(wait=True)
+        trimmer.stop()
 
     app = FastAPI(title="twinflow model server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.repository = repository
@@ -199,7 +204,7 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
             body = _json(await read_body(request, config.max_body_bytes))
             signature, values, rows = tf_serving.parse_predict(body, model)
             outputs = await run_model(model, signature, values)
-            return JSONResponse(tf_serving.predict_response(outputs, rows))
+            return _json_response(tf_serving.predict_response(outputs, rows))
 
         return await timed("tf_serving", handle, {})
 
@@ -280,16 +285,30 @@ def create_app(repository: ModelRepository, config: ServingConfig, max_image_pix
     return app
 
 
+def _json_response(content: Any) -> Response:
+    """A predict answer in JSON, written by orjson: an eighth of the json module's time for a batch of 32."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
 def _json(body: bytes) -> Any:
     return parse_json(body, "JSON Parse error")
 
 
 def _checked_predict(
-    model: ServedModel, signature: str, values: list[bytes], max_pixels: int, batcher: MicroBatcher | None
+    model: ServedModel,
+    signature: str,
+    values: list[bytes],
+    limits: PixelLimits,
+    batcher: MicroBatcher | None,
+    trimmer: Trimmer,
 ) -> Outputs:
-    """Every image checked first (a bad one is this request's 400 alone), then the model, alone or batched."""
-    check_inputs(signature, values, max_pixels)
-    return batcher.predict(model, signature, values) if batcher else model.predict(signature, values)
+    """Every image checked and normalised as ingest did first (a bad one is this request's 400 alone), then the
+    model, alone or batched."""
+    values, pixels = prepare_inputs(signature, values, limits)
+    try:
+        return batcher.predict(model, signature, values) if batcher else model.predict(signature, values)
+    finally:
+        trimmer.note(pixels)
 
 
 class SampledAccessLog(logging.Filter):
@@ -328,6 +347,7 @@ def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    map_large_buffers()
     repository = ModelRepository(serving_dir)
     app = create_app(repository, config, max_image_pixels)  # a bad token file stops here, before any model loads
     warning = open_port_warning(config.host, authenticated=bool(config.auth_token_file))

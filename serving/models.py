@@ -22,7 +22,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from core import fs
 from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
 from core.model_card import ModelCard, read_model_card
-from serving.errors import invalid
+from serving.inputs import decode_failure
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 Outputs = dict[str, np.ndarray]
@@ -118,7 +118,7 @@ class KerasModel(ServedModel):
         try:
             outputs = self._functions[signature](**{SIGNATURE_INPUTS[signature]: tf.constant(values, dtype=tf.string)})
         except tf.errors.InvalidArgumentError as err:
-            raise invalid(err.message.splitlines()[0]) from None
+            raise decode_failure(signature, values, err.message) from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
@@ -133,7 +133,8 @@ class TransformGraphModel(ServedModel):
 
         self.card = card
         self.platform = self.PLATFORMS[card.format]
-        self._classifier = load_transformed_classifier(path)
+        # Requests come with gaps between them: ONNX Runtime's threads sleep then, not spin against the event loop.
+        self._classifier = load_transformed_classifier(path, spin=False)
         outputs = _outputs_info(len(card.class_names))
         self.signature_defs = {name: _signature_def(SIGNATURE_INPUTS[name], outputs) for name in SIGNATURE_INPUTS}
 
@@ -144,7 +145,7 @@ class TransformGraphModel(ServedModel):
             else:
                 probabilities = self._classifier.predict_examples(values)
         except tf.errors.InvalidArgumentError as err:
-            raise invalid(err.message.splitlines()[0]) from None
+            raise decode_failure(signature, values, err.message) from None
         return _named_outputs(probabilities, self.class_names)
 
 

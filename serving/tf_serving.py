@@ -145,6 +145,8 @@ def parse_predict(body: Any, model: ServedModel) -> tuple[str, list[bytes], bool
 def _json_value(name: str, value: Any) -> Any:
     """One output value as TF Serving prints it: strings as text (b64 when the output name ends in _bytes)."""
     if isinstance(value, np.ndarray):
+        if value.dtype != object:
+            return value.tolist()  # numbers: what .item() gives each, without a Python call per value
         return [_json_value(name, item) for item in value]
     if isinstance(value, bytes):
         if name.endswith("_bytes"):

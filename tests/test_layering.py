@@ -48,7 +48,8 @@ def test_core_loads_no_framework_at_import() -> None:
     import sys
 
     code = (
-        "import sys, core.config, core.model_card, core.registry, core.versions, core.fs, pipelines.flags; "
+        "import sys, core.config, core.model_card, core.registry, core.versions, core.fs, core.images; "
+        "import pipelines.flags; "
         "print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 from core.versions import read_labels, served_version, write_labels
 from serving import tf_serving, v2
 from serving.errors import ServingError
-from serving.inputs import check_image, check_inputs
+from serving.inputs import PixelLimits, image_header, prepare_inputs
 from serving.models import ServedModel, _outputs_info, _signature_def
 
 
@@ -168,11 +169,12 @@ def test_v2_binary_element_longer_than_its_data() -> None:
 
 
 def test_image_checks_refuse_before_decoding() -> None:
-    check_image(_png((10, 10)), 0, 100)
-    assert "100x100 = 10000 pixels is over the limit of 9999" in _error(check_image, _png((100, 100)), 0, 9999).message
-    assert "TIFF images are not accepted" in _error(check_image, _png(kind="TIFF"), 2, 100).message
-    assert "instance 1: not a decodable image" in _error(check_image, b"\x89PNG junk", 1, 100).message
-    assert "not a serialized tf.Example" in _error(check_inputs, "serving_default", [b"\xff\xff"], 100).message
+    assert image_header(_png((10, 10)), 0, 100).pixels == 100
+    assert "100x100 = 10000 pixels is over the limit of 9999" in _error(image_header, _png((100, 100)), 0, 9999).message
+    assert image_header(_png(kind="TIFF"), 2, 100).format == "TIFF"  # served as ingest reads it: test_serving_inputs
+    assert "instance 1: not a decodable image" in _error(image_header, b"\x89PNG junk", 1, 100).message
+    limits = PixelLimits(100, 100)
+    assert "not a serialized tf.Example" in _error(prepare_inputs, "serving_default", [b"\xff\xff"], limits).message
 
 
 def test_labels_pick_the_served_version_and_reject_bad_files(tmp_path) -> None:
@@ -302,3 +304,40 @@ def test_keeping_the_served_version_is_warned_once_while_the_broken_one_stays(tm
     kept = [r.getMessage() for r in caplog.records if "keeping version(s)" in r.getMessage()]
     assert kept == ["keras: keeping version(s) [1] instead of [2]", "keras: keeping version(s) [1] instead of [3]"]
     assert sorted(repository.state("keras").versions) == [1]
+
+
+def test_micro_batching_waits_only_for_expected_requests() -> None:
+    """A batch runs once every request expected for its model and signature has joined: a lone one never waits."""
+    import threading
+
+    from serving.batching import MicroBatcher
+
+    model, other = _Echo(), _Echo()
+    batcher = MicroBatcher(window_seconds=60, max_batch=64)
+
+    def request(values: list[bytes], expected: list[threading.Event] | None = None) -> threading.Thread:
+        def run() -> None:
+            with batcher.expecting(model, "serving_image_bytes"):
+                if expected:
+                    expected[0].set()
+                    expected[1].wait(20)  # still checking its images when the other request reaches the batcher
+                batcher.predict(model, "serving_image_bytes", values)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    with batcher.expecting(other, "serving_image_bytes"):  # another model's request is no reason to wait
+        alone = request([b"x"])
+        alone.join(timeout=20)  # a 60 s window: finishing at all means it did not wait for it
+    assert not alone.is_alive() and model.batches == [1]
+
+    admitted, checked = threading.Event(), threading.Event()
+    late = request([b"yy", b"y"], expected=[admitted, checked])
+    admitted.wait(20)
+    early = request([b"z"])
+    time.sleep(0.5)  # the early request waits in the batcher for the expected one
+    checked.set()
+    for thread in (early, late):
+        thread.join(timeout=20)
+    assert not early.is_alive() and not late.is_alive() and model.batches == [1, 3]  # joined, then run at once

@@ -73,13 +73,16 @@ class TransformGraphClassifier:
         return self.predict_transformed(self.transform_image_bytes(image_bytes))
 
 
-def load_transformed_classifier(model_dir: str, threads: int | None = None) -> TransformGraphClassifier:
-    """The classifier for a folder's card format (onnx or tflite); ``threads`` caps the runtime's threads."""
+def load_transformed_classifier(
+    model_dir: str, threads: int | None = None, spin: bool = True
+) -> TransformGraphClassifier:
+    """The classifier for a folder's card format (onnx or tflite); ``threads`` caps the runtime's threads, and
+    ``spin=False`` lets ONNX Runtime's idle threads sleep at once (``trainers.onnx_model.onnx_session``)."""
     card = read_model_card(model_dir)
     if card.format == "onnx":
         from trainers.onnx_model import OnnxImageClassifier
 
-        return OnnxImageClassifier(model_dir, threads=threads)
+        return OnnxImageClassifier(model_dir, threads=threads, spin=spin)
     if card.format == "tflite":
         from trainers.tflite_model import TfliteImageClassifier
 
