@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # twinflow's pipeline image: every step of the compiled Kubeflow pipeline runs in it and
-# imports the project's code by module path (trainers.keras_trainer.run_fn,
-# trainers.preprocessing.preprocessing_fn, components.<name>.executor.Executor).
+# imports the project's code by module path (twinflow.trainers.…run_fn, twinflow.trainers.preprocessing.
+# preprocessing_fn, twinflow.components.<name>.executor.Executor).
 #
 #   docker build -t REGISTRY/twinflow:TAG .                                   # CPU
 #   docker build --build-arg TORCH_VARIANT=cu128 -t REGISTRY/twinflow:TAG-torch-gpu .  # torch on CUDA
@@ -49,7 +49,8 @@ WORKDIR /src
 # 1. Dependencies, from the lock files alone: this multi-GB layer survives code changes. The CPU
 #    torch wheel first, on its own (PyPI serves no +cpu builds; nothing else is looked up on
 #    TORCH_INDEX), by the script `make setup` runs too; the project's install finds it satisfied.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY core/packages.py core/
 COPY requirements/ requirements/
 COPY scripts/install_torch.sh scripts/
 RUN python -m pip install --no-cache-dir --upgrade "pip>=24" wheel \
@@ -57,13 +58,9 @@ RUN python -m pip install --no-cache-dir --upgrade "pip>=24" wheel \
     && python -m pip install --no-cache-dir --ignore-requires-python \
         -c requirements/constraints.txt .
 
-# 2. The project itself (a regular, non-editable install into the venv).
-COPY core/ core/
-COPY pipelines/ pipelines/
-COPY components/ components/
-COPY trainers/ trainers/
-COPY schemas/ schemas/
-COPY serving/ serving/
+# 2. The project itself (a regular, non-editable install into the venv): every package folder that
+#    core/packages.py lists, installed as twinflow.<folder> by setup.py (.dockerignore keeps the rest out).
+COPY . .
 RUN python -m pip install --no-cache-dir --ignore-requires-python --no-deps --force-reinstall \
         -c requirements/constraints.txt .
 
@@ -85,12 +82,15 @@ RUN if [ "${TORCH_VARIANT}" != "cpu" ] && [ "${TF_VARIANT}" != "cpu" ]; then \
         PIP_NO_CACHE_DIR=1 scripts/install_gpu_build.sh python torch "${TORCH_VARIANT}" "${TORCH_INDEX}"; \
     fi \
     && python -m pip check \
-    && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pipelines, components, trainers.keras_trainer, serving"
+    && TF_USE_LEGACY_KERAS=1 python -c "import tfx, tensorflow_transform, tensorflow_model_analysis, torch, twinflow.pipelines.cli, twinflow.serving.app"
 
 
 FROM ${PYTHON_IMAGE} AS runtime
+# Set for every process, Kubeflow steps and Beam workers included, which run no twinflow entry point (and
+# so no twinflow.core.bootstrap): tf-keras for TFX 1.16, and OpenMP threads that sleep rather than spin.
 ENV PATH=/opt/venv/bin:$PATH \
     TF_USE_LEGACY_KERAS=1 \
+    OMP_WAIT_POLICY=PASSIVE \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -2,7 +2,7 @@
 
 Fine-tuning's phase 1 trains only the head on a frozen backbone and must not pay for the
 frozen layers' gradients; phase 2 also trains the top ``--fine-tune-blocks`` units (batch norm
-there stays frozen, as trainers.backbones sets it by default); "all" trains everything (batch
+there stays frozen, as twinflow.trainers.backbones sets it by default); "all" trains everything (batch
 norm on batch statistics), as ``--weights none`` would. Each figure is images/s over bare
 training steps (forward, loss, backward, Adam update) on random images held in memory:
 Keras through a ``tf.function`` step like ``fit``'s, torch eagerly in train() mode. Rounds of
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as trainers.torch_twin sets it, before torch loads
+from twinflow.core.bootstrap import bootstrap
 
-import core  # noqa: F401  (selects tf.keras before TensorFlow loads)
+bootstrap()  # an entry point: OpenMP's wait policy before torch loads
 
 CLASSES = 5
 PHASES = ("phase 1", "phase 2", "all")
@@ -81,7 +81,7 @@ def step_seconds(step: Callable[[], None], steps: int) -> list[float]:
 
 def phase_settings(phase: str, top_blocks: int) -> tuple[int, bool]:
     """(units unfrozen from the top, train batch norm there)."""
-    from trainers.backbones import mobilenet_v2_spec as spec
+    from twinflow.trainers.backbones import mobilenet_v2_spec as spec
 
     return {"phase 1": (0, False), "phase 2": (top_blocks, False), "all": (spec.NUM_UNITS, True)}[phase]
 
@@ -90,9 +90,9 @@ def bench_alpha(alpha: float, args: argparse.Namespace) -> dict[str, dict[str, f
     import numpy as np
     import torch
 
-    from trainers.backbones import weights
-    from trainers.backbones.keras_mobilenet_v2 import set_trainable_blocks
-    from trainers.backbones.torch_mobilenet_v2 import freeze_backbone
+    from twinflow.trainers.backbones import weights
+    from twinflow.trainers.backbones.keras_mobilenet_v2 import set_trainable_blocks
+    from twinflow.trainers.backbones.torch_mobilenet_v2 import freeze_backbone
 
     shape = (args.image_size, args.image_size, 3)
     twins = weights.mobilenet_v2_twins(shape, CLASSES, alpha)

@@ -26,8 +26,8 @@ from typing import TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.image_example_gen.file_hashes import RACY_SECONDS, FileHashes  # noqa: E402
-from components.image_example_gen.listing import Listing, list_sources  # noqa: E402
+from twinflow.components.image_example_gen.file_hashes import RACY_SECONDS, FileHashes
+from twinflow.components.image_example_gen.listing import Listing, list_sources
 
 T = TypeVar("T")
 

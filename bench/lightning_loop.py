@@ -41,9 +41,9 @@ def main() -> int:
 
     import torch
 
-    from core.config import TrainingConfig
-    from trainers import torch_twin
-    from trainers.common import Stopwatch
+    from twinflow.core.config import TrainingConfig
+    from twinflow.trainers import torch_twin
+    from twinflow.trainers.common import Stopwatch
 
     torch.manual_seed(0)
     val_images = max(args.images // 6, 1)

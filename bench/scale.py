@@ -64,8 +64,8 @@ def generate(folder: Path, count: int) -> Path:
 
 
 def _config(data_dir: Path, root: Path, beam_args: list[str], budget_mb: float) -> Any:
-    from core.config import load_config
-    from pipelines.schema_draft import draft_schema
+    from twinflow.core.config import load_config
+    from twinflow.pipelines.schema_draft import draft_schema
 
     schema = draft_schema(data_dir, root / "schema.pbtxt")
     return load_config(
@@ -93,9 +93,9 @@ def child_data(data_dir: Path, root: Path, beam_args: list[str], budget_mb: floa
     """In the child: the data stages as one LocalDagRunner run."""
     from tfx import v1 as tfx
 
-    from pipelines.local_runner import host_argv_hidden
-    from pipelines.pipeline import create_data_pipeline
-    from pipelines.run_guard import list_run_input
+    from twinflow.pipelines.local_runner import host_argv_hidden
+    from twinflow.pipelines.pipeline import create_data_pipeline
+    from twinflow.pipelines.run_guard import list_run_input
 
     config = _config(data_dir, root, beam_args, budget_mb)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -109,9 +109,9 @@ def child_train(framework: str, data_dir: Path, root: Path, beam_args: list[str]
     """In the child: one trainer's run_fn on the Transform output the data stages wrote."""
     from tfx import v1 as tfx
 
-    from core.model_card import read_model_card
-    from core.registry import get_framework
-    from pipelines.trainer_inputs import recorded_transform_output, trainer_fn_args
+    from twinflow.core.model_card import read_model_card
+    from twinflow.core.registry import get_framework
+    from twinflow.pipelines.trainer_inputs import recorded_transform_output, trainer_fn_args
 
     config = _config(data_dir, root, beam_args, budget_mb)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -189,7 +189,7 @@ def stage_windows(metadata_path: Path) -> dict[str, tuple[float, float]]:
     """Each data stage's (start, end) in epoch seconds, from the latest run in ML Metadata."""
     from tfx import v1 as tfx
 
-    from pipelines.run_record import read_run
+    from twinflow.pipelines.run_record import read_run
 
     record = read_run(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)), "twinflow-scale"

@@ -90,7 +90,16 @@ def _http_caller(port: int, model: str, body: bytes) -> Callable[[], None]:
 
 def _start_server(serving_dir: str, *extra: str) -> tuple[subprocess.Popen, int]:
     port = _free_port()
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", serving_dir, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "twinflow.pipelines.cli",
+        "serve",
+        "--serving-dir",
+        serving_dir,
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen([*command, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while True:
@@ -138,10 +147,12 @@ def main() -> int:
     parser.add_argument("--batch-window-ms", type=float, default=2.0, help="micro-batching window compared")
     args = parser.parse_args()
 
-    import core  # noqa: F401  (tf-keras before TensorFlow)
-    from core.versions import served_version
-    from serving.inputs import PixelLimits, prepare_inputs
-    from serving.models import ServedModel, load_version
+    from twinflow.core.bootstrap import bootstrap
+
+    bootstrap()
+    from twinflow.core.versions import served_version
+    from twinflow.serving.inputs import PixelLimits, prepare_inputs
+    from twinflow.serving.models import ServedModel, load_version
 
     images = _images(Path(args.data_dir), 32)
     limits = PixelLimits(64_000_000, 64_000_000)  # the server's defaults

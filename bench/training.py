@@ -4,9 +4,9 @@ Four loops train the same twin CNN on the same Transform output with the same ba
 and augmentation:
 
 * **bare keras**: a ``tf.function`` step over batches gathered from arrays in memory;
-* **keras trainer**: ``trainers.keras_trainer.run_fn`` as the TFX Trainer runs it;
+* **keras trainer**: ``twinflow.trainers.keras_trainer.run_fn`` as the TFX Trainer runs it;
 * **bare torch**: the same step in torch, in the trainer's channels_last memory format;
-* **lightning trainer**: ``trainers.lightning_trainer.run_fn``.
+* **lightning trainer**: ``twinflow.trainers.lightning_trainer.run_fn``.
 
 Each figure is steady-state images/s over training steps only (the first epoch, which pays
 for tracing and loading, is left out), so the ratios trainer ÷ bare show what a trainer's
@@ -30,8 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import core  # noqa: F401  (selects tf.keras before TensorFlow loads)
-from trainers import torch_twin  # torch first through torch_twin: OpenMP's wait policy)
+from twinflow.core.bootstrap import bootstrap
+
+bootstrap()  # an entry point: OpenMP's wait policy before torch loads
+
+from twinflow.trainers import torch_twin
 
 QUICK_PER_CLASS = {"train": 400, "test": 40}
 
@@ -57,12 +60,12 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
     """Run (or reuse, through TFX's cache) the pipeline's data stages on ``data_dir``: its Transform output."""
     from tfx import v1 as tfx
 
-    from core.config import load_config
-    from pipelines.local_runner import host_argv_hidden
-    from pipelines.pipeline import create_data_pipeline
-    from pipelines.run_guard import preflight
-    from pipelines.trainer_inputs import recorded_transform_output
-    from schemas import default_schema_path
+    from twinflow.core.config import load_config
+    from twinflow.pipelines.local_runner import host_argv_hidden
+    from twinflow.pipelines.pipeline import create_data_pipeline
+    from twinflow.pipelines.run_guard import preflight
+    from twinflow.pipelines.trainer_inputs import recorded_transform_output
+    from twinflow.schemas import default_schema_path
 
     config = load_config(
         overrides={
@@ -87,7 +90,7 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
 def read_arrays(output: dict[str, Any], split: str) -> tuple[Any, Any]:
     import tensorflow_transform as tft
 
-    from trainers.transformed_data import READ_BATCH, read_within_budget, transformed_batches
+    from twinflow.trainers.transformed_data import READ_BATCH, read_within_budget, transformed_batches
 
     batches = transformed_batches(
         output["files"][split], output["data_accessor"], tft.TFTransformOutput(output["transform_graph"]), READ_BATCH
@@ -106,8 +109,8 @@ def bare_keras(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     import numpy as np
     import tensorflow as tf
 
-    from trainers import keras_trainer
-    from trainers.keras_trainer import augment, build_model
+    from twinflow.trainers import keras_trainer
+    from twinflow.trainers.keras_trainer import augment, build_model
 
     tf.keras.utils.set_random_seed(training.seed)
     images, labels = (tf.constant(a) for a in arrays)
@@ -176,8 +179,8 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
 
 def trainer(run_fn: Callable[[Any], None], output: dict[str, Any], training: Any, workdir: Path) -> dict[str, Any]:
     """One trainer's run_fn as TFX calls it; its figures come from the model card it writes."""
-    from core.model_card import read_model_card
-    from pipelines.trainer_inputs import trainer_fn_args
+    from twinflow.core.model_card import read_model_card
+    from twinflow.pipelines.trainer_inputs import trainer_fn_args
 
     fn_args = trainer_fn_args(output, training, workdir)
     run_fn(fn_args)
@@ -208,8 +211,8 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from core.config import TrainingConfig
-    from trainers import keras_trainer, lightning_trainer
+    from twinflow.core.config import TrainingConfig
+    from twinflow.trainers import keras_trainer, lightning_trainer
 
     mode = "quick" if args.quick else "full"
     root = args.out / mode

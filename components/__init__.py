@@ -1,3 +1,5 @@
 """Custom TFX components (component.py + executor.py each); they depend only on core."""
 
-import core  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from twinflow.core.packages import require_namespace
+
+require_namespace(__name__)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from core import fs
-from core.contract import FILENAME_KEY, LABEL_KEY
-from trainers.classifier import predict_probabilities
+from twinflow.core import fs
+from twinflow.core.contract import FILENAME_KEY, LABEL_KEY
+from twinflow.trainers.classifier import predict_probabilities
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from core import fs
+from twinflow.core import fs
 
 # EvalConfig metric names → the names twinflow reports.
 REPORTED_METRICS = {

@@ -1,18 +1,18 @@
 """twinflow's shared core: the contracts, config, model card and file layer every layer uses.
 
-Layers point one way: ``pipelines`` uses ``components`` and ``trainers``; those two use
-only this package. Nothing here imports TensorFlow at import time, so the command line
-can check a config before TensorFlow has loaded.
+Layers point one way (tests/test_layering.py); nothing here imports TensorFlow at import time,
+so the command line can check a config before TensorFlow has loaded. Process-wide settings are
+made by :func:`twinflow.core.bootstrap.bootstrap`, which entry points call.
 
-TFX 1.16, TFT and TFMA need tf-keras: it is selected here, before TensorFlow is imported,
-and the installed-package scan that TFX's Google Cloud imports repeat is made once.
+The one import-time setting is the exception: TFX 1.16, TFT and TFMA need tf-keras, and the
+switch (``TF_USE_LEGACY_KERAS``) must hold before TensorFlow is first imported in every process,
+Beam workers and Kubeflow steps included, which run no entry point of ours. Every twinflow module
+imports this package first, so it is set here (and in the image).
 """
 
 import os
 
-from core.package_index import scan_installed_packages_once
+from twinflow.core.packages import require_namespace
 
-scan_installed_packages_once()
-
+require_namespace(__name__)
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow C++ INFO lines are noise here

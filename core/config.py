@@ -1,7 +1,7 @@
 """The one typed configuration every runner, component and trainer reads (pydantic models).
 
 Values come from three layers, later ones winning: the defaults below, an optional YAML
-file, and command-line flags (``pipelines.flags`` maps each flag to one key here). Values
+file, and command-line flags (``twinflow.pipelines.flags`` maps each flag to one key here). Values
 are checked strictly: a YAML ``"2"`` is not an int and ``"false"`` is not a bool, and NaN or
 infinite numbers are refused. Trainers receive the training part as a plain dict
 (``TrainingConfig.model_dump``) through TFX ``custom_config``, so both frameworks see the
@@ -20,9 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.architectures import ARCHITECTURES
-from core.errors import ConfigError
-from core.registry import resolve_frameworks
+from twinflow.core.architectures import ARCHITECTURES
+from twinflow.core.errors import ConfigError
+from twinflow.core.registry import resolve_frameworks
 
 DEFAULT_WORKDIR = "work"
 AUGMENTATIONS = ("flip", "brightness")
@@ -337,7 +337,7 @@ class PipelineConfig(_Section):
     @field_validator("span_pattern")
     @classmethod
     def _span_pattern_is_tfx_syntax(cls, value: str) -> str:
-        from core.spans import compile_pattern
+        from twinflow.core.spans import compile_pattern
 
         compile_pattern(value)
         return value
@@ -353,7 +353,7 @@ class PipelineConfig(_Section):
     @classmethod
     def _mysql_uri(cls, value: str | None) -> str | None:
         if value is not None:
-            from core.metadata import parse_mysql_uri
+            from twinflow.core.metadata import parse_mysql_uri
 
             parse_mysql_uri(value)
         return value

@@ -4,7 +4,7 @@ Every Pusher execution (pushed, not blessed, not better, already pushed) and eve
 writes one, so ``twinflow status`` and a reviewer can see why each framework serves what it
 serves. They live in ``<model_root>/_decisions/`` (TF Serving ignores non-numeric folders),
 are named by their UTC time so a listing is their history, and are written and read only
-here, through core.fs (gs:// and s3:// work), as strict JSON.
+here, through twinflow.core.fs (gs:// and s3:// work), as strict JSON.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from core import fs
-from core.errors import ConfigError
-from core.versions import DECISIONS_DIR
+from twinflow.core import fs
+from twinflow.core.errors import ConfigError
+from twinflow.core.versions import DECISIONS_DIR
 
 
 class Decision(TypedDict):

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from core import fs
-from core.errors import ConfigError
+from twinflow.core import fs
+from twinflow.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from ml_metadata.proto import metadata_store_pb2

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import fs
-from core.config import TrainingConfig
-from core.errors import ModelCardError
+from twinflow.core import fs
+from twinflow.core.config import TrainingConfig
+from twinflow.core.errors import ModelCardError
 
 MODEL_CARD_FILE = "model.json"
 SCHEMA_VERSION = 1
@@ -124,7 +124,7 @@ class ModelCard(_Card):
     run_fingerprint: str | None = Field(
         None,
         description="the inputs of the run that trained it: data by content, schema, config, code "
-        "(a local run with the same inputs does nothing; see pipelines.run_guard)",
+        "(a local run with the same inputs does nothing; see twinflow.pipelines.run_guard)",
     )
     rolled_back_from: int | None = Field(None, description="the version re-published by a rollback")
 

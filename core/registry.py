@@ -35,7 +35,7 @@ class FrameworkPlugin:
         )
 
 
-VARIANT_EVALUATOR = "trainers.custom_evaluation"
+VARIANT_EVALUATOR = "twinflow.trainers.custom_evaluation"
 
 
 def variant_name(framework: str, variant: str) -> str:
@@ -46,15 +46,15 @@ def variant_name(framework: str, variant: str) -> str:
 FRAMEWORKS: dict[str, FrameworkPlugin] = {
     "keras": FrameworkPlugin(
         name="keras",
-        run_fn="trainers.keras_trainer.run_fn",
+        run_fn="twinflow.trainers.keras_trainer.run_fn",
         signature_name="serving_default",
-        optimize_fn="trainers.keras_optimize.make_variant",
+        optimize_fn="twinflow.trainers.keras_optimize.make_variant",
     ),
     "lightning": FrameworkPlugin(
         name="lightning",
-        run_fn="trainers.lightning_trainer.run_fn",
+        run_fn="twinflow.trainers.lightning_trainer.run_fn",
         evaluator_module=VARIANT_EVALUATOR,
-        optimize_fn="trainers.lightning_optimize.make_variant",
+        optimize_fn="twinflow.trainers.lightning_optimize.make_variant",
     ),
 }
 

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from core.errors import ConfigError, InputDataError
+from twinflow.core.errors import ConfigError, InputDataError
 
 SPAN_SPEC = "SPAN"
 VERSION_SPEC = "VERSION"
@@ -87,7 +87,7 @@ def _children(folder: str) -> list[str]:
             raise InputDataError(f"data root {folder} does not exist") from None
         except NotADirectoryError:
             raise InputDataError(f"data root {folder} is a file, not a folder of span folders") from None
-    from core import fs
+    from twinflow.core import fs
 
     io = fs.gfile()
     if not io.isdir(folder):

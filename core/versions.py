@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from core import fs
+from twinflow.core import fs
 
 COMPLETE_MARKER = "_COMPLETE.json"
 # Inside a pushed version: the train-split statistics of the data it was trained on (the drift baseline).

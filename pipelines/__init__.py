@@ -1,3 +1,5 @@
 """The pipeline layer: create_pipeline, runners, report and CLI (uses components, trainers and core)."""
 
-import core  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from twinflow.core.packages import require_namespace
+
+require_namespace(__name__)

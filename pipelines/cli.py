@@ -15,20 +15,20 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import pipelines  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from core import fs
-from core.config import PipelineConfig
-from core.errors import DataAnomaliesError, DataDriftError, TwinflowError
-from pipelines.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
-from pipelines.kubeflow.cli import add_kubeflow_verbs
-from pipelines.retraining_cli import add_retraining_verbs
-from pipelines.serving_cli import add_serving_verbs
+from twinflow.core import fs
+from twinflow.core.bootstrap import bootstrap
+from twinflow.core.config import PipelineConfig
+from twinflow.core.errors import DataAnomaliesError, DataDriftError, TwinflowError
+from twinflow.pipelines.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
+from twinflow.pipelines.kubeflow.cli import add_kubeflow_verbs
+from twinflow.pipelines.retraining_cli import add_retraining_verbs
+from twinflow.pipelines.serving_cli import add_serving_verbs
 
 INTERRUPTED = 130
 
 
 def _cmd_prepare_data(args: argparse.Namespace) -> int:
-    from pipelines import fashion_mnist
+    from twinflow.pipelines import fashion_mnist
 
     source = args.source
     if args.download and source is None:
@@ -39,14 +39,14 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # checked before TensorFlow loads
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     report = run_local(config, log=True, verbose=args.verbose, force=args.force)
     return 0 if all("train_accuracy" in row for row in report["frameworks"]) else 1
 
 
 def _cmd_draft_schema(args: argparse.Namespace) -> int:
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     path = draft_schema(args.data_dir, args.out, force=args.force)
     print(f"draft schema written to {path}; review it, then pass it with --schema")
@@ -98,6 +98,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bootstrap()
     # Google client libraries warn about Python/grpc versions at import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = parse_args(build_parser(), argv)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from core.config import EvaluationConfig
-from core.contract import LABEL_KEY, PROBABILITIES_KEY
-from core.registry import FrameworkPlugin
+from twinflow.core.config import EvaluationConfig
+from twinflow.core.contract import LABEL_KEY, PROBABILITIES_KEY
+from twinflow.core.registry import FrameworkPlugin
 
 ACCURACY_METRIC = "SparseCategoricalAccuracy"
 
 
 def build_eval_config(evaluation: EvaluationConfig, plugin: FrameworkPlugin) -> tfma.EvalConfig:
     """Accuracy, loss and the confusion matrix (per-class precision and recall are read from it:
-    ``components.tfma_results``); overall and per label.
+    ``twinflow.components.tfma_results``); overall and per label.
 
     TFMA judges the floor alone (a value threshold on overall accuracy). Whether the model is
     worse than the served one is judged after TFMA, on the same test examples, by the
-    Evaluator's promotion rule (components.finite_evaluator.promotion): one rule, not two.
+    Evaluator's promotion rule (twinflow.components.finite_evaluator.promotion): one rule, not two.
     """
     model_spec = tfma.ModelSpec(label_key=LABEL_KEY, prediction_key=PROBABILITIES_KEY)
     if plugin.signature_name:

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.contract import PREPARED_MARKER
-from core.errors import InputDataError
+from twinflow.core.contract import PREPARED_MARKER
+from twinflow.core.errors import InputDataError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CANONICAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"

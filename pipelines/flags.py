@@ -1,6 +1,6 @@
 """The one flag → config path: every verb (run, compile, submit, schedule) builds its config here.
 
-Each config flag names one key of :class:`core.config.PipelineConfig` and the verbs that take
+Each config flag names one key of :class:`twinflow.core.config.PipelineConfig` and the verbs that take
 it; its type, choices and help come from the config model itself. Flags not given are left
 out of the overrides, so YAML values and defaults show through. Parsers never match a flag
 by prefix (``--optimize`` is not ``--optimizer``).
@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.config import PipelineConfig, load_config
-from core.registry import framework_choices
+from twinflow.core.config import PipelineConfig, load_config
+from twinflow.core.registry import framework_choices
 
 RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE = "run", "retrain", "compile", "submit", "schedule"
 SERVE = "serve"

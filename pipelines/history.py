@@ -17,21 +17,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from components.tfma_results import load_overall_metrics
-from core import fs
-from core.config import PipelineConfig
-from core.contract import DRIFT_REPORT_FILE
-from core.decisions import read_decisions
-from core.errors import ConfigError
-from core.metadata import connection_config, describe_store
-from core.model_card import read_model_card
-from core.repeats import node_id
-from core.versions import complete_versions, served_version
-from pipelines.published import Published, published_versions
-from pipelines.report import framework_repeats, framework_row
-from pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
-from pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
-from pipelines.shared_lock import check_store
+from twinflow.components.tfma_results import load_overall_metrics
+from twinflow.core import fs
+from twinflow.core.config import PipelineConfig
+from twinflow.core.contract import DRIFT_REPORT_FILE
+from twinflow.core.decisions import read_decisions
+from twinflow.core.errors import ConfigError
+from twinflow.core.metadata import connection_config, describe_store
+from twinflow.core.model_card import read_model_card
+from twinflow.core.repeats import node_id
+from twinflow.core.versions import complete_versions, served_version
+from twinflow.pipelines.published import Published, published_versions
+from twinflow.pipelines.report import framework_repeats, framework_row
+from twinflow.pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
+from twinflow.pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
+from twinflow.pipelines.shared_lock import check_store
 
 _FAILED = "FAILED"
 

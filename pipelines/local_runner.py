@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import fs
-from core.config import PipelineConfig
-from core.errors import ConfigError
-from core.metadata import connection_config
-from core.spans import describe_spans
-from pipelines.run_guard import (
+from twinflow.core import fs
+from twinflow.core.config import PipelineConfig
+from twinflow.core.errors import ConfigError
+from twinflow.core.metadata import connection_config
+from twinflow.core.spans import describe_spans
+from twinflow.pipelines.run_guard import (
     REDO_FORCED,
     REDO_SPAN,
     LastRun,
@@ -38,9 +38,9 @@ from pipelines.run_guard import (
     run_fingerprint,
     unchanged_since,
 )
-from pipelines.run_log import run_log
-from pipelines.shared_lock import check_store
-from schemas import default_schema_path
+from twinflow.pipelines.run_log import run_log
+from twinflow.pipelines.shared_lock import check_store
+from twinflow.schemas import default_schema_path
 
 if TYPE_CHECKING:
     from ml_metadata.proto import metadata_store_pb2
@@ -191,7 +191,7 @@ def run_local(
 
 def _keep_runs(config: PipelineConfig) -> None:
     """``keep_runs``: prune older runs after this one (under this run's locks); a failure only says so."""
-    from pipelines.retention import format_plan, prune_runs
+    from twinflow.pipelines.retention import format_plan, prune_runs
 
     if not config.keep_runs:
         return
@@ -228,9 +228,9 @@ def _run_tfx(
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
-    from pipelines.pipeline import create_pipeline
-    from pipelines.report import build_report, to_markdown, write_report
-    from pipelines.run_record import note_on_run, read_run
+    from twinflow.pipelines.pipeline import create_pipeline
+    from twinflow.pipelines.report import build_report, to_markdown, write_report
+    from twinflow.pipelines.run_record import note_on_run, read_run
 
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
@@ -283,10 +283,10 @@ def _report_stopped_run(
     removes a failed component's outputs; it is kept as drift.json beside the report. Never raises:
     the error that stopped the run is what the user must see.
     """
-    from core.contract import DRIFT_REPORT_FILE
-    from core.errors import DataDriftError
-    from pipelines.report import build_report, write_report
-    from pipelines.run_record import read_run
+    from twinflow.core.contract import DRIFT_REPORT_FILE
+    from twinflow.core.errors import DataDriftError
+    from twinflow.pipelines.report import build_report, write_report
+    from twinflow.pipelines.run_record import read_run
 
     try:
         record = read_run(metadata, config.pipeline_name, run_id)
@@ -310,9 +310,9 @@ def _report_stopped_run(
 def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: str | None = None) -> str:
     """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts,
     into ``output`` (default: the run's own report folder)."""
-    from core.repeats import parse_node_id
-    from pipelines.report import build_report, recorded_config, write_report
-    from pipelines.run_record import read_run
+    from twinflow.core.repeats import parse_node_id
+    from twinflow.pipelines.report import build_report, recorded_config, write_report
+    from twinflow.pipelines.run_record import read_run
 
     check_store(config)  # a store that cannot be opened says so in one line, before TensorFlow loads
     metadata = connection_config(config.metadata_uri, config.metadata_path)
@@ -337,8 +337,8 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
 
 def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
     """What a stopped run's own report kept and ML Metadata cannot give back: where it stopped, its drift report."""
-    from core.contract import DRIFT_REPORT_FILE
-    from pipelines.report import report_dir
+    from twinflow.core.contract import DRIFT_REPORT_FILE
+    from twinflow.pipelines.report import report_dir
 
     folder = report_dir(pipeline_root, run_id)
     kept: dict[str, Any] = {}
@@ -352,7 +352,7 @@ def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
 
 
 def _served(config: PipelineConfig) -> list[str]:
-    from core.versions import served_version
+    from twinflow.core.versions import served_version
 
     served = []
     for framework in config.frameworks:

@@ -9,23 +9,23 @@ from tfx import v1 as tfx
 from tfx.proto import trainer_pb2, transform_pb2
 from tfx.types import channel_utils
 
-from components.data_gate.component import DataGate
-from components.drift_gate.component import DriftGate
-from components.finite_evaluator.component import FiniteEvaluator
-from components.finite_evaluator.promotion import NOTHING_SERVED
-from components.image_example_gen.component import ImageExampleGen
-from components.model_optimizer.component import ModelOptimizer
-from components.versioned_pusher.component import VersionedPusher
-from core import fs
-from core.config import PipelineConfig
-from core.contract import TRAINING_CONFIG_KEY
-from core.registry import FrameworkPlugin, get_framework
-from core.repeats import node_id, repeat_seed
-from core.versions import served_version
-from pipelines.evaluation import build_eval_config
-from schemas import default_schema_path
+from twinflow.components.data_gate.component import DataGate
+from twinflow.components.drift_gate.component import DriftGate
+from twinflow.components.finite_evaluator.component import FiniteEvaluator
+from twinflow.components.finite_evaluator.promotion import NOTHING_SERVED
+from twinflow.components.image_example_gen.component import ImageExampleGen
+from twinflow.components.model_optimizer.component import ModelOptimizer
+from twinflow.components.versioned_pusher.component import VersionedPusher
+from twinflow.core import fs
+from twinflow.core.config import PipelineConfig
+from twinflow.core.contract import TRAINING_CONFIG_KEY
+from twinflow.core.registry import FrameworkPlugin, get_framework
+from twinflow.core.repeats import node_id, repeat_seed
+from twinflow.core.versions import served_version
+from twinflow.pipelines.evaluation import build_eval_config
+from twinflow.schemas import default_schema_path
 
-PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
+PREPROCESSING_FN = "twinflow.trainers.preprocessing.preprocessing_fn"
 EVAL_SPLIT = "test"
 
 
@@ -72,7 +72,9 @@ def _variants(
     its float parent on the same test examples by the same paired rule, with ``optimization.max_drop``)
     → Pusher as ``<fw>-<variant>``."""
     if config.optimization.variants and not plugin.optimize_fn:
-        raise ValueError(f"framework {plugin.name!r} makes no optimized variants (no optimize_fn in core.registry)")
+        raise ValueError(
+            f"framework {plugin.name!r} makes no optimized variants (no optimize_fn in twinflow.core.registry)"
+        )
     settings = config.optimization
     nodes: list = []
     for variant in settings.variants:
@@ -184,14 +186,14 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """ExampleGen → statistics, schema, validation → data and drift gates → Transform → per framework:
     Trainer → Evaluator → Pusher (with ``repeats`` > 1: a Trainer and an Evaluator per seed, and one
-    Pusher that chooses among them by eval-split accuracy; see core.repeats).
+    Pusher that chooses among them by eval-split accuracy; see twinflow.core.repeats).
 
     No resolvers, so every runner (open-source Kubeflow Pipelines too) runs the same graph: the
     drift gate compares the new statistics with those each served model was trained on (kept
     beside it by the pusher), and each Evaluator compares its model with the served version of
     its framework on the same test examples, both read from the serving folder.
 
-    ``run_fingerprint`` (the local runner's: pipelines.run_guard) is recorded in every pushed card.
+    ``run_fingerprint`` (the local runner's: twinflow.pipelines.run_guard) is recorded in every pushed card.
     """
     example_gen = _example_gen(config, data_fingerprint)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))

@@ -13,14 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from components.image_example_gen.ingest import read_ingest_report
-from components.tfma_results import load_sliced_metrics
-from core import fs
-from core.contract import DRIFT_REPORT_FILE, LABEL_KEY
-from core.model_card import read_model_card
-from core.repeats import Candidate, choose_best, node_id, parse_node_id
-from pipelines.run_guard import report_dir
-from pipelines.run_record import RunRecord, custom_property
+from twinflow.components.image_example_gen.ingest import read_ingest_report
+from twinflow.components.tfma_results import load_sliced_metrics
+from twinflow.core import fs
+from twinflow.core.contract import DRIFT_REPORT_FILE, LABEL_KEY
+from twinflow.core.model_card import read_model_card
+from twinflow.core.repeats import Candidate, choose_best, node_id, parse_node_id
+from twinflow.pipelines.run_guard import report_dir
+from twinflow.pipelines.run_record import RunRecord, custom_property
 
 
 def framework_repeats(record: RunRecord, framework: str) -> list[int]:
@@ -34,7 +34,7 @@ def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, 
     """One trained model of the run (one repeat): its card, its Evaluator's metrics and blessing."""
     from tfx.utils import path_utils  # here, not at the top: history's import of this module stays TF-free
 
-    from components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
+    from twinflow.components.finite_evaluator.promotion import COMPARISON_PROPERTY, REASON_PROPERTY
 
     trainer = record.nodes.get(node_id("Trainer", framework, repeat))
     evaluator = record.nodes.get(node_id("Evaluator", framework, repeat))
@@ -90,7 +90,7 @@ def repeat_row(record: RunRecord, framework: str, repeat: int = 1) -> dict[str, 
 def framework_row(record: RunRecord, framework: str) -> dict[str, Any]:
     """Everything the comparison needs about one framework's branch of the run.
 
-    With repeats, the row is the repeat the pusher chooses (core.repeats: blessed, best
+    With repeats, the row is the repeat the pusher chooses (twinflow.core.repeats: blessed, best
     eval-split accuracy), with every repeat listed under ``repeats`` and their test accuracies'
     mean and standard deviation under ``seed_variation``.
     """
@@ -233,7 +233,7 @@ def build_report(
     if len(rows) == 2 and all("test_accuracy" in r for r in rows) and examples is not None:
         report["comparison"] = paired_comparison(examples.uri, rows[0], rows[1])
     if len(rows) == 2 and all(r.get("seed_variation", {}).get("n", 0) > 1 for r in rows):
-        from core.statistics import compare_seeds
+        from twinflow.core.statistics import compare_seeds
 
         report["seed_comparison"] = compare_seeds(
             {r["framework"]: [x["test_accuracy"] for x in r["repeats"] if x["test_accuracy"] is not None] for r in rows}
@@ -262,8 +262,8 @@ def build_report(
 def paired_comparison(examples_uri: str, first_row: dict[str, Any], second_row: dict[str, Any]) -> dict[str, Any]:
     """Both trained models (with repeats: each framework's chosen one) on the run's very test images:
     intervals, McNemar's test, the paired difference."""
-    from components.paired_predictions import predict_classes, read_test_split
-    from core.statistics import compare, confident_mistakes
+    from twinflow.components.paired_predictions import predict_classes, read_test_split
+    from twinflow.core.statistics import compare, confident_mistakes
 
     test = read_test_split(examples_uri)
     names = (first_row["framework"], second_row["framework"])
@@ -654,7 +654,7 @@ def write_report(report: dict[str, Any], pipeline_root: str, output: str | None 
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))
-    from pipelines.report_html import render_html
+    from twinflow.pipelines.report_html import render_html
 
     fs.write_text(fs.join(out, "report.html"), render_html(report))
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """``report.html``: the run's comparison as one self-contained page (plots and thumbnails inline, no network).
 
-Built from the report dict (``pipelines.report``) and, for thumbnails, the run's test examples.
+Built from the report dict (``twinflow.pipelines.report``) and, for thumbnails, the run's test examples.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from pipelines.report import (
+from twinflow.pipelines.report import (
     METHODS_NOTE,
     MODEL_SIZE_NOTE,
     TRAIN_ACCURACY_NOTE,
@@ -249,7 +249,7 @@ def _thumbnail(example: bytes) -> str:
 def _galleries(comparison: dict[str, Any] | None) -> list[tuple[str, list[dict[str, str]]]]:
     if not comparison:
         return []
-    from components.paired_predictions import read_test_split
+    from twinflow.components.paired_predictions import read_test_split
 
     test = read_test_split(comparison["examples_uri"])
     names, classes = comparison["frameworks"], comparison["class_names"]

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
 import socket
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,18 +31,18 @@ from typing import Any
 
 import filelock
 
-from components.image_example_gen.file_hashes import CACHE_FILE, FileHashes
-from components.image_example_gen.ingest import check_classes
-from components.image_example_gen.listing import Listing, list_input
-from core import fs
-from core.config import PipelineConfig
-from core.errors import ConfigError, InputDataError, ModelCardError, RunLockedError
-from core.spans import Span
-from pipelines.shared_lock import hold_shared_store
+from twinflow.components.image_example_gen.file_hashes import CACHE_FILE, FileHashes
+from twinflow.components.image_example_gen.ingest import check_classes
+from twinflow.components.image_example_gen.listing import Listing, list_input
+from twinflow.core import fs
+from twinflow.core.config import PipelineConfig
+from twinflow.core.errors import ConfigError, InputDataError, ModelCardError, RunLockedError
+from twinflow.core.packages import NAMESPACE, PACKAGES
+from twinflow.core.spans import Span
+from twinflow.pipelines.shared_lock import hold_shared_store
 
 LOCK_SUFFIX = ".twinflow.lock"
 LAST_RUN_FILE = "last_run.json"
-DISTRIBUTION = "twinflow"
 # Config keys that say where things are kept or how the run is carried out, not what it trains on or
 # how it judges: left out of the run's inputs. (The data and schema enter by content instead.)
 NOT_INPUTS = frozenset(
@@ -168,7 +166,7 @@ def preflight(config: PipelineConfig, schema_path: str) -> RunInput:
 
 
 def _check_schema_classes(config: PipelineConfig, schema_path: str, class_names: list[str]) -> None:
-    from pipelines.schema_draft import schema_classes
+    from twinflow.pipelines.schema_draft import schema_classes
 
     expected = schema_classes(schema_path)
     if expected == class_names:
@@ -247,30 +245,24 @@ def run_fingerprint(config: PipelineConfig, data_fingerprint: str, schema_path: 
     return digest.hexdigest()
 
 
-def code_packages() -> list[str]:
-    """twinflow's packages, as installed: the distribution's top-level names (from pyproject.toml's package
-    list), or that list itself in a checkout that is not installed."""
-    try:
-        text = importlib.metadata.distribution(DISTRIBUTION).read_text("top_level.txt")
-    except importlib.metadata.PackageNotFoundError:
-        text = None
-    if text:
-        return sorted(line.strip() for line in text.splitlines() if line.strip())
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({pattern.rstrip("*").rstrip(".") for pattern in patterns})
+def package_folders() -> dict[str, Path]:
+    """Where Python imports each twinflow package from (twinflow.core.packages lists them)."""
+    folders = {}
+    for package in PACKAGES:
+        spec = importlib.util.find_spec(f"{NAMESPACE}.{package}")
+        if spec and spec.submodule_search_locations:
+            folders[package] = Path(next(iter(spec.submodule_search_locations)))
+    return folders
 
 
-def code_fingerprint() -> str:
-    """Every Python file of every twinflow package, by name and content, from where Python imports it."""
+def code_fingerprint(folders: dict[str, Path] | None = None) -> str:
+    """Every Python file of every twinflow package (``folders``: where each is; by default, where Python imports
+    it from), by name and content."""
     digest = hashlib.sha256()
-    for package in code_packages():
-        spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            folder = Path(location)
-            for source in sorted(folder.rglob("*.py")):
-                digest.update(f"{package}/{source.relative_to(folder).as_posix()}\n".encode())
-                digest.update(source.read_bytes())
+    for package, folder in sorted((package_folders() if folders is None else folders).items()):
+        for source in sorted(folder.rglob("*.py")):
+            digest.update(f"{package}/{source.relative_to(folder).as_posix()}\n".encode())
+            digest.update(source.read_bytes())
     return digest.hexdigest()
 
 
@@ -319,8 +311,8 @@ def unchanged_since(config: PipelineConfig, fingerprint: str) -> Unchanged | Non
 
 def _served_inputs(model_root: str, fingerprint: str) -> tuple[int | None, Unchanged | None]:
     """The served version's number, and (when it or the canary was trained on ``fingerprint``) its push."""
-    from core.model_card import read_model_card
-    from core.versions import CANARY, complete_versions, read_labels, served_version
+    from twinflow.core.model_card import read_model_card
+    from twinflow.core.versions import CANARY, complete_versions, read_labels, served_version
 
     served = served_version(model_root)
     number = served.number if served else None
@@ -372,7 +364,7 @@ def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bo
     A completed run uses its newest span up (``has_new_data``), pushed or not; a redo runs it again,
     e.g. after a config mistake left it without a push. Returns the note the run keeps in ML Metadata.
     """
-    from pipelines.published import pushes_on_span
+    from twinflow.pipelines.published import pushes_on_span
 
     if not run_input.spans:
         raise ConfigError(
@@ -397,7 +389,7 @@ def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bo
 def record_run(
     config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_folder: str, run_input: RunInput
 ) -> None:
-    from core.versions import served_version
+    from twinflow.core.versions import served_version
 
     pushed = {row["framework"]: row.get("pushed_to") for row in report["frameworks"]}
     served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}

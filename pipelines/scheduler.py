@@ -62,9 +62,9 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
-from core import fs
-from core.errors import ConfigError
-from pipelines.run_guard import hold
+from twinflow.core import fs
+from twinflow.core.errors import ConfigError
+from twinflow.pipelines.run_guard import hold
 
 SCHEDULE_LOCK_SUFFIX = ".schedule.lock"
 SUMMARY_ENV = "TWINFLOW_TICK_SUMMARY"

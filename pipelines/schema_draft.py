@@ -11,11 +11,11 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.image_example_gen.ingest import check_classes
-from components.image_example_gen.listing import list_sources
-from core import fs
-from core.errors import ConfigError
-from schemas import default_schema_path
+from twinflow.components.image_example_gen.ingest import check_classes
+from twinflow.components.image_example_gen.listing import list_sources
+from twinflow.core import fs
+from twinflow.core.errors import ConfigError
+from twinflow.schemas import default_schema_path
 
 
 def draft_schema(data_dir: str | Path, out: str | Path, force: bool = False) -> Path:

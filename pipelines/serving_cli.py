@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.flags import SERVE, add_config_flags, config_from_args
+from twinflow.pipelines.flags import SERVE, add_config_flags, config_from_args
 
 
 def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -52,19 +52,19 @@ def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # checked before TensorFlow loads, with the token file
     if config.serving.auth_token_file:
-        from serving.auth import TokenFile
+        from twinflow.serving.auth import TokenFile
 
         TokenFile(config.serving.auth_token_file)
-    from serving.app import serve
+    from twinflow.serving.app import serve
 
     return serve(config.serving_dir, config.serving, config.max_image_pixels)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from serving.client import DEFAULT_URL, format_predictions, predict_files, read_token
+    from twinflow.serving.client import DEFAULT_URL, format_predictions, predict_files, read_token
 
     if args.top_k < 1:
-        from core.errors import ConfigError
+        from twinflow.core.errors import ConfigError
 
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
     token = read_token(args.auth_token_file) if args.auth_token_file else None
@@ -75,8 +75,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    from core.errors import ConfigError
-    from serving.manifests import ManifestOptions, write_manifests
+    from twinflow.core.errors import ConfigError
+    from twinflow.serving.manifests import ManifestOptions, write_manifests
 
     try:
         options = ManifestOptions(

@@ -12,15 +12,15 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from components.versioned_pusher.publish import publish
-from core import fs
-from core.config import VARIANTS
-from core.decisions import read_decisions, write_decision
-from core.errors import ModelCardError, RollbackError
-from core.model_card import ModelCard, read_model_card
-from core.registry import variant_name
-from core.versions import CANARY, STABLE, Version, complete_versions, read_labels, served_version, write_labels
-from pipelines.run_guard import hold
+from twinflow.components.versioned_pusher.publish import publish
+from twinflow.core import fs
+from twinflow.core.config import VARIANTS
+from twinflow.core.decisions import read_decisions, write_decision
+from twinflow.core.errors import ModelCardError, RollbackError
+from twinflow.core.model_card import ModelCard, read_model_card
+from twinflow.core.registry import variant_name
+from twinflow.core.versions import CANARY, STABLE, Version, complete_versions, read_labels, served_version, write_labels
+from twinflow.pipelines.run_guard import hold
 
 _BUSY = (
     "a twinflow run or rollback is using {target}: {holder}. Roll back once it has finished "

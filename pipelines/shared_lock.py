@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from core.config import PipelineConfig
-from core.errors import ConfigError, RunLockedError
-from core.metadata import (
+from twinflow.core.config import PipelineConfig
+from twinflow.core.errors import ConfigError, RunLockedError
+from twinflow.core.metadata import (
     PASSWORD_ENV,
     PASSWORD_FILE_ENV,
     MysqlTarget,
@@ -114,7 +114,7 @@ def check_store(config: PipelineConfig) -> None:
         return
     from ml_metadata import metadata_store
 
-    from core.metadata import connection_config
+    from twinflow.core.metadata import connection_config
 
     target = parse_mysql_uri(config.metadata_uri)
     connect(target, select_database=False).close()

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainingConfig
-from core.contract import TRAINING_CONFIG_KEY
-from pipelines.run_record import read_run
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import TRAINING_CONFIG_KEY
+from twinflow.pipelines.run_record import read_run
 
 SPLITS = ("train", "eval", "test")
 

@@ -51,7 +51,7 @@ def build_spans(source: Path, root: Path, per_class: int, brighten: int) -> None
 
 def twinflow(*argv: str) -> int:
     print(f"\n$ twinflow {' '.join(argv)}", flush=True)
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *argv]).returncode
+    return subprocess.run([sys.executable, "-m", "twinflow.pipelines.cli", *argv]).returncode
 
 
 def main() -> int:

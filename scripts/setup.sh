@@ -18,11 +18,11 @@ case "$GPU" in
 esac
 TORCH_VARIANT=${TORCH_VARIANT:-cu128}
 TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl}
-want=$( (cat pyproject.toml requirements/constraints.txt; echo "gpu=$GPU/$TORCH_VARIANT") | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml setup.py core/packages.py requirements/constraints.txt; echo "gpu=$GPU/$TORCH_VARIANT") | sha256sum | cut -d' ' -f1)
 
 stack_imports() {
     TF_USE_LEGACY_KERAS=1 "$VENV/bin/python" -c \
-        'import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pytorch_lightning, onnxruntime, pipelines' \
+        'import tfx, tensorflow_transform, tensorflow_model_analysis, torch, pytorch_lightning, onnxruntime, twinflow.pipelines.cli' \
         >/dev/null 2>&1
 }
 
@@ -30,7 +30,7 @@ stack_imports() {
 # stack's distributions are installed and the project imports is enough (importing the whole
 # stack, as after an install, takes half a minute).
 stack_installed() {
-    "$VENV/bin/python" -c 'import importlib.metadata as m, core, pipelines.flags
+    "$VENV/bin/python" -c 'import importlib.metadata as m, twinflow.core, twinflow.pipelines.flags
 for name in ("tfx", "tensorflow", "tensorflow-io", "torch", "pytorch-lightning", "onnxruntime", "moto"):
     m.version(name)' >/dev/null 2>&1
 }

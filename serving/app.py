@@ -30,16 +30,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from core.config import ServingConfig
-from serving import tf_serving, v2
-from serving.auth import EXEMPT_PATHS, BearerAuth, TokenFile, open_port_warning
-from serving.batching import MicroBatcher
-from serving.connections import TIMED_OUT, ConnectionTimeouts, deadline_protocol
-from serving.errors import ServingError, invalid, parse_json, too_large
-from serving.inputs import PixelLimits, prepare_inputs
-from serving.memory import Trimmer, map_large_buffers
-from serving.models import Outputs, ServedModel
-from serving.repository import ModelRepository
+from twinflow.core.config import ServingConfig
+from twinflow.serving import tf_serving, v2
+from twinflow.serving.auth import EXEMPT_PATHS, BearerAuth, TokenFile, open_port_warning
+from twinflow.serving.batching import MicroBatcher
+from twinflow.serving.connections import TIMED_OUT, ConnectionTimeouts, deadline_protocol
+from twinflow.serving.errors import ServingError, invalid, parse_json, too_large
+from twinflow.serving.inputs import PixelLimits, prepare_inputs
+from twinflow.serving.memory import Trimmer, map_large_buffers
+from twinflow.serving.models import Outputs, ServedModel
+from twinflow.serving.repository import ModelRepository
 
 log = logging.getLogger("twinflow.serving")
 SERVER_NAME = "twinflow"

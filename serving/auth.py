@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import ConfigError
+from twinflow.core.errors import ConfigError
 
 log = logging.getLogger("twinflow.serving")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.models import Outputs, ServedModel
+from twinflow.serving.models import Outputs, ServedModel
 
 IDLE_SECONDS = 10.0
 

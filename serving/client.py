@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE
-from core.errors import ConfigError, TwinflowError
+from twinflow.core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE
+from twinflow.core.errors import ConfigError, TwinflowError
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from tensorflow.core.example import example_pb2
 
-from core.contract import IMAGE_KEY, SERVING_EXAMPLES_SIGNATURE
-from core.images import Header, UnknownFormat, UnusableImage, decoding_failure, normalised, read_header
-from serving.errors import ServingError, invalid, too_large
+from twinflow.core.contract import IMAGE_KEY, SERVING_EXAMPLES_SIGNATURE
+from twinflow.core.images import Header, UnknownFormat, UnusableImage, decoding_failure, normalised, read_header
+from twinflow.serving.errors import ServingError, invalid, too_large
 
 # The decoders a request may reach: the formats ingest is tested with. Pillow reads more (EPS runs
 # Ghostscript, for one), and untrusted bytes should not choose among them.

@@ -2,7 +2,7 @@
 
 Keras versions are SavedModels whose signatures hold the transform graph; Lightning versions
 (and the int8 Keras variant) are ONNX (TFLite) models behind their copied transform graph
-(``trainers.transformed_model``). Both answer
+(``twinflow.trainers.transformed_model``). Both answer
 ``serving_default`` (serialized raw tf.Examples) and ``serving_image_bytes`` (encoded images)
 with ``probabilities``, ``class_index``, ``class_name`` and ``class_names``, and both describe
 those signatures as TF Serving's ``SignatureDef`` protos for the metadata endpoints.
@@ -19,10 +19,10 @@ from PIL import Image
 from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from core import fs
-from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
-from core.model_card import ModelCard, read_model_card
-from serving.inputs import decode_failure
+from twinflow.core import fs
+from twinflow.core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
+from twinflow.core.model_card import ModelCard, read_model_card
+from twinflow.serving.inputs import decode_failure
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 Outputs = dict[str, np.ndarray]
@@ -129,7 +129,7 @@ class TransformGraphModel(ServedModel):
     PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 
     def __init__(self, path: str, card: ModelCard):
-        from trainers.transformed_model import load_transformed_classifier
+        from twinflow.trainers.transformed_model import load_transformed_classifier
 
         self.card = card
         self.platform = self.PLATFORMS[card.format]

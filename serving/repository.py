@@ -15,10 +15,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core import fs
-from core.versions import COMPLETE_MARKER, STABLE, complete_versions, read_labels, version_numbers
-from serving.errors import ServingError, not_found
-from serving.models import ServedModel, load_version
+from twinflow.core import fs
+from twinflow.core.versions import COMPLETE_MARKER, STABLE, complete_versions, read_labels, version_numbers
+from twinflow.serving.errors import ServingError, not_found
+from twinflow.serving.models import ServedModel, load_version
 
 log = logging.getLogger("twinflow.serving")
 Loader = Callable[[str], ServedModel]

@@ -18,10 +18,10 @@ import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from core.contract import SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
-from serving.errors import ServingError, invalid
-from serving.models import Outputs, ServedModel
-from serving.repository import ModelRepository
+from twinflow.core.contract import SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
+from twinflow.serving.errors import ServingError, invalid
+from twinflow.serving.models import Outputs, ServedModel
+from twinflow.serving.repository import ModelRepository
 
 # TF Serving's own URL grammar (http_rest_api_handler.cc).
 _MODEL = r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
-from serving.errors import invalid, parse_json
-from serving.models import Outputs, ServedModel
+from twinflow.core.contract import PROBABILITIES_KEY, SERVING_IMAGE_BYTES_SIGNATURE, SIGNATURE_INPUTS
+from twinflow.serving.errors import invalid, parse_json
+from twinflow.serving.models import Outputs, ServedModel
 
 INPUT_NAME = SIGNATURE_INPUTS[SERVING_IMAGE_BYTES_SIGNATURE]
 OUTPUTS = {PROBABILITIES_KEY: "FP32", "class_name": "BYTES"}

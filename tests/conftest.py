@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core  # noqa: F401  (selects tf-keras before any test imports TensorFlow)
 from tests.helpers import tiny_config, trainer_fn_args
 from tests.image_data import write_image_folders
+from twinflow.core.bootstrap import bootstrap
+
+bootstrap()  # the test session is an entry point: process-wide settings before any test loads a framework
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from core.config import PipelineConfig
+    from twinflow.core.config import PipelineConfig
 
 # Fixtures that run a real pipeline or trainer: a test using one is end to end (skipped by make test-fast).
 E2E_FIXTURES = {"keras_run", "transform_outputs", "lightning_trained", "both_run", "data_module", "model_server"}
@@ -34,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After s3:// use, leave with pytest's status before tensorflow-io aborts the teardown (core.fs.exit_now)."""
-    from core import fs
+    from twinflow.core import fs
 
     if fs.touches_s3():
         atexit.register(os._exit, int(exitstatus))
@@ -43,8 +45,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 for this session; yields the bucket's URI."""
-    from core import fs
     from tests.s3_server import BUCKET, moto_server
+    from twinflow.core import fs
 
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log"):
         fs.touches_s3(f"s3://{BUCKET}")
@@ -69,7 +71,7 @@ def rgb_jpeg(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def keras_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
     """One real LocalDagRunner run of the Keras pipeline on tiny_folders: (config, report)."""
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(tmp_path_factory.mktemp("keras_run"), tiny_folders)
     return config, run_local(config)
@@ -80,7 +82,7 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
     """The real Transform output of ``keras_run``, as run_fn sees it: files, graph dir, data accessor."""
     from tfx import v1 as tfx
 
-    from pipelines.trainer_inputs import recorded_transform_output
+    from twinflow.pipelines.trainer_inputs import recorded_transform_output
 
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -90,7 +92,7 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
 @pytest.fixture(scope="session")
 def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_outputs: dict) -> FnArgs:
     """lightning_trainer.run_fn run once on the real Transform output: its FnArgs (serving and run dirs)."""
-    from trainers.lightning_trainer import run_fn
+    from twinflow.trainers.lightning_trainer import run_fn
 
     fn_args = trainer_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
     run_fn(fn_args)
@@ -100,7 +102,7 @@ def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_output
 @pytest.fixture(scope="session")
 def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
     """One real run of both frameworks on tiny_folders, both pushed: (config, report); for e2e and server tests."""
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(
         tmp_path_factory.mktemp("both_run"),

@@ -1,6 +1,6 @@
 """A third framework for the tests: softmax regression in Keras, registered by one registry entry.
 
-It shows that a framework is one trainer module plus one entry in ``core.registry``: this
+It shows that a framework is one trainer module plus one entry in ``twinflow.core.registry``: this
 module reads the same Transform output and writes the same model card and serving export.
 """
 
@@ -10,11 +10,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from core.contract import CLASS_VOCAB_NAME
-from core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
-from core.registry import FrameworkPlugin
-from trainers.common import Stopwatch, input_contract, parse_class_vocabulary, split_metrics, training_config
-from trainers.keras_trainer import SERVING_EXAMPLES_SIGNATURE, export_serving_model, input_fn
+from twinflow.core.contract import CLASS_VOCAB_NAME
+from twinflow.core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
+from twinflow.core.registry import FrameworkPlugin
+from twinflow.trainers.common import Stopwatch, input_contract, parse_class_vocabulary, split_metrics, training_config
+from twinflow.trainers.keras_trainer import SERVING_EXAMPLES_SIGNATURE, export_serving_model, input_fn
 
 PLUGIN = FrameworkPlugin(name="dummy", run_fn="tests.dummy_framework.run_fn", signature_name=SERVING_EXAMPLES_SIGNATURE)
 

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
 
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from core.config import PipelineConfig
-    from core.model_card import ModelCard
+    from twinflow.core.config import PipelineConfig
+    from twinflow.core.model_card import ModelCard
 
 
 def nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +32,8 @@ def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConf
     Unless a schema is given, one is drafted from ``data_dir`` (as a user would with
     ``twinflow draft-schema``).
     """
-    from core.config import load_config
-    from pipelines.schema_draft import draft_schema
+    from twinflow.core.config import load_config
+    from twinflow.pipelines.schema_draft import draft_schema
 
     values: dict[str, object] = {
         "data_dir": str(data_dir),
@@ -56,22 +56,22 @@ def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConf
 
 def trainer_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
     """The FnArgs TFX's Trainer would give a run_fn for ``transform_outputs``."""
-    from pipelines.trainer_inputs import trainer_fn_args as fn_args
+    from twinflow.pipelines.trainer_inputs import trainer_fn_args as fn_args
 
     return fn_args(transform_outputs, transform_outputs["config"].training.model_copy(update=training), workdir)
 
 
 def pushed_versions(serving_dir: str | Path, framework: str) -> list[Path]:
     """Complete versions of one framework, oldest first (as every twinflow reader sees them)."""
-    from core.versions import complete_versions
+    from twinflow.core.versions import complete_versions
 
     return [Path(v.path) for v in complete_versions(str(Path(serving_dir) / framework))]
 
 
 def make_card(framework: str = "keras", class_names: Sequence[str] = ("a", "b"), image_size: int = 8) -> ModelCard:
     """A valid model card with made-up training figures, for tests that build model folders by hand."""
-    from core.config import TrainingConfig
-    from core.model_card import InputContract, ModelCard, SplitMetrics, TensorSpec, TrainingSummary
+    from twinflow.core.config import TrainingConfig
+    from twinflow.core.model_card import InputContract, ModelCard, SplitMetrics, TensorSpec, TrainingSummary
 
     metrics = SplitMetrics(accuracy=0.9, loss=0.3)
     return ModelCard(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.config import load_config
-from pipelines.kubeflow.compiler import compile_spec, deployed
-from pipelines.kubeflow.specfile import write_spec
 from tests.helpers import nested
+from twinflow.core.config import load_config
+from twinflow.pipelines.kubeflow.compiler import compile_spec, deployed
+from twinflow.pipelines.kubeflow.specfile import write_spec
 
 IMAGE = "registry.example.com/twinflow:test"
 

@@ -15,23 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from core.errors import ConfigError
 from tests.helpers import make_card
+from twinflow.core.errors import ConfigError
 
 tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from trainers.backbones import mobilenet_v2_spec as spec  # noqa: E402
-from trainers.backbones import port, weights  # noqa: E402
-from trainers.backbones.keras_mobilenet_v2 import (  # noqa: E402
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec  # noqa: E402
+from twinflow.trainers.backbones import port, weights  # noqa: E402
+from twinflow.trainers.backbones.keras_mobilenet_v2 import (  # noqa: E402
     build_keras_mobilenet_v2,
     layer_units,
     set_trainable_blocks,
 )
-from trainers.backbones.torch_mobilenet_v2 import (  # noqa: E402
+from twinflow.trainers.backbones.torch_mobilenet_v2 import (  # noqa: E402
     TorchMobileNetV2,
     freeze_backbone,
     keras_layer_names,
@@ -470,7 +469,7 @@ def test_torch_files_load_without_unpickling_objects(tmp_path: Path) -> None:
 
 
 def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None:
-    from trainers import torch_twin
+    from twinflow.trainers import torch_twin
 
     cnn = weights.cnn_twins("tiny_cnn", 12, 1, 3)
     keras_twin, torch_model = cnn.build_keras(), cnn.build_torch()
@@ -489,7 +488,7 @@ def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None
 
 
 def test_an_onnx_export_of_a_batch_norm_network_is_refused_in_one_line(source_twins, tmp_path: Path) -> None:
-    from trainers import torch_twin
+    from twinflow.trainers import torch_twin
 
     _, torch_source, _ = source_twins
     path = tmp_path / "model.onnx"

@@ -2,7 +2,7 @@
 
 The pusher pushes what the Evaluator blessed (its judgement on the blessing: reason, paired
 comparison, the served version it was judged against); here the judgements are written as
-the Evaluator writes them (components.finite_evaluator.promotion.record), and tests/test_promotion.py
+the Evaluator writes them (twinflow.components.finite_evaluator.promotion.record), and tests/test_promotion.py
 makes them for real.
 """
 
@@ -21,17 +21,17 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.utils import path_utils
 
-from components.finite_evaluator import promotion
-from components.versioned_pusher.component import VersionedPusher
-from components.versioned_pusher.executor import Executor, push, stale_judgement
-from components.versioned_pusher.publish import remove_oldest
-from core import fs
-from core.decisions import DECISION_KEYS, read_decisions, write_decision
-from core.errors import ConfigError
-from core.model_card import read_model_card, write_model_card
-from core.versions import BASELINE_STATISTICS, COMPLETE_MARKER, complete_versions, served_version
 from tests.helpers import make_card
 from tests.test_versioned_pusher import make_model
+from twinflow.components.finite_evaluator import promotion
+from twinflow.components.versioned_pusher.component import VersionedPusher
+from twinflow.components.versioned_pusher.executor import Executor, push, stale_judgement
+from twinflow.components.versioned_pusher.publish import remove_oldest
+from twinflow.core import fs
+from twinflow.core.decisions import DECISION_KEYS, read_decisions, write_decision
+from twinflow.core.errors import ConfigError
+from twinflow.core.model_card import read_model_card, write_model_card
+from twinflow.core.versions import BASELINE_STATISTICS, COMPLETE_MARKER, complete_versions, served_version
 
 
 def write_metrics(uri: str, **metrics: float) -> None:
@@ -294,7 +294,7 @@ def test_decision_records_round_trip_oldest_first_locally_and_on_object_stores(t
 
 
 def test_a_canary_push_keeps_the_served_model_stable(tmp_path: Path) -> None:
-    from core.versions import read_labels
+    from twinflow.core.versions import read_labels
 
     serving = tmp_path / "serving"
     root = str(serving / "keras")

@@ -18,7 +18,7 @@ NOISE = ("Traceback", "cuda_dnn", "Unable to register", "IteratorGetNext", "prop
 
 def twinflow(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``twinflow`` in its own process, as a user runs it."""
-    command = [sys.executable, "-m", "pipelines.cli", *argv]
+    command = [sys.executable, "-m", "twinflow.pipelines.cli", *argv]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
@@ -39,7 +39,7 @@ def _run_argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
 
 def test_a_bad_config_value_is_refused_before_tensorflow_loads(tmp_path: Path) -> None:
     code = (
-        "import sys; from pipelines.cli import main; "
+        "import sys; from twinflow.pipelines.cli import main; "
         "rc = main(['run', '--learning-rate', 'nan', '--architecture', 'resnet']); "
         "print(rc, 'tensorflow' in sys.modules, 'torch' in sys.modules)"
     )
@@ -74,7 +74,7 @@ def test_a_serving_folder_that_cannot_be_written_is_refused_before_the_run(tmp_p
 
 
 def _schema(tmp_path: Path, data: Path) -> Path:
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     return draft_schema(data, tmp_path / "schema.pbtxt")
 
@@ -116,7 +116,10 @@ def test_ctrl_c_stops_the_run_with_exit_130_and_no_traceback(tmp_path: Path) -> 
     data = write_image_folders(tmp_path / "data", ("a", "b"), train_per_class=30, test_per_class=5)
     argv = _run_argv(tmp_path, data, "--schema", str(_schema(tmp_path, data)), "--framework", "keras")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "twinflow.pipelines.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 300
     assert process.stdout is not None
@@ -133,7 +136,10 @@ def test_ctrl_c_stops_the_run_with_exit_130_and_no_traceback(tmp_path: Path) -> 
 
 def in_fresh_process(*argv: str) -> tuple[int, bool, str]:
     """``main(argv)`` in a new interpreter: (exit code, whether TensorFlow was loaded, stderr)."""
-    code = "import sys; from pipelines.cli import main; rc = main(sys.argv[1:]); print(rc, 'tensorflow' in sys.modules)"
+    code = (
+        "import sys; from twinflow.pipelines.cli import main; rc = main(sys.argv[1:]); "
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
     assert result.stdout.split(), result.stderr
     rc, loaded = result.stdout.split()[-2:]
@@ -298,7 +304,7 @@ def test_an_unknown_flag_prints_the_verbs_usage(verb: str) -> None:
 
 def test_trainer_gpus_without_a_gpu_trainer_image_warn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """GPUs requested for a Trainer step that runs the CPU image cannot be used by it."""
-    from pipelines.cli import main
+    from twinflow.pipelines.cli import main
 
     image, tf_gpu = "registry.example/twinflow:1", "registry.example/twinflow:1-tf-gpu"
     argv = ["compile", "--image", image, "--data-dir", "gs://bucket/d", "--framework", "both"]

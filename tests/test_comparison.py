@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.statistics import compare, holm, mcnemar_exact, paired_difference, proportion, tango_interval
+from twinflow.core.statistics import compare, holm, mcnemar_exact, paired_difference, proportion, tango_interval
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -100,8 +100,8 @@ def test_compare_counts_the_agreement_table_and_says_the_verdict() -> None:
 def test_a_real_run_reports_the_paired_comparison(both_run) -> None:
     from tfx.utils import path_utils
 
-    from components.paired_predictions import predict_classes, read_test_split
-    from pipelines.run_record import read_run
+    from twinflow.components.paired_predictions import predict_classes, read_test_split
+    from twinflow.pipelines.run_record import read_run
 
     config, report = both_run
     comparison = report["comparison"]
@@ -167,7 +167,7 @@ def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(bot
     (folder / "report.html").unlink()
     where = ("--pipeline-root", config.pipeline_root, "--metadata-path", config.metadata_path)
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", "--run", report["run_id"], *where],
+        [sys.executable, "-m", "twinflow.pipelines.cli", "report", "--run", report["run_id"], *where],
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
@@ -176,7 +176,7 @@ def test_the_html_report_is_self_contained_and_rebuilt_by_the_report_command(bot
     assert result.returncode == 0, result.stderr[-2000:]
     assert (folder / "report.html").exists() and str(folder / "report.html") in result.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", "--run", "no-such-run", *where],
+        [sys.executable, "-m", "twinflow.pipelines.cli", "report", "--run", "no-such-run", *where],
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
@@ -199,7 +199,17 @@ def test_report_output_writes_the_rebuilt_report_there_and_nowhere_else(both_run
     output = tmp_path / "elsewhere" / "rebuilt"
     where = ("--pipeline-root", config.pipeline_root, "--metadata-path", config.metadata_path)
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", "--run", report["run_id"], "--output", str(output), *where],
+        [
+            sys.executable,
+            "-m",
+            "twinflow.pipelines.cli",
+            "report",
+            "--run",
+            report["run_id"],
+            "--output",
+            str(output),
+            *where,
+        ],
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, PipelineConfig, TrainingConfig, load_config
-from core.errors import ConfigError as CoreConfigError
-from core.registry import framework_choices
-from pipelines.cli import build_parser, main
-from pipelines.flags import CONFIG_FLAGS, config_from_args
-from pipelines.kubeflow.specfile import compiled_training, parameter_defaults, read_spec, run_parameters
 from tests.kubeflow_specs import IMAGE, compile_to
+from twinflow.core.config import ConfigError, PipelineConfig, TrainingConfig, load_config
+from twinflow.core.errors import ConfigError as CoreConfigError
+from twinflow.core.registry import framework_choices
+from twinflow.pipelines.cli import build_parser, main
+from twinflow.pipelines.flags import CONFIG_FLAGS, config_from_args
+from twinflow.pipelines.kubeflow.specfile import compiled_training, parameter_defaults, read_spec, run_parameters
 
 
 def test_defaults_are_valid_and_share_training_config() -> None:

@@ -13,14 +13,14 @@ import tensorflow_model_analysis as tfma
 import torch
 from tfx import v1 as tfx
 
-from components.tfma_results import load_sliced_metrics
-from core.registry import get_framework
-from pipelines.evaluation import build_eval_config
-from pipelines.run_record import read_run
-from trainers import custom_evaluation
-from trainers.lightning_trainer import export_serving_model, run_fn
-from trainers.onnx_model import OnnxImageClassifier
-from trainers.torch_twin import build_model
+from twinflow.components.tfma_results import load_sliced_metrics
+from twinflow.core.registry import get_framework
+from twinflow.pipelines.evaluation import build_eval_config
+from twinflow.pipelines.run_record import read_run
+from twinflow.trainers import custom_evaluation
+from twinflow.trainers.lightning_trainer import export_serving_model, run_fn
+from twinflow.trainers.onnx_model import OnnxImageClassifier
+from twinflow.trainers.torch_twin import build_model
 
 CLASSES = ["circle", "square", "stripes"]
 

@@ -9,10 +9,10 @@ from tfx.components.example_validator.executor import DEFAULT_FILE_NAME
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
-from components.data_gate.executor import Executor, check
-from components.image_example_gen.executor import make_example
-from core.errors import DataAnomaliesError
-from schemas import default_schema_path
+from twinflow.components.data_gate.executor import Executor, check
+from twinflow.components.image_example_gen.executor import make_example
+from twinflow.core.errors import DataAnomaliesError
+from twinflow.schemas import default_schema_path
 
 pytestmark = pytest.mark.slow  # real TFDV statistics and validation: seconds each
 

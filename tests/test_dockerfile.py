@@ -6,13 +6,13 @@ import json
 import re
 import shlex
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_DIR
-from serving.manifests import MODEL_DIR, ManifestOptions
+from twinflow.core.packages import PACKAGES
+from twinflow.pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_DIR
+from twinflow.serving.manifests import MODEL_DIR, ManifestOptions
 
 ROOT = Path(__file__).parents[1]
 CONSTRAINTS = "requirements/constraints.txt"
@@ -166,16 +166,17 @@ def test_image_paths_match_what_compile_defaults_to() -> None:
 
 
 def test_every_package_the_project_ships_is_copied_and_not_ignored() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
-    copied = {source.rstrip("/") for kind, args in stages()[0] if kind == "COPY" for source in args.split()[:-1]}
-    assert {*packages, pyproject["project"]["readme"], "pyproject.toml", "requirements"} <= copied
+    build = stages()[0]
+    copies = [args for kind, args in build if kind == "COPY"]
+    assert "pyproject.toml setup.py README.md ./" in copies and "core/packages.py core/" in copies  # step 1: deps
+    assert ". ." in copies  # step 2: the project, every package folder core.packages lists
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
-    assert not ignored & copied
-    assert {".git", ".venv", "work"} <= ignored
+    shipped = {*PACKAGES, "setup.py", "pyproject.toml", "requirements", "README.md"}
+    assert not ignored & shipped
+    assert {".git", ".venv", "work", "tests"} <= ignored
 
 
-@pytest.mark.parametrize("package", ["pipelines", "components", "trainers", "schemas"])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_packages_are_importable_as_the_spec_names_them(package: str) -> None:
     assert (ROOT / package / "__init__.py").is_file()  # regular packages: 'pip install .' ships them
 
@@ -207,9 +208,9 @@ def test_serving_stage_runs_the_model_server_on_the_runtime_image() -> None:
 
 def test_build_stage_copies_and_import_checks_the_serving_package() -> None:
     build = stages()[0]
-    assert ("COPY", "serving/ serving/") in build
     checks = [run for run in runs(build) if "python -c" in run]
-    assert checks and re.search(r"import [^\"]*\bserving\b", checks[-1])
+    assert checks and re.search(r"import [^\"]*\btwinflow\.serving\.app\b", checks[-1])
+    assert re.search(r"import [^\"]*\btwinflow\.pipelines\.cli\b", checks[-1])
 
 
 def test_plain_build_still_gives_the_pipeline_image() -> None:

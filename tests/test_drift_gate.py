@@ -16,16 +16,16 @@ from PIL import Image
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.drift_gate.executor import STATISTICS_FILE, VERDICT_PROPERTY, Executor
-from components.image_example_gen.executor import make_example
-from components.image_example_gen.images import ingest
-from core import fs
-from core.contract import DRIFT_REPORT_FILE, IMAGE_PROPERTY_KEYS
-from core.errors import DataDriftError
-from core.model_card import write_model_card
-from core.versions import BASELINE_STATISTICS, write_marker
 from tests.helpers import make_card
 from tests.image_data import pattern, write_image_folders
+from twinflow.components.drift_gate.executor import STATISTICS_FILE, VERDICT_PROPERTY, Executor
+from twinflow.components.image_example_gen.executor import make_example
+from twinflow.components.image_example_gen.images import ingest
+from twinflow.core import fs
+from twinflow.core.contract import DRIFT_REPORT_FILE, IMAGE_PROPERTY_KEYS
+from twinflow.core.errors import DataDriftError
+from twinflow.core.model_card import write_model_card
+from twinflow.core.versions import BASELINE_STATISTICS, write_marker
 
 pytestmark = pytest.mark.slow  # real TFDV statistics: seconds each, computed once for the module
 
@@ -51,7 +51,7 @@ def _examples(counts: dict[str, int], seed: int, brighter: int = 0) -> list[tf.t
 @pytest.fixture(scope="module")
 def schema_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The checked-in schema's constraints and drift thresholds, drafted for these classes."""
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     root = tmp_path_factory.mktemp("schema")
     write_image_folders(root / "data", CLASSES, train_per_class=2)
@@ -268,7 +268,7 @@ def test_a_baseline_from_before_image_properties_compares_what_it_has(
 def test_the_component_carries_its_properties() -> None:
     from tfx import types
 
-    from components.drift_gate.component import DriftGate
+    from twinflow.components.drift_gate.component import DriftGate
 
     gate = DriftGate(
         statistics=types.Channel(type=standard_artifacts.ExampleStatistics),

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import fashion_mnist
-from pipelines.cli import main
+from twinflow.pipelines import fashion_mnist
+from twinflow.pipelines.cli import main
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -57,7 +57,7 @@ def test_missing_source_gives_instructions(tmp_path: Path, capsys) -> None:
 
 
 def test_the_preparation_marker_is_not_counted_as_a_skipped_file(idx_dir: Path, tmp_path: Path) -> None:
-    from components.image_example_gen.listing import list_sources
+    from twinflow.components.image_example_gen.listing import list_sources
 
     out = fashion_mnist.prepare(tmp_path / "fm", source=idx_dir, limit_per_class=3)
     assert (out / fashion_mnist.MARKER).is_file()

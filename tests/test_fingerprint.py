@@ -16,24 +16,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.image_example_gen.file_hashes import CACHE_FILE, RACY_SECONDS, FileHashes
-from components.image_example_gen.listing import list_sources
-from components.versioned_pusher.executor import push
-from core.config import PipelineConfig
-from core.model_card import TrainingData
-from core.versions import CANARY, STABLE, write_labels
-from pipelines.cli import build_parser
-from pipelines.flags import config_from_args
-from pipelines.run_guard import (
+from tests.helpers import make_card
+from tests.image_data import write_image_folders
+from twinflow.components.image_example_gen.file_hashes import CACHE_FILE, RACY_SECONDS, FileHashes
+from twinflow.components.image_example_gen.listing import list_sources
+from twinflow.components.versioned_pusher.executor import push
+from twinflow.core.config import PipelineConfig
+from twinflow.core.model_card import TrainingData
+from twinflow.core.packages import PACKAGES
+from twinflow.core.versions import CANARY, STABLE, write_labels
+from twinflow.pipelines.cli import build_parser
+from twinflow.pipelines.flags import config_from_args
+from twinflow.pipelines.run_guard import (
     LAST_RUN_FILE,
-    code_packages,
+    code_fingerprint,
     fingerprint_data,
     list_run_input,
+    package_folders,
     run_fingerprint,
     unchanged_since,
 )
-from tests.helpers import make_card
-from tests.image_data import write_image_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("circle", "square")
@@ -163,7 +165,7 @@ def test_files_through_tensorflows_file_layer_fingerprint_like_the_same_files_on
 def test_image_example_gen_records_the_fingerprint_of_what_it_read(data: Path, tmp_path: Path) -> None:
     from tfx.types import standard_artifacts
 
-    from components.image_example_gen.executor import Executor
+    from twinflow.components.image_example_gen.executor import Executor
 
     (data / "train" / "circle" / "broken.png").write_bytes(b"not a png")  # read, then left out as unusable
     examples = standard_artifacts.Examples()
@@ -173,30 +175,21 @@ def test_image_example_gen_records_the_fingerprint_of_what_it_read(data: Path, t
     assert examples.get_string_custom_property("input_fingerprint") == _fingerprint(data)
 
 
-def test_the_code_fingerprint_covers_every_package_pyproject_installs(tmp_path: Path) -> None:
-    import tomllib
-
-    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    assert code_packages() == sorted(pattern.rstrip("*") for pattern in include["include"])
-    copy = tmp_path / "checkout"
-    for package in code_packages():
-        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
-
-    def code_fingerprint() -> str:
-        command = [sys.executable, "-c", "from pipelines.run_guard import code_fingerprint; print(code_fingerprint())"]
-        env = {**os.environ, "PYTHONPATH": str(copy)}
-        return subprocess.run(command, capture_output=True, text=True, check=True, cwd=copy, env=env).stdout
-
-    before = code_fingerprint()
-    for package in ("serving", "schemas"):  # the two packages the hand-written list left out
-        with open(copy / package / "__init__.py", "a") as handle:
+def test_the_code_fingerprint_covers_every_package_twinflow_installs(tmp_path: Path) -> None:
+    top_level = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert set(PACKAGES) == top_level  # core.packages is the one list, and it lists every package folder
+    assert package_folders() == {package: ROOT / package for package in PACKAGES}
+    copy = {package: tmp_path / package for package in PACKAGES}
+    for package, folder in copy.items():
+        shutil.copytree(ROOT / package, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_fingerprint(copy)
+    assert before == code_fingerprint()
+    for package in PACKAGES:
+        with open(copy[package] / "__init__.py", "a") as handle:
             handle.write("\n# changed\n")
-        after = code_fingerprint()
+        after = code_fingerprint(copy)
         assert after != before, package
         before = after
-
-
-# The no-op rule, against versions pushed by the real pusher with the fingerprint the runner computes.
 
 
 def _run_argv(root: Path, data_dir: str, *extra: str) -> list[str]:
@@ -242,7 +235,7 @@ def _push(config: PipelineConfig, fingerprint: str | None, run_id: str, tmp_path
 
 @pytest.fixture
 def project(data: Path, tmp_path: Path) -> Path:
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     draft_schema(data, tmp_path / "schema.pbtxt")
     return tmp_path
@@ -307,7 +300,7 @@ def test_the_last_run_covers_a_framework_it_did_not_push_while_the_served_versio
 def _starts_a_run(argv: list[str], timeout: float = 120) -> tuple[bool, str]:
     """Whether ``twinflow argv`` goes on to run the pipeline (killed as soon as it says so), and what it said."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *argv],
+        [sys.executable, "-m", "twinflow.pipelines.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

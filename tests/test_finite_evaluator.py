@@ -11,15 +11,15 @@ from google.protobuf import json_format
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components.finite_evaluator.executor import NON_FINITE_PROPERTY, Executor
-from components.tfma_results import finite_only, non_finite_headline
-from core.config import EvaluationConfig
-from core.contract import CLASS_VOCAB_NAME
-from core.registry import get_framework
-from pipelines.evaluation import build_eval_config
-from pipelines.run_record import read_run
-from trainers.common import parse_class_vocabulary
-from trainers.keras_trainer import export_serving_model
+from twinflow.components.finite_evaluator.executor import NON_FINITE_PROPERTY, Executor
+from twinflow.components.tfma_results import finite_only, non_finite_headline
+from twinflow.core.config import EvaluationConfig
+from twinflow.core.contract import CLASS_VOCAB_NAME
+from twinflow.core.registry import get_framework
+from twinflow.pipelines.evaluation import build_eval_config
+from twinflow.pipelines.run_record import read_run
+from twinflow.trainers.common import parse_class_vocabulary
+from twinflow.trainers.keras_trainer import export_serving_model
 
 
 def test_only_headline_metrics_decide_and_undefined_ones_are_left_out_of_cards() -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from components.versioned_pusher.executor import push
-from core.decisions import write_decision
-from core.model_card import TrainingData
-from pipelines.history import format_history, history
-from pipelines.published import pushes_on_span
 from tests.helpers import tiny_config
 from tests.image_data import write_image_folders
 from tests.test_versioned_pusher import make_model
+from twinflow.components.versioned_pusher.executor import push
+from twinflow.core.decisions import write_decision
+from twinflow.core.model_card import TrainingData
+from twinflow.pipelines.history import format_history, history
+from twinflow.pipelines.published import pushes_on_span
 
 
 def _push(tmp_path: Path, serving: Path, run_id: str, span: int, index: int) -> int:

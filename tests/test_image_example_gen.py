@@ -15,12 +15,12 @@ import tensorflow as tf
 from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.image_example_gen.executor import CLASS_NAMES_FILE, Executor, split_of
-from components.image_example_gen.images import UnusableImage, ingest
-from components.image_example_gen.ingest import INGEST_REPORT_FILE
-from components.image_example_gen.listing import list_sources
-from core.errors import ImageFolderError
-from trainers.preprocessing import decode_and_resize
+from twinflow.components.image_example_gen.executor import CLASS_NAMES_FILE, Executor, split_of
+from twinflow.components.image_example_gen.images import UnusableImage, ingest
+from twinflow.components.image_example_gen.ingest import INGEST_REPORT_FILE
+from twinflow.components.image_example_gen.listing import list_sources
+from twinflow.core.errors import ImageFolderError
+from twinflow.trainers.preprocessing import decode_and_resize
 
 
 def _save(path: Path, size: tuple[int, int], mode: str, fmt: str, seed: int = 0, **options: object) -> Path:

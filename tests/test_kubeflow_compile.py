@@ -13,10 +13,10 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
-from components.image_example_gen.listing import list_sources
-from pipelines.cli import main
-from pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
+from twinflow.components.image_example_gen.listing import list_sources
+from twinflow.pipelines.cli import main
+from twinflow.pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
 
 KERAS_TASKS = {
     "ImageExampleGen",
@@ -226,9 +226,9 @@ def test_each_framework_trainer_can_run_in_its_own_gpu_image(tmp_path: Path) -> 
 
 def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]) -> None:
     executors, functions, _ = code_paths(spec)
-    assert "components.image_example_gen.executor.Executor" in executors
-    assert "components.versioned_pusher.executor.Executor" in executors
-    assert functions == ["trainers.keras_trainer.run_fn", "trainers.preprocessing.preprocessing_fn"]
+    assert "twinflow.components.image_example_gen.executor.Executor" in executors
+    assert "twinflow.components.versioned_pusher.executor.Executor" in executors
+    assert functions == ["twinflow.trainers.keras_trainer.run_fn", "twinflow.trainers.preprocessing.preprocessing_fn"]
     assert_importable(spec)
 
 

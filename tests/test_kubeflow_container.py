@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import tensorflow_data_validation as tfdv
 
-from pipelines.kubeflow.local_step import RUN_ID, executor_input, executor_output_path
-from pipelines.kubeflow.specfile import read_spec
-from schemas import default_schema_path
 from tests.kubeflow_specs import compile_to, executor
+from twinflow.pipelines.kubeflow.local_step import RUN_ID, executor_input, executor_output_path
+from twinflow.pipelines.kubeflow.specfile import read_spec
+from twinflow.schemas import default_schema_path
 
 pytestmark = pytest.mark.e2e  # two containerized TFX steps: about a minute
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.cli import main
-from pipelines.kubeflow.endpoint import kfp_cron
-from pipelines.kubeflow.specfile import read_spec, write_spec
 from tests.kfp_fake import FakeKfp, Server
 from tests.kubeflow_specs import compile_to
+from twinflow.pipelines.cli import main
+from twinflow.pipelines.kubeflow.endpoint import kfp_cron
+from twinflow.pipelines.kubeflow.specfile import read_spec, write_spec
 
 TOKEN = "test-bearer-token"
 

@@ -11,14 +11,14 @@ import tensorflow_transform as tft
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core.architectures import ARCHITECTURES, architecture
-from core.config import TrainingConfig
 from tests.helpers import trainer_fn_args
-from trainers import keras_trainer
-from trainers.common import BRIGHTNESS_DELTA
-from trainers.lightning_trainer import TransformedDataModule
-from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR, OnnxImageClassifier
-from trainers.torch_twin import TwinClassifier, augment, build_model, count_parameters, export_onnx
+from twinflow.core.architectures import ARCHITECTURES, architecture
+from twinflow.core.config import TrainingConfig
+from twinflow.trainers import keras_trainer
+from twinflow.trainers.common import BRIGHTNESS_DELTA
+from twinflow.trainers.lightning_trainer import TransformedDataModule
+from twinflow.trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR, OnnxImageClassifier
+from twinflow.trainers.torch_twin import TwinClassifier, augment, build_model, count_parameters, export_onnx
 
 CLASSES = ["circle", "square", "stripes"]
 
@@ -249,8 +249,8 @@ def test_serving_model_predicts_raw_images_through_the_transform_graph(
 
 
 def test_a_diverging_loss_stops_training_and_writes_no_model(transform_outputs: dict, tmp_path: Path) -> None:
-    from core.errors import TrainingDivergedError
-    from trainers.lightning_trainer import run_fn
+    from twinflow.core.errors import TrainingDivergedError
+    from twinflow.trainers.lightning_trainer import run_fn
 
     fn_args = trainer_fn_args(transform_outputs, tmp_path, learning_rate=1e12, optimizer="sgd", epochs=2)
     with pytest.raises(TrainingDivergedError, match=r"lightning training diverged: the loss is (nan|inf) in epoch 1"):

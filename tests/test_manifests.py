@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.manifests import MODEL_DIR, ManifestOptions, inference_services, write_manifests
+from twinflow.serving.manifests import MODEL_DIR, ManifestOptions, inference_services, write_manifests
 
 ROOT = Path(__file__).parents[1]
 IMAGE = "registry.example/twinflow-serving:0.1.0"
@@ -140,7 +140,10 @@ def test_bad_input_is_refused_naming_the_field(tmp_path: Path, field: str, value
 
 
 def test_no_tensorflow_is_loaded() -> None:
-    code = "import sys, serving.manifests; print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
+    code = (
+        "import sys, twinflow.serving.manifests; "
+        "print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 

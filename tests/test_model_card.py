@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ModelCardError
-from core.model_card import MODEL_CARD_FILE, SCHEMA_VERSION, ModelCard, read_model_card, write_model_card
 from tests.helpers import make_card
+from twinflow.core.errors import ModelCardError
+from twinflow.core.model_card import MODEL_CARD_FILE, SCHEMA_VERSION, ModelCard, read_model_card, write_model_card
 
 
 @pytest.mark.parametrize("where", ["local", "ram"])

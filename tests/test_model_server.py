@@ -1,6 +1,6 @@
 """``twinflow serve`` over real sockets on 127.0.0.1, serving the real pushed models of ``both_run``.
 
-The server runs as its own process (``python -m pipelines.cli serve``) on a copy of the
+The server runs as its own process (``python -m twinflow.pipelines.cli serve``) on a copy of the
 serving folder, so pushes, broken versions and rollbacks can be dropped in while it serves.
 """
 
@@ -30,17 +30,17 @@ from google.protobuf import json_format
 from PIL import Image
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from components.image_example_gen.executor import make_example
-from components.versioned_pusher.publish import publish
-from core.versions import complete_versions, served_version, write_labels
-from pipelines.serving_ops import promote, rollback
-from trainers.onnx_model import OnnxImageClassifier
+from twinflow.components.image_example_gen.executor import make_example
+from twinflow.components.versioned_pusher.publish import publish
+from twinflow.core.versions import complete_versions, served_version, write_labels
+from twinflow.pipelines.serving_ops import promote, rollback
+from twinflow.trainers.onnx_model import OnnxImageClassifier
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square", "stripes"]
 FRAMEWORKS = ("keras", "lightning")
-CLI = (sys.executable, "-m", "pipelines.cli")
+CLI = (sys.executable, "-m", "twinflow.pipelines.cli")
 
 
 class Server:
@@ -86,7 +86,7 @@ def _start_server(serving_dir: Path, log: Path, *flags: str) -> Server:
     port = _free_port()
     command = [
         sys.executable,
-        *("-m", "pipelines.cli", "serve", "--serving-dir", str(serving_dir)),
+        *("-m", "twinflow.pipelines.cli", "serve", "--serving-dir", str(serving_dir)),
         "--port",
         str(port),
     ]
@@ -447,7 +447,7 @@ def test_a_failed_version_replaced_under_the_same_number_between_polls_is_tried_
 ) -> None:
     """A rollback or push can reuse the number of a broken version removed a moment before (numbers are
     Unix seconds): the repository must not keep skipping that number when no poll saw the folder gone."""
-    from serving.repository import ModelRepository
+    from twinflow.serving.repository import ModelRepository
 
     (good,) = complete_versions(str(model_server.serving_dir / "keras"))[:1]
     root = tmp_path / "serving" / "keras"
@@ -488,7 +488,7 @@ def _as_trained(upright: Image.Image) -> dict[str, bytes]:
 def test_each_converted_format_and_a_turned_jpeg_answer_as_the_pipeline_stored_them(
     model_server, tiny_folders, framework
 ) -> None:
-    from components.image_example_gen.images import ingest
+    from twinflow.components.image_example_gen.images import ingest
 
     stripes = Image.open(io.BytesIO(_images(tiny_folders)[2]))  # not symmetric under a quarter turn
     sent = _as_trained(stripes)

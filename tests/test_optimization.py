@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.config import load_config
-from core.errors import ConfigError
-from core.model_card import read_model_card
-from core.versions import COMPLETE_MARKER, served_version
 from tests.helpers import tiny_config
+from twinflow.core.config import load_config
+from twinflow.core.errors import ConfigError
+from twinflow.core.model_card import read_model_card
+from twinflow.core.versions import COMPLETE_MARKER, served_version
 
 VARIANT_MODELS = ("keras-prune", "keras-int8", "lightning-prune", "lightning-int8")
 MAX_DROP = 0.25  # tiny models move by a few points: generous, so only a broken variant is refused
 
 
 def test_optimize_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
-    from pipelines.kubeflow.compiler import compile_spec
+    from twinflow.pipelines.kubeflow.compiler import compile_spec
 
     config = load_config(overrides={"optimization": {"variants": "prune,int8", "latency_threads": "1,2"}})
     assert config.optimization.variants == ("prune", "int8")
@@ -47,7 +47,7 @@ def test_optimize_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
 def test_flags_reach_the_optimization_section() -> None:
     import argparse
 
-    from pipelines.flags import RUN, add_config_flags, config_from_args
+    from twinflow.pipelines.flags import RUN, add_config_flags, config_from_args
 
     parser = argparse.ArgumentParser()
     add_config_flags(parser, RUN)
@@ -57,7 +57,7 @@ def test_flags_reach_the_optimization_section() -> None:
 
 
 def test_kernel_sparsity_counts_exact_zeros_over_all_kernels() -> None:
-    from trainers.variants import kernel_sparsity
+    from twinflow.trainers.variants import kernel_sparsity
 
     assert kernel_sparsity([np.array([0.0, 1.0, 0.0, 2.0]), np.zeros((2, 2))]) == pytest.approx(6 / 8)
     assert kernel_sparsity([]) == 0.0
@@ -66,7 +66,7 @@ def test_kernel_sparsity_counts_exact_zeros_over_all_kernels() -> None:
 @pytest.fixture(scope="module")
 def optimized_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple:
     """Both frameworks, both variants, on tiny_folders: (config, report)."""
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(
         tmp_path_factory.mktemp("optimized_run"),
@@ -98,9 +98,9 @@ def _float(report: dict, framework: str) -> dict:
 def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_run: tuple) -> None:
     from tfx import v1 as tfx
 
-    from components.tfma_results import load_sliced_metrics
-    from core.statistics import NON_INFERIOR
-    from pipelines.run_record import custom_property, read_run
+    from twinflow.components.tfma_results import load_sliced_metrics
+    from twinflow.core.statistics import NON_INFERIOR
+    from twinflow.pipelines.run_record import custom_property, read_run
 
     config, report = optimized_run
     record = read_run(
@@ -134,9 +134,9 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
 
 @pytest.mark.e2e
 def test_blessed_variants_are_pushed_beside_their_parent_and_served(optimized_run: tuple) -> None:
-    from components.paired_predictions import predict_classes, read_test_split
-    from pipelines.serving_ops import status
-    from serving.models import load_version
+    from twinflow.components.paired_predictions import predict_classes, read_test_split
+    from twinflow.pipelines.serving_ops import status
+    from twinflow.serving.models import load_version
 
     config, report = optimized_run
     shown = {row["framework"]: row for row in status(config.serving_dir, ("keras", "lightning"))}
@@ -182,9 +182,9 @@ def test_calibration_and_pruning_read_the_train_split_only(optimized_run: tuple,
     from tfx import v1 as tfx
     from tfx.utils import path_utils
 
-    from core.config import OptimizationConfig
-    from pipelines.run_record import read_run
-    from trainers import keras_optimize, lightning_optimize
+    from twinflow.core.config import OptimizationConfig
+    from twinflow.pipelines.run_record import read_run
+    from twinflow.trainers import keras_optimize, lightning_optimize
 
     config, _ = optimized_run
     record = read_run(
@@ -210,7 +210,7 @@ def test_calibration_and_pruning_read_the_train_split_only(optimized_run: tuple,
 
 @pytest.mark.e2e
 def test_an_absurd_sparsity_is_refused_and_the_served_variant_stays(optimized_run: tuple) -> None:
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config, _ = optimized_run
     model_root = str(Path(config.serving_dir) / "keras-prune")
@@ -252,7 +252,16 @@ def test_the_model_server_serves_the_variants_over_http(
     shutil.copytree(config.serving_dir, serving_dir, ignore=shutil.ignore_patterns("_decisions"))
     port = _free_port()
     log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", str(serving_dir), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "twinflow.pipelines.cli",
+        "serve",
+        "--serving-dir",
+        str(serving_dir),
+        "--port",
+        str(port),
+    ]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", serving_dir, process, log)

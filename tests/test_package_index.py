@@ -1,4 +1,4 @@
-"""Importing twinflow's core makes the installed-package scan of Google Cloud's imports happen once."""
+"""bootstrap() makes the installed-package scan of Google Cloud's imports happen once."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import subprocess
 import sys
 from importlib import metadata
 
-from core.package_index import scan_installed_packages_once
+from twinflow.core.package_index import scan_installed_packages_once
 
 
 def test_google_cloud_imports_scan_the_installed_packages_once() -> None:
     # A fresh process, as the command line and the Kubeflow steps start: two Google client
     # packages each ask for the package index at import (google.api_core asks too).
     probe = (
-        "import json, core, google.api_core, google.pubsub_v1, google.cloud.bigquery_storage_v1\n"
+        "from twinflow.core.bootstrap import bootstrap\n"
+        "bootstrap()\n"
+        "import json, google.api_core, google.pubsub_v1, google.cloud.bigquery_storage_v1\n"
         "from importlib import metadata\n"
         "info = metadata.packages_distributions.cache_info()\n"
         "print(json.dumps({'hits': info.hits, 'misses': info.misses}))\n"

@@ -11,10 +11,10 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from core.config import TrainingConfig
-from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, TRAINING_CONFIG_KEY
-from trainers.common import parse_class_vocabulary
-from trainers.preprocessing import decode_and_resize, preprocessing_fn
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, TRAINING_CONFIG_KEY
+from twinflow.trainers.common import parse_class_vocabulary
+from twinflow.trainers.preprocessing import decode_and_resize, preprocessing_fn
 
 
 def _encode(pixels: np.ndarray, fmt: str) -> bytes:

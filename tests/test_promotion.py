@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components.finite_evaluator import promotion
-from core.model_card import read_model_card, write_model_card
-from core.statistics import INFERIOR, NON_INFERIOR, UNDECIDED, non_inferiority
-from core.versions import write_labels
 from tests.helpers import make_card
 from tests.test_comparison import paired
 from tests.test_versioned_pusher import make_model
+from twinflow.components.finite_evaluator import promotion
+from twinflow.core.model_card import read_model_card, write_model_card
+from twinflow.core.statistics import INFERIOR, NON_INFERIOR, UNDECIDED, non_inferiority
+from twinflow.core.versions import write_labels
 
 NAMES = ("keras", "served version 7")
 
@@ -95,7 +95,7 @@ def _serve(root: Path, card_changes: dict[str, Any] | None = None, source: str |
     """A complete served version (fake model files, a real card), as the pusher leaves it; returns its number.
 
     ``source``: the model folder its card says it was pushed from."""
-    from components.versioned_pusher.executor import push
+    from twinflow.components.versioned_pusher.executor import push
 
     folder = make_model(str(root.parent / f"src-{uuid.uuid4().hex[:6]}"))
     write_model_card(folder, make_card().model_copy(update=card_changes or {}))
@@ -167,7 +167,7 @@ def trained(keras_run) -> dict[str, Any]:
     from tfx.types import standard_artifacts
     from tfx.utils import path_utils
 
-    from pipelines.run_record import read_run
+    from twinflow.pipelines.run_record import read_run
 
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -193,7 +193,7 @@ def _always_first_class(trained: dict[str, Any], transform_outputs: dict, root: 
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainers.keras_trainer import export_serving_model
+    from twinflow.trainers.keras_trainer import export_serving_model
 
     card = read_model_card(trained["dir"])
     inputs = tf.keras.Input(shape=tuple(card.input_contract.transformed.shape), name="image_xf")
@@ -218,10 +218,10 @@ def _evaluate(
     from google.protobuf import json_format
     from tfx.types import standard_artifacts
 
-    from components.finite_evaluator.executor import Executor
-    from core.config import EvaluationConfig
-    from core.registry import get_framework
-    from pipelines.evaluation import build_eval_config
+    from twinflow.components.finite_evaluator.executor import Executor
+    from twinflow.core.config import EvaluationConfig
+    from twinflow.core.registry import get_framework
+    from twinflow.pipelines.evaluation import build_eval_config
 
     tag = uuid.uuid4().hex[:8]
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
@@ -239,7 +239,7 @@ def _evaluate(
 
 def _push_served(trained: dict[str, Any], serving: Path) -> Any:
     """The run's trained model as the served version of a serving folder of this test's own."""
-    from components.versioned_pusher.executor import push
+    from twinflow.components.versioned_pusher.executor import push
 
     return push(trained["dir"], str(serving / "keras"), {})
 
@@ -260,9 +260,9 @@ def test_a_worse_model_that_clears_the_floor_is_refused_naming_the_check_both_ac
 ) -> None:
     from tfx.types import standard_artifacts
 
-    from components.tfma_results import load_overall_metrics
-    from components.versioned_pusher.executor import Executor as Pusher
-    from core.decisions import read_decisions
+    from twinflow.components.tfma_results import load_overall_metrics
+    from twinflow.components.versioned_pusher.executor import Executor as Pusher
+    from twinflow.core.decisions import read_decisions
 
     serving = tmp_path / "serving"
     served = _push_served(trained, serving)

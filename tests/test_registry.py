@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_config
-from core.registry import FRAMEWORKS, framework_choices, resolve_frameworks
-from pipelines.cli import build_parser
 from tests.dummy_framework import PLUGIN
 from tests.helpers import pushed_versions, tiny_config
+from twinflow.core.config import load_config
+from twinflow.core.registry import FRAMEWORKS, framework_choices, resolve_frameworks
+from twinflow.pipelines.cli import build_parser
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_an_unregistered_framework_is_refused() -> None:
 def test_a_third_framework_trains_evaluates_pushes_and_reports(
     dummy_registered, tiny_folders: Path, tmp_path: Path
 ) -> None:
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(
         tmp_path, tiny_folders, framework="dummy", **{"training.epochs": 3, "evaluation.accuracy_floor": 0.5}

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from core.config import TrainingConfig, load_config
-from core.errors import ConfigError
-from core.repeats import Candidate, choose_best, describe_choice, node_id, parse_node_id, repeat_seed
-from core.statistics import compare_seeds
-from pipelines.report import seed_variation, to_markdown
 from tests.helpers import make_card, pushed_versions, tiny_config
+from twinflow.core.config import TrainingConfig, load_config
+from twinflow.core.errors import ConfigError
+from twinflow.core.repeats import Candidate, choose_best, describe_choice, node_id, parse_node_id, repeat_seed
+from twinflow.core.statistics import compare_seeds
+from twinflow.pipelines.report import seed_variation, to_markdown
 
 
 def test_node_ids_keep_the_single_run_names_and_parse_back() -> None:
@@ -46,7 +46,7 @@ def test_repeats_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
     assert load_config(overrides={"repeats": 3}).repeats == 3
     with pytest.raises(ConfigError, match="repeats"):
         load_config(overrides={"repeats": 0})
-    from pipelines.kubeflow.compiler import compile_spec
+    from twinflow.pipelines.kubeflow.compiler import compile_spec
 
     config = load_config(overrides={"repeats": 2, "kubeflow": {"image": "twinflow:test"}})
     with pytest.raises(ConfigError, match="repeats: 2 is for local runs"):
@@ -69,7 +69,7 @@ def test_seed_comparison_is_welchs_test() -> None:
 def _model(root: Path, artifact_id: int, seed: int, eval_accuracy: float):
     from tfx.types import standard_artifacts
 
-    from core.model_card import SplitMetrics, write_model_card
+    from twinflow.core.model_card import SplitMetrics, write_model_card
 
     card = make_card()
     training = card.training.model_copy(
@@ -92,7 +92,7 @@ def _marked(kind, model_id: int, blessed: int | None = None):
 def test_the_pusher_narrows_its_inputs_to_the_chosen_repeat(tmp_path: Path) -> None:
     from tfx.types import standard_artifacts
 
-    from components.versioned_pusher.executor import choose_repeat
+    from twinflow.components.versioned_pusher.executor import choose_repeat
 
     models = [_model(tmp_path, 7, 42, 0.91), _model(tmp_path, 9, 43, 0.93), _model(tmp_path, 8, 44, 0.97)]
     blessings = [_marked(standard_artifacts.ModelBlessing, i, b) for i, b in ((8, 0), (9, 1), (7, 1))]
@@ -126,7 +126,7 @@ def test_the_markdown_lists_every_repeat_and_the_verdict() -> None:
 def test_a_run_with_repeats_trains_every_seed_and_pushes_the_best_by_eval_accuracy(
     tmp_path: Path, tiny_folders: Path
 ) -> None:
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(tmp_path, tiny_folders, framework="lightning", repeats=3, **{"evaluation.accuracy_floor": 0.5})
     report = run_local(config)

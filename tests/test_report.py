@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.statistics import compare
+from twinflow.core.statistics import compare
 
 CLASSES = ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"]
 PER_CLASS = 60
@@ -22,7 +22,7 @@ def _write_test_split(folder: Path, labels: np.ndarray) -> str:
     import tensorflow as tf
     from PIL import Image
 
-    from core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
+    from twinflow.core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
 
     split = folder / "Split-test"
     split.mkdir(parents=True)
@@ -88,8 +88,8 @@ def constructed_report(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Path) -> None:
-    from pipelines.report import to_markdown
-    from pipelines.report_html import render_html
+    from twinflow.pipelines.report import to_markdown
+    from twinflow.pipelines.report_html import render_html
 
     report = constructed_report(tmp_path)
     comparison = report["comparison"]
@@ -121,7 +121,7 @@ def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Pa
 
 
 def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
-    from pipelines.report import to_markdown
+    from twinflow.pipelines.report import to_markdown
 
     labels = np.repeat(np.arange(3), 20)
     report = constructed_report(tmp_path)
@@ -130,8 +130,8 @@ def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
 
 
 def test_train_accuracy_is_labelled_as_a_clean_pass(tmp_path: Path) -> None:
-    from pipelines.report import to_markdown
-    from pipelines.report_html import render_html
+    from twinflow.pipelines.report import to_markdown
+    from twinflow.pipelines.report_html import render_html
 
     report = constructed_report(tmp_path)
     markdown, page = to_markdown(report), render_html(report)
@@ -154,7 +154,7 @@ def _contrast(first: tuple[float, ...], second: tuple[float, ...]) -> float:
 def test_every_confusion_count_is_readable_on_its_cell(tmp_path: Path) -> None:
     from matplotlib.colors import to_rgba
 
-    from pipelines.report_html import confusion_figure
+    from twinflow.pipelines.report_html import confusion_figure
 
     comparison = constructed_report(tmp_path)["comparison"]
     figure = confusion_figure(comparison)
@@ -186,7 +186,7 @@ CROWDED = [  # two clusters of nearly equal latency and accuracy, as real runs g
 
 @pytest.mark.parametrize("points", [CROWDED, CROWDED[3:], [(f, v, 0.5, 0.9) for f, v, _, _ in CROWDED]])
 def test_variant_labels_do_not_overlap(points: list[tuple[str, str, float, float]]) -> None:
-    from pipelines.report_html import label_box, variants_figure
+    from twinflow.pipelines.report_html import label_box, variants_figure
 
     variants = [
         {"framework": f, "variant": v, "model": f"{f}-{v}", "p50_ms_b1_t1": ms, "test_accuracy": acc}
@@ -208,9 +208,9 @@ def test_variant_labels_do_not_overlap(points: list[tuple[str, str, float, float
 
 def test_a_models_size_is_measured_one_way(tmp_path: Path) -> None:
     """The card's size (the results table) and the variants benchmark (the variants table) count the same files."""
-    from core.model_card import artifact_size, write_model_card
     from tests.helpers import make_card
-    from trainers.variants import artifact_sizes
+    from twinflow.core.model_card import artifact_size, write_model_card
+    from twinflow.trainers.variants import artifact_sizes
 
     onnx = tmp_path / "lightning"
     (onnx / "transform_graph" / "transform_fn").mkdir(parents=True)
@@ -233,7 +233,7 @@ def test_a_models_size_is_measured_one_way(tmp_path: Path) -> None:
 
 
 def test_report_output_that_is_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from pipelines.cli import main
+    from twinflow.pipelines.cli import main
 
     taken = tmp_path / "notes.txt"
     taken.write_text("not a folder")

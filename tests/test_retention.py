@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_config
-from core.errors import ConfigError
-from pipelines.retention import format_plan, prune_runs
+from twinflow.core.config import load_config
+from twinflow.core.errors import ConfigError
+from twinflow.pipelines.retention import format_plan, prune_runs
 
 
 def _file(path: Path, age_days: float) -> Path:

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.decisions import read_decisions
-from core.model_card import read_model_card
-from core.versions import served_version
-from pipelines.run_guard import hold
 from tests.helpers import pushed_versions
 from tests.image_data import write_image_folders
+from twinflow.core.decisions import read_decisions
+from twinflow.core.model_card import read_model_card
+from twinflow.core.versions import served_version
+from twinflow.pipelines.run_guard import hold
 
 pytestmark = [pytest.mark.e2e]
 CLASSES = ("circle", "stripes")  # told apart at once: accuracy steady at 100%, so pushes are predictable
@@ -38,7 +38,7 @@ PER_CLASS = 120  # a few hundred images per span: similar spans stay well inside
 
 def twinflow(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *argv],
+        [sys.executable, "-m", "twinflow.pipelines.cli", *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -77,7 +77,7 @@ def _shuffle_labels(folder: Path, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     root = tmp_path_factory.mktemp("retrain")
     _span(root, 1)
@@ -153,7 +153,7 @@ def test_spans_arriving_one_after_another(root: Path) -> None:
     _span(root, 2)
     serving = root / "serving" / "keras"
     files_before = _files(serving)
-    command = [sys.executable, "-m", "pipelines.cli", "retrain", *_args(root)]
+    command = [sys.executable, "-m", "twinflow.pipelines.cli", "retrain", *_args(root)]
     trainer_dir = root / "pipeline" / "Trainer_keras"
     earlier = {p for p in trainer_dir.rglob("*") if p.is_dir()}
     training = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -316,7 +316,7 @@ def _kill_once_published(command: list[str], serving: Path, limit: float = 600) 
 
 
 def test_a_redo_a_run_killed_after_its_push_and_pruning_old_runs(tmp_path: Path) -> None:
-    from pipelines.schema_draft import draft_schema
+    from twinflow.pipelines.schema_draft import draft_schema
 
     root = tmp_path
     _mislabelled_span(root, 1)
@@ -345,7 +345,13 @@ def test_a_redo_a_run_killed_after_its_push_and_pruning_old_runs(tmp_path: Path)
     # Span 2: a run killed right after its push landed, then a run that finds its model pushed.
     _span(root, 2)
     _kill_once_published(
-        [sys.executable, "-m", "pipelines.cli", "retrain", *_args(root, "--epochs", "2", "--max-accuracy-drop", "1")],
+        [
+            sys.executable,
+            "-m",
+            "twinflow.pipelines.cli",
+            "retrain",
+            *_args(root, "--epochs", "2", "--max-accuracy-drop", "1"),
+        ],
         serving,
     )
     v2 = _served(root)
@@ -412,8 +418,8 @@ def _size(folder: Path) -> int:
 
 def _model_of(root: Path, run_id: str):
     """The Trainer's model artifact of a run, from ML Metadata."""
-    from core.metadata import connection_config
-    from pipelines.run_record import read_run
+    from twinflow.core.metadata import connection_config
+    from twinflow.pipelines.run_record import read_run
 
     record = read_run(connection_config(None, str(root / "metadata.sqlite")), "twinflow", run_id)
     return record.nodes["Trainer_keras"].output("model")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from core import fs
-from core.model_card import read_model_card
-from core.versions import COMPLETE_MARKER, complete_versions
 from tests.helpers import tiny_config
+from twinflow.core import fs
+from twinflow.core.model_card import read_model_card
+from twinflow.core.versions import COMPLETE_MARKER, complete_versions
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_push_to_s3_is_complete_marked_and_found(s3: str, tmp_path: Path) -> None:
-    from components.versioned_pusher.executor import find_pushed, push
     from tests.test_versioned_pusher import make_model
+    from twinflow.components.versioned_pusher.executor import find_pushed, push
 
     source = make_model(str(tmp_path / "model"))
     root = f"{s3}/unit/serving/keras"
@@ -37,7 +37,7 @@ def test_a_push_to_s3_is_complete_marked_and_found(s3: str, tmp_path: Path) -> N
 def test_a_whole_pipeline_runs_with_its_root_and_serving_folder_on_s3(
     s3: str, tiny_folders: Path, tmp_path: Path
 ) -> None:
-    from pipelines.local_runner import run_local
+    from twinflow.pipelines.local_runner import run_local
 
     config = tiny_config(
         tmp_path,

@@ -8,17 +8,17 @@ import pytest
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from core.config import PipelineConfig
-from core.model_card import read_model_card
-from pipelines.local_runner import host_argv_hidden
-from pipelines.pipeline import create_data_pipeline
-from pipelines.run_guard import list_run_input
-from pipelines.run_record import read_run
-from pipelines.trainer_inputs import SPLITS, recorded_transform_output
 from tests.helpers import trainer_fn_args
-from trainers import keras_trainer, lightning_trainer
-from trainers.torch_twin import STOPWATCH_FILE
-from trainers.transformed_data import READ_BATCH, read_within_budget, transformed_batches
+from twinflow.core.config import PipelineConfig
+from twinflow.core.model_card import read_model_card
+from twinflow.pipelines.local_runner import host_argv_hidden
+from twinflow.pipelines.pipeline import create_data_pipeline
+from twinflow.pipelines.run_guard import list_run_input
+from twinflow.pipelines.run_record import read_run
+from twinflow.pipelines.trainer_inputs import SPLITS, recorded_transform_output
+from twinflow.trainers import keras_trainer, lightning_trainer
+from twinflow.trainers.torch_twin import STOPWATCH_FILE
+from twinflow.trainers.transformed_data import READ_BATCH, read_within_budget, transformed_batches
 
 MULTI_PROCESSING = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 

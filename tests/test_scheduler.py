@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, RunLockedError
-from pipelines.run_guard import hold
-from pipelines.scheduler import (
+from twinflow.core.errors import ConfigError, RunLockedError
+from twinflow.pipelines.run_guard import hold
+from twinflow.pipelines.scheduler import (
     SCHEDULE_LOCK_SUFFIX,
     TickResult,
     describe_tick,
@@ -139,7 +139,7 @@ STUBBORN_CHILD = textwrap.dedent(
 SCHEDULER = textwrap.dedent(
     """
     import json, sys
-    from pipelines.scheduler import run_schedule
+    from twinflow.pipelines.scheduler import run_schedule
     args = json.loads(sys.argv[1])
     sys.argv = ["twinflow", "schedule", "--local", "--cron", args["cron"]]
     sys.exit(run_schedule(

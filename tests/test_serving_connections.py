@@ -1,7 +1,7 @@
 """``twinflow serve`` as a network service, over raw sockets on 127.0.0.1: connection deadlines, client
 disconnects, bearer tokens, error forms, the access log.
 
-The server is the real command (``python -m pipelines.cli serve``) with short deadlines, serving a
+The server is the real command (``python -m twinflow.pipelines.cli serve``) with short deadlines, serving a
 small real SavedModel (its class is how light the image is), so these tests need no pipeline run;
 ``tests/test_model_server.py`` serves the pipeline's own models.
 """
@@ -39,8 +39,8 @@ def write_tiny_model(folder: Path) -> Path:
     """A SavedModel with both serving signatures and twinflow's outputs, and its model card; returns the folder."""
     import tensorflow as tf
 
-    from core.model_card import write_model_card
     from tests.helpers import make_card
+    from twinflow.core.model_card import write_model_card
 
     class Lightness(tf.Module):
         def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -124,7 +124,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from components.versioned_pusher.publish import publish
+    from twinflow.components.versioned_pusher.publish import publish
 
     root = tmp_path_factory.mktemp("connections")
     publish(str(write_tiny_model(root / "model")), str(root / "serving" / "keras"), {})
@@ -132,7 +132,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     token_file.write_text(f"# rotated by hand\n{TOKEN}\n")
     port, log = _free_port(), root / "server.log"
     command = [
-        *(sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", str(root / "serving")),
+        *(sys.executable, "-m", "twinflow.pipelines.cli", "serve", "--serving-dir", str(root / "serving")),
         *("--port", str(port), "--max-body-bytes", "100000", "--auth-token-file", str(token_file)),
         *("--keep-alive-seconds", str(KEEP_ALIVE), "--header-timeout-seconds", str(HEADER)),
         *("--body-timeout-seconds", str(BODY), "--access-log-every", "3"),
@@ -335,7 +335,7 @@ def test_predict_sends_the_token(server: Server, tmp_path: Path) -> None:
     image = tmp_path / "light.png"
     image.write_bytes(png(240))
     url = f"http://127.0.0.1:{server.port}"
-    command = [sys.executable, "-m", "pipelines.cli", "predict", str(image), "--model", "keras", "--url", url]
+    command = [sys.executable, "-m", "twinflow.pipelines.cli", "predict", str(image), "--model", "keras", "--url", url]
     without = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert without.returncode == 6 and "answered 401" in without.stderr and "--auth-token-file" in without.stderr
     assert "Traceback" not in without.stderr
@@ -355,10 +355,10 @@ def test_the_access_log_is_sampled(server: Server) -> None:
 
 
 def test_the_access_log_is_off_by_default_and_uvicorn_gets_the_deadlines() -> None:
-    from core.config import ServingConfig
-    from serving.app import create_app, server_config
-    from serving.connections import DeadlineProtocol
-    from serving.repository import ModelRepository
+    from twinflow.core.config import ServingConfig
+    from twinflow.serving.app import create_app, server_config
+    from twinflow.serving.connections import DeadlineProtocol
+    from twinflow.serving.repository import ModelRepository
 
     config = ServingConfig()
     uvicorn_config = server_config(create_app(ModelRepository("/nonexistent"), config, 1000), config)
@@ -378,7 +378,16 @@ def test_a_bad_token_file_stops_serve_at_once_with_one_line(tmp_path: Path) -> N
         (short, "line 1: a token needs at least 16 characters"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--serving-dir", str(tmp_path), "--auth-token-file", path],
+            [
+                sys.executable,
+                "-m",
+                "twinflow.pipelines.cli",
+                "serve",
+                "--serving-dir",
+                str(tmp_path),
+                "--auth-token-file",
+                path,
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -403,7 +412,7 @@ def test_a_bad_token_file_stops_serve_at_once_with_one_line(tmp_path: Path) -> N
     ],
 )
 def test_an_open_port_without_authentication_is_warned_about(host: str, authenticated: bool, warned: bool) -> None:
-    from serving.auth import open_port_warning
+    from twinflow.serving.auth import open_port_warning
 
     warning = open_port_warning(host, authenticated)
     assert (warning is not None) == warned

@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_example_gen.images import ingest
-from core.images import read_header
-from serving.errors import ServingError
-from serving.inputs import PixelLimits, decode_failure, prepare_inputs
-from trainers.preprocessing import decode_and_resize
+from twinflow.components.image_example_gen.images import ingest
+from twinflow.core.images import read_header
+from twinflow.serving.errors import ServingError
+from twinflow.serving.inputs import PixelLimits, decode_failure, prepare_inputs
+from twinflow.trainers.preprocessing import decode_and_resize
 
 LIMITS = PixelLimits(per_image=1_000_000, per_request=4_000_000)
 ROTATE_TO_VIEW = 6  # EXIF orientation: turn 90° clockwise to view

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.versions import read_labels, served_version, write_labels
-from serving import tf_serving, v2
-from serving.errors import ServingError
-from serving.inputs import PixelLimits, image_header, prepare_inputs
-from serving.models import ServedModel, _outputs_info, _signature_def
+from twinflow.core.versions import read_labels, served_version, write_labels
+from twinflow.serving import tf_serving, v2
+from twinflow.serving.errors import ServingError
+from twinflow.serving.inputs import PixelLimits, image_header, prepare_inputs
+from twinflow.serving.models import ServedModel, _outputs_info, _signature_def
 
 
 class _Signatures(ServedModel):
@@ -207,7 +207,7 @@ class _Echo(ServedModel):
 def test_micro_batching_joins_concurrent_requests_and_keeps_answers_apart() -> None:
     import threading
 
-    from serving.batching import MicroBatcher
+    from twinflow.serving.batching import MicroBatcher
 
     model, batcher = _Echo(), MicroBatcher(window_seconds=0.2, max_batch=64)
     results: dict[int, object] = {}
@@ -265,7 +265,7 @@ def test_an_empty_binary_batch_is_refused_too() -> None:
 
 
 def test_json_nested_too_deeply_is_a_400_not_a_recursion_error() -> None:
-    from serving.errors import parse_json
+    from twinflow.serving.errors import parse_json
 
     error = _error(parse_json, b'{"a":' * 3000 + b"1" + b"}" * 3000, "JSON Parse error")
     assert (error.http_status, error.message) == (400, "JSON Parse error: nested too deeply")
@@ -278,7 +278,7 @@ class _Stub(_Signatures):
 
 
 def test_keeping_the_served_version_is_warned_once_while_the_broken_one_stays(tmp_path, caplog) -> None:
-    from serving.repository import ModelRepository
+    from twinflow.serving.repository import ModelRepository
 
     root = tmp_path / "keras"
 
@@ -310,7 +310,7 @@ def test_micro_batching_waits_only_for_expected_requests() -> None:
     """A batch runs once every request expected for its model and signature has joined: a lone one never waits."""
     import threading
 
-    from serving.batching import MicroBatcher
+    from twinflow.serving.batching import MicroBatcher
 
     model, other = _Echo(), _Echo()
     batcher = MicroBatcher(window_seconds=60, max_batch=64)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from components.image_example_gen.listing import list_input
-from core.config import load_config
-from core.errors import ConfigError, InputDataError
-from core.spans import compile_pattern, describe_spans, find_spans, latest_spans
 from tests.image_data import write_image_folders
+from twinflow.components.image_example_gen.listing import list_input
+from twinflow.core.config import load_config
+from twinflow.core.errors import ConfigError, InputDataError
+from twinflow.core.spans import compile_pattern, describe_spans, find_spans, latest_spans
 
 
 def _dirs(root: Path, *names: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components import tfma_results
+from twinflow.components import tfma_results
 
 
 def _write_evaluation(folder: Path) -> None:
@@ -74,7 +74,7 @@ def test_reading_an_evaluation_loads_neither_tensorflow_nor_tfma(tmp_path: Path)
     evaluation = tmp_path / "evaluation"
     _write_evaluation(evaluation)
     code = (
-        "import sys; from components.tfma_results import load_overall_metrics; "
+        "import sys; from twinflow.components.tfma_results import load_overall_metrics; "
         f"print(load_overall_metrics({str(evaluation)!r})['accuracy'], "
         "sorted(m for m in ('tensorflow', 'tensorflow_model_analysis', 'apache_beam') if m in sys.modules))"
     )

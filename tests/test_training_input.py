@@ -10,11 +10,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import torch
 
-from core.config import TrainingConfig
-from core.model_card import read_model_card
 from tests.helpers import trainer_fn_args
-from trainers import common, keras_trainer, lightning_trainer, torch_twin
-from trainers.transformed_data import shuffle_buffer_size
+from twinflow.core.config import TrainingConfig
+from twinflow.core.model_card import read_model_card
+from twinflow.trainers import common, keras_trainer, lightning_trainer, torch_twin
+from twinflow.trainers.transformed_data import shuffle_buffer_size
 
 
 def _split(transform_outputs: dict, config: TrainingConfig, budget_bytes: float) -> keras_trainer.TransformedSplit:

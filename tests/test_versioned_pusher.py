@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from components.versioned_pusher.executor import STAGING_PREFIX, find_pushed, next_version, push
-from core import fs
-from core.errors import ModelCardError
-from core.model_card import read_model_card
-from core.versions import COMPLETE_MARKER, complete_versions, is_complete, version_numbers
 from tests.helpers import make_card
+from twinflow.components.versioned_pusher.executor import STAGING_PREFIX, find_pushed, next_version, push
+from twinflow.core import fs
+from twinflow.core.errors import ModelCardError
+from twinflow.core.model_card import read_model_card
+from twinflow.core.versions import COMPLETE_MARKER, complete_versions, is_complete, version_numbers
 
 
 def make_model(root: str) -> str:

@@ -1,3 +1,5 @@
 """TFX run_fn modules and the Transform preprocessing_fn; they depend only on core."""
 
-import core  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from twinflow.core.packages import require_namespace
+
+require_namespace(__name__)

@@ -1,7 +1,7 @@
 """Any twinflow model folder, loaded by its model.json, as a classifier of serialized raw tf.Examples.
 
 A SavedModel answers through its ``serving_default`` signature (the Transform graph inside it);
-ONNX and TFLite models through their copied transform graph (``trainers.transformed_model``).
+ONNX and TFLite models through their copied transform graph (``twinflow.trainers.transformed_model``).
 The TFMA hooks, the Evaluator's comparison with the served model and the report all predict
 through here, so the same model gives the same answers to each of them.
 """
@@ -13,9 +13,9 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from core.contract import PROBABILITIES_KEY, SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
-from core.model_card import read_model_card
-from trainers.transformed_model import load_transformed_classifier
+from twinflow.core.contract import PROBABILITIES_KEY, SERVING_EXAMPLES_SIGNATURE, SIGNATURE_INPUTS
+from twinflow.core.model_card import read_model_card
+from twinflow.trainers.transformed_model import load_transformed_classifier
 
 PREDICT_BATCH = 256
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from core.config import TrainingConfig
-from core.contract import IMAGE_XF_KEY, TRAINING_CONFIG_KEY
-from core.errors import TrainingDivergedError
-from core.model_card import EpochMetrics, InputContract, SplitMetrics, TensorSpec
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import IMAGE_XF_KEY, TRAINING_CONFIG_KEY
+from twinflow.core.errors import TrainingDivergedError
+from twinflow.core.model_card import EpochMetrics, InputContract, SplitMetrics, TensorSpec
 
 # Augmentation shared by both trainers (train split only), each named in TrainingConfig.augment:
 # "flip": random horizontal flip with p=0.5; "brightness": an additive shift drawn

@@ -1,6 +1,6 @@
 """TFMA hooks for models TFMA cannot run itself, called by the TFX Evaluator through ``module_path``.
 
-These hooks load a serving directory by its model card (``trainers.classifier``: Lightning's
+These hooks load a serving directory by its model card (``twinflow.trainers.classifier``: Lightning's
 model.onnx, the Keras int8 variant's model.tflite, each behind its transform_graph/; or a
 SavedModel, the pruned Keras variant) and predict inside TFMA's Beam pipeline, so torch
 models and optimized variants meet exactly the same EvalConfig, metrics, slices and
@@ -19,7 +19,7 @@ from typing import Any
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
 
-from trainers.classifier import load_classifier
+from twinflow.trainers.classifier import load_classifier
 
 PREDICT_STAGE_NAME = "CustomPredict"
 

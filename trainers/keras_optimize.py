@@ -1,6 +1,6 @@
 """The Keras model's optimized variants: magnitude pruning (tfmot) and full-integer int8 (TFLite).
 
-``make_variant`` is the optimizer component's entry point for Keras (see core.registry). The
+``make_variant`` is the optimizer component's entry point for Keras (see twinflow.core.registry). The
 pruned variant is a SavedModel with the parent's signatures (transform graph inside); the
 int8 variant is a TFLite file reading ``image_xf`` beside a copy of the transform graph,
 calibrated on train-split images only.
@@ -12,15 +12,16 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tensorflow_transform as tft
 
-from core import fs
-from core.config import OptimizationConfig
-from core.contract import IMAGE_XF_KEY
-from core.model_card import ModelCard, VariantInfo, read_model_card
-from trainers.keras_trainer import augment, export_serving_model
-from trainers.tflite_model import TFLITE_FILE
-from trainers.transformed_data import SHUFFLE_BUFFER_MAX
-from trainers.transformed_model import TRANSFORM_GRAPH_DIR
-from trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
+from twinflow.core import fs
+from twinflow.core.config import OptimizationConfig
+from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.core.model_card import ModelCard, VariantInfo, read_model_card
+from twinflow.trainers.keras_trainer import augment, export_serving_model
+from twinflow.trainers.tf_keras_autograph import skip_autograph_for_tf_keras
+from twinflow.trainers.tflite_model import TFLITE_FILE
+from twinflow.trainers.transformed_data import SHUFFLE_BUFFER_MAX
+from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR
+from twinflow.trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
 
 FINE_TUNE_LEARNING_RATE_SCALE = 0.1  # fine-tuning starts from a trained model: a tenth of its learning rate
 PRUNING_FREQUENCY = 10  # steps between mask updates: the first is at step 0, so even a tiny fine-tune is pruned
@@ -72,6 +73,7 @@ def make_variant(
     variant: str, parent_dir: str, output_dir: str, examples_uri: str, transform_dir: str, settings: OptimizationConfig
 ) -> ModelCard:
     """Write ``variant`` of the Keras model in ``parent_dir`` to ``output_dir`` (model.json included)."""
+    skip_autograph_for_tf_keras()
     card = read_model_card(parent_dir)
     tf.keras.utils.set_random_seed(card.training.config.seed)
     model = tf.keras.models.load_model(parent_dir, compile=False)

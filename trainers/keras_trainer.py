@@ -10,9 +10,9 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from core.architectures import architecture
-from core.config import TrainingConfig
-from core.contract import (
+from twinflow.core.architectures import architecture
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import (
     CLASS_VOCAB_NAME,
     IMAGE_KEY,
     IMAGE_XF_KEY,
@@ -20,8 +20,8 @@ from core.contract import (
     SERVING_EXAMPLES_SIGNATURE,
     SERVING_IMAGE_BYTES_SIGNATURE,
 )
-from core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
-from trainers.common import (
+from twinflow.core.model_card import ModelCard, TrainingSummary, artifact_size, write_model_card
+from twinflow.trainers.common import (
     BRIGHTNESS_DELTA,
     Stopwatch,
     check_finite_loss,
@@ -31,10 +31,8 @@ from trainers.common import (
     split_metrics,
     training_config,
 )
-from trainers.tf_keras_autograph import skip_autograph_for_tf_keras
-from trainers.transformed_data import MB, TransformedSource, memory_budget_bytes
-
-skip_autograph_for_tf_keras()
+from twinflow.trainers.tf_keras_autograph import skip_autograph_for_tf_keras
+from twinflow.trainers.transformed_data import MB, TransformedSource, memory_budget_bytes
 
 
 def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
@@ -266,6 +264,7 @@ def read_splits(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, con
 
 
 def run_fn(fn_args: FnArgs) -> None:
+    skip_autograph_for_tf_keras()
     config = training_config(fn_args.custom_config)
     tf.keras.utils.set_random_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)

@@ -1,9 +1,9 @@
-"""``python -m trainers.latency --threads N --iterations K --images X.npy label=model_dir ...``
+"""``python -m twinflow.trainers.latency --threads N --iterations K --images X.npy label=model_dir ...``
 
 Times ``image_xf`` → probabilities of each model folder (SavedModel, ONNX or TFLite) in
 this process with N threads: a warm-up, then K calls at batch 1 and K/10 (at least 3) at
 batch 64, the models taking turns. Prints one JSON line of p50/p90 milliseconds. The thread count is set before any
-runtime starts, which is why each count gets its own process (see trainers.variants).
+runtime starts, which is why each count gets its own process (see twinflow.trainers.variants).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ WARM_UP = 5
 
 
 def _predictor(model_dir: str, threads: int) -> Callable[[np.ndarray], object]:
-    from core.model_card import read_model_card
+    from twinflow.core.model_card import read_model_card
 
     card = read_model_card(model_dir)
     if card.format == "saved_model":
@@ -29,7 +29,7 @@ def _predictor(model_dir: str, threads: int) -> Callable[[np.ndarray], object]:
         model = tf.keras.models.load_model(model_dir, compile=False)
         call = tf.function(lambda images: model(images, training=False))
         return lambda images: call(tf.constant(images)).numpy()
-    from trainers.transformed_model import load_transformed_classifier
+    from twinflow.trainers.transformed_model import load_transformed_classifier
 
     return load_transformed_classifier(model_dir, threads=threads).predict_transformed
 

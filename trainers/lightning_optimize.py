@@ -1,6 +1,6 @@
 """The Lightning model's optimized variants: magnitude pruning (torch.nn.utils.prune) and int8 (ONNX Runtime).
 
-``make_variant`` is the optimizer component's entry point for Lightning (see core.registry).
+``make_variant`` is the optimizer component's entry point for Lightning (see twinflow.core.registry).
 The float parent is served as ONNX only, so its weights are read back from the ONNX
 initializers into the twin architecture. Pruning masks each conv and linear weight by
 magnitude, fine-tunes with the masks in place (the Keras twin's recipe) and makes them
@@ -21,13 +21,13 @@ import pytorch_lightning as pl
 from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-from core import fs
-from core.config import OptimizationConfig
-from core.contract import IMAGE_XF_KEY
-from core.model_card import ModelCard, VariantInfo, read_model_card
-from trainers.keras_optimize import FINE_TUNE_LEARNING_RATE_SCALE
-from trainers.onnx_model import ONNX_FILE
-from trainers.torch_twin import (
+from twinflow.core import fs
+from twinflow.core.config import OptimizationConfig
+from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.core.model_card import ModelCard, VariantInfo, read_model_card
+from twinflow.trainers.keras_optimize import FINE_TUNE_LEARNING_RATE_SCALE
+from twinflow.trainers.onnx_model import ONNX_FILE
+from twinflow.trainers.torch_twin import (
     Split,
     TensorDataModule,
     TwinClassifier,
@@ -36,8 +36,8 @@ from trainers.torch_twin import (
     seed_everything,
     split_from_nhwc,
 )
-from trainers.transformed_model import TRANSFORM_GRAPH_DIR
-from trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
+from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR
+from twinflow.trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
 
 CALIBRATION_BATCH = 32
 

@@ -18,20 +18,20 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from core import fs
-from core.config import TrainingConfig
-from core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, PROBABILITIES_KEY
-from core.errors import ConfigError
-from core.model_card import ModelCard, OnnxGraph, TrainingSummary, artifact_size, write_model_card
-from trainers.common import (
+from twinflow.core import fs
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, PROBABILITIES_KEY
+from twinflow.core.errors import ConfigError
+from twinflow.core.model_card import ModelCard, OnnxGraph, TrainingSummary, artifact_size, write_model_card
+from twinflow.trainers.common import (
     Stopwatch,
     input_contract,
     parse_class_vocabulary,
     split_metrics,
     training_config,
 )
-from trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR
-from trainers.torch_twin import (
+from twinflow.trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR
+from twinflow.trainers.torch_twin import (
     ONNX_OPSET,
     STOPWATCH_FILE,
     DataLoader,
@@ -50,7 +50,7 @@ from trainers.torch_twin import (
     seed_everything,
     split_from_nhwc,
 )
-from trainers.transformed_data import MB, READ_BATCH, TransformedSource, memory_budget_bytes
+from twinflow.trainers.transformed_data import MB, READ_BATCH, TransformedSource, memory_budget_bytes
 
 if TYPE_CHECKING:
     from torch import nn

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from core.model_card import ModelCard
-from trainers.transformed_model import TRANSFORM_GRAPH_DIR, TransformGraphClassifier
+from twinflow.core.model_card import ModelCard
+from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR, TransformGraphClassifier
 
 # The Lightning serving layout: <model dir>/{model.json, model.onnx, transform_graph/}.
 ONNX_FILE = "model.onnx"

@@ -12,8 +12,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from core.contract import CLASS_VOCAB_NAME, IMAGE_KEY, IMAGE_XF_KEY, LABEL_KEY, LABEL_NAME_KEY, LABEL_XF_KEY
-from trainers.common import training_config
+from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_KEY, IMAGE_XF_KEY, LABEL_KEY, LABEL_NAME_KEY, LABEL_XF_KEY
+from twinflow.trainers.common import training_config
 
 _EPSILON = 1e-6
 

@@ -13,8 +13,8 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from core.model_card import ModelCard
-from trainers.transformed_model import TransformGraphClassifier
+from twinflow.core.model_card import ModelCard
+from twinflow.trainers.transformed_model import TransformGraphClassifier
 
 TFLITE_FILE = "model.tflite"
 

@@ -6,16 +6,8 @@ so this module can be exercised wherever torch alone is installed, a GPU machine
 
 from __future__ import annotations
 
-import os
-
-# On CPUs shared with other work, OpenMP's default spin-wait at every operator's barrier
-# burns the time slices its own late thread needs: on this project's 2 shared cores that
-# cut twin_cnn training 2-5x. Passive waiting keeps torch's default thread count, costs a
-# few percent on idle cores, and a user's own OMP_WAIT_POLICY still wins. It takes effect
-# only if set before torch is first imported, so lightning_trainer imports torch through here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -28,10 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from core.architectures import architecture
-from core.config import TrainingConfig
-from core.contract import IMAGE_XF_KEY, PROBABILITIES_KEY
-from trainers.common import BRIGHTNESS_DELTA, Stopwatch, check_finite_loss, scheduled_learning_rate
+from twinflow.core.architectures import architecture
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import IMAGE_XF_KEY, PROBABILITIES_KEY
+from twinflow.trainers.common import BRIGHTNESS_DELTA, Stopwatch, check_finite_loss, scheduled_learning_rate
 
 ONNX_OPSET = 17
 _EVAL_BATCH = 1024

@@ -16,8 +16,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from core.config import TrainingConfig
-from core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
+from twinflow.core.config import TrainingConfig
+from twinflow.core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
 
 MB = 1024 * 1024
 READ_BATCH = 1024

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from core import fs
-from core.contract import IMAGE_KEY, IMAGE_XF_KEY
-from core.model_card import ModelCard, read_model_card
+from twinflow.core import fs
+from twinflow.core.contract import IMAGE_KEY, IMAGE_XF_KEY
+from twinflow.core.model_card import ModelCard, read_model_card
 
 TRANSFORM_GRAPH_DIR = "transform_graph"
 
@@ -80,11 +80,11 @@ def load_transformed_classifier(
     ``spin=False`` lets ONNX Runtime's idle threads sleep at once (``trainers.onnx_model.onnx_session``)."""
     card = read_model_card(model_dir)
     if card.format == "onnx":
-        from trainers.onnx_model import OnnxImageClassifier
+        from twinflow.trainers.onnx_model import OnnxImageClassifier
 
         return OnnxImageClassifier(model_dir, threads=threads, spin=spin)
     if card.format == "tflite":
-        from trainers.tflite_model import TfliteImageClassifier
+        from twinflow.trainers.tflite_model import TfliteImageClassifier
 
         return TfliteImageClassifier(model_dir, threads=threads)
     raise ValueError(f"{model_dir}: a {card.format} model is not served behind a copied transform graph")

@@ -1,7 +1,7 @@
 """What both frameworks' optimized variants share: reading Transform output, sparsity, sizes, latency.
 
 The latency benchmark runs each thread count in its own process (``python -m
-trainers.latency``): TensorFlow fixes its thread pools when it starts, so one process could
+twinflow.trainers.latency``): TensorFlow fixes its thread pools when it starts, so one process could
 not time 1 and 2 threads honestly. Every figure of one variant (float parent and variant,
 each thread count and batch size) comes from one benchmark run on one machine: compare
 them as ratios.
@@ -21,10 +21,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from core import fs
-from core.config import OptimizationConfig
-from core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
-from core.model_card import ModelCard, artifact_files, artifact_size, read_model_card, write_model_card
+from twinflow.core import fs
+from twinflow.core.config import OptimizationConfig
+from twinflow.core.contract import IMAGE_XF_KEY, LABEL_XF_KEY
+from twinflow.core.model_card import ModelCard, artifact_files, artifact_size, read_model_card, write_model_card
 
 THREADS = (1, 2)
 BATCHES = (1, 64)
@@ -59,7 +59,7 @@ def kernel_sparsity(kernels: Iterable[np.ndarray]) -> float:
 
 
 def artifact_sizes(model_dir: str) -> tuple[int, int]:
-    """(raw bytes, gzip bytes) of a model folder's artifact files (``core.model_card.artifact_files``, the
+    """(raw bytes, gzip bytes) of a model folder's artifact files (``twinflow.core.model_card.artifact_files``, the
     files the card's ``size_bytes`` counts); gzip shows what pruning's zeros save."""
     raw = zipped = 0
     for path in artifact_files(model_dir, read_model_card(model_dir).artifact):
@@ -83,7 +83,7 @@ def measure_latency(
             command = [
                 sys.executable,
                 "-m",
-                "trainers.latency",
+                "twinflow.trainers.latency",
                 "--threads",
                 str(count),
                 "--iterations",

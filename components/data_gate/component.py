@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 
-from components.data_gate import executor
+from twinflow.components.data_gate import executor
 
 
 class DataGateSpec(types.ComponentSpec):

@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
-from core.errors import DataAnomaliesError
+from twinflow.core.errors import DataAnomaliesError
 
 
 def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:

@@ -17,7 +17,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.drift_gate import executor
+from twinflow.components.drift_gate import executor
 
 
 class DriftGateSpec(types.ComponentSpec):
@@ -37,7 +37,7 @@ class DriftGateSpec(types.ComponentSpec):
 
 
 class DriftGate(base_component.BaseComponent):
-    """Fails with a :class:`core.errors.DataDriftError` unless the drift is accepted."""
+    """Fails with a :class:`twinflow.core.errors.DataDriftError` unless the drift is accepted."""
 
     SPEC_CLASS = DriftGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)

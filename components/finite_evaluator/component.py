@@ -28,7 +28,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
-from components.finite_evaluator import executor
+from twinflow.components.finite_evaluator import executor
 
 
 class FiniteEvaluatorSpec(standard_component_specs.EvaluatorSpec):

@@ -19,10 +19,10 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.types.artifact import Artifact
 from tfx.utils import path_utils
 
-from components.finite_evaluator import promotion
-from components.finite_evaluator.promotion import NON_FINITE_PROPERTY
-from components.paired_predictions import TestSet, read_test_split
-from components.tfma_results import load_overall_metrics, non_finite_headline
+from twinflow.components.finite_evaluator import promotion
+from twinflow.components.finite_evaluator.promotion import NON_FINITE_PROPERTY
+from twinflow.components.paired_predictions import TestSet, read_test_split
+from twinflow.components.tfma_results import load_overall_metrics, non_finite_headline
 
 __all__ = ["NON_FINITE_PROPERTY", "Executor"]
 DEFAULT_MAX_ACCURACY_DROP = 0.01

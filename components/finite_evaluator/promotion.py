@@ -4,13 +4,13 @@ After TFMA, the Evaluator judges three checks, and blesses a model only when all
 
 1. finite headline metrics (TFMA's thresholds compare with ``<``, which NaN passes);
 2. the accuracy floor (TFMA's value threshold);
-3. non-inferiority (``core.statistics.non_inferiority``): the candidate and the model it would
+3. non-inferiority (``twinflow.core.statistics.non_inferiority``): the candidate and the model it would
    replace predict the same test examples, and the lower bound of the 95% interval of
    (candidate − reference) accuracy must be above −``max_accuracy_drop``. When the interval
    straddles that line the test set is too small to decide, and the model is not blessed.
 
 What a model would replace is the *served* version of its model name, read from the serving
-folder (``core.versions.served_version``: the ``stable`` label's version when labels are set,
+folder (``twinflow.core.versions.served_version``: the ``stable`` label's version when labels are set,
 so a canary is never the reference; else the newest complete version), loaded by its
 model.json. No TFX resolver is involved, so the local runner and Kubeflow judge alike. An
 optimized variant is compared with its float parent instead. With nothing served (a first
@@ -33,15 +33,15 @@ from tfx.components.evaluator import constants
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
 
-from components.tfma_results import REPORTED_METRICS, non_finite_headline
-from core import fs
-from core.errors import ModelCardError
-from core.model_card import read_model_card
-from core.statistics import NON_INFERIOR, non_inferiority
-from core.versions import served_version
+from twinflow.components.tfma_results import REPORTED_METRICS, non_finite_headline
+from twinflow.core import fs
+from twinflow.core.errors import ModelCardError
+from twinflow.core.model_card import read_model_card
+from twinflow.core.statistics import NON_INFERIOR, non_inferiority
+from twinflow.core.versions import served_version
 
 if TYPE_CHECKING:
-    from components.paired_predictions import TestSet
+    from twinflow.components.paired_predictions import TestSet
 
 NON_FINITE_PROPERTY = "non_finite_metrics"
 REASON_PROPERTY = "reason"
@@ -140,7 +140,7 @@ def judge(
     refusals += failed_thresholds
     comparison = None
     if reference.model_dir is not None and not reference.same_model and not bad:
-        from components.paired_predictions import predict_classes
+        from twinflow.components.paired_predictions import predict_classes
 
         test = test_examples()
         right = tuple(predict_classes(d, test)[0] == test.labels for d in (model_dir, reference.model_dir))

@@ -7,8 +7,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.image_example_gen import executor
-from components.image_example_gen.images import DEFAULT_MAX_PIXELS
+from twinflow.components.image_example_gen import executor
+from twinflow.components.image_example_gen.images import DEFAULT_MAX_PIXELS
 
 
 class ImageExampleGenSpec(types.ComponentSpec):

@@ -22,9 +22,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
-from components.image_example_gen.file_hashes import UNREADABLE, data_fingerprint, relative_path
-from components.image_example_gen.images import DEFAULT_MAX_PIXELS, UnusableImage, ingest
-from components.image_example_gen.ingest import (
+from twinflow.components.image_example_gen.file_hashes import UNREADABLE, data_fingerprint, relative_path
+from twinflow.components.image_example_gen.images import DEFAULT_MAX_PIXELS, UnusableImage, ingest
+from twinflow.components.image_example_gen.ingest import (
     EXAMPLES_SHOWN,
     INGEST_REPORT_FILE,
     DuplicateGroup,
@@ -34,10 +34,10 @@ from components.image_example_gen.ingest import (
     check_conflicting_labels,
     check_split_sizes,
 )
-from components.image_example_gen.listing import BadFile, SourceFile, list_input
-from core import fs
-from core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, SPLITS
-from core.spans import Span, describe_spans
+from twinflow.components.image_example_gen.listing import BadFile, SourceFile, list_input
+from twinflow.core import fs
+from twinflow.core.contract import FILENAME_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, SPLITS
+from twinflow.core.spans import Span, describe_spans
 
 NUM_BUCKETS = 10
 CLASS_NAMES_FILE = "class_names.json"

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from core import fs
+from twinflow.core import fs
 
 CACHE_FILE = "data_hashes.json"
 RACY_SECONDS = 2.0  # FAT's timestamps are 2 s coarse; ext4, XFS and btrfs keep nanoseconds

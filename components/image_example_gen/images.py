@@ -1,7 +1,7 @@
-"""One image file → the bytes an Example stores (``core.images``' normalisation), and its properties.
+"""One image file → the bytes an Example stores (``twinflow.core.images``' normalisation), and its properties.
 
 The normalisation (what passes through, what is re-encoded as PNG and turned upright) lives in
-``core.images``, so the model server hands a model exactly what training stored.
+``twinflow.core.images``, so the model server hands a model exactly what training stored.
 
 Each image's properties as Pillow decoded the source file (size, bands, format, mean
 intensity) are recorded too: they are extra features of the Example, so statistics and the
@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageStat
 
-from core.contract import IMAGE_CHANNELS_KEY, IMAGE_FORMAT_KEY, IMAGE_HEIGHT_KEY, IMAGE_MEAN_KEY, IMAGE_WIDTH_KEY
-from core.images import DEFAULT_MAX_PIXELS, UnusableImage, header_of, opened, stretched_to_8_bits, upright_png
+from twinflow.core.contract import (
+    IMAGE_CHANNELS_KEY,
+    IMAGE_FORMAT_KEY,
+    IMAGE_HEIGHT_KEY,
+    IMAGE_MEAN_KEY,
+    IMAGE_WIDTH_KEY,
+)
+from twinflow.core.images import DEFAULT_MAX_PIXELS, UnusableImage, header_of, opened, stretched_to_8_bits, upright_png
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageProperties", "IngestedImage", "UnusableImage", "ingest"]
 _GRAY_MODES = {"1", "L", "LA", "La"}
@@ -34,7 +40,7 @@ class ImageProperties:
     mean: float  # mean intensity in [0, 255] over every pixel and colour channel (alpha left out)
 
     def features(self) -> dict[str, int | float | bytes]:
-        """Example feature name → value, under the names core.contract gives them."""
+        """Example feature name → value, under the names twinflow.core.contract gives them."""
         return {
             IMAGE_HEIGHT_KEY: self.height,
             IMAGE_WIDTH_KEY: self.width,
@@ -92,7 +98,7 @@ def _mean_intensity(image: Image.Image) -> float:
 
     Palette, CMYK, YCbCr and the like are measured as RGB, grayscale with alpha as L (alpha
     is not brightness); 16-bit (and 32-bit integer) pixels are scaled from 0..65535 and
-    floating-point ones stretched from their own range, as ``core.images`` stores them.
+    floating-point ones stretched from their own range, as ``twinflow.core.images`` stores them.
     """
     mode = image.mode
     if mode.startswith("I"):

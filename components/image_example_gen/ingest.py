@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.image_example_gen.listing import BadFile
-from core.contract import SPLITS
-from core.errors import ImageFolderError
+from twinflow.components.image_example_gen.listing import BadFile
+from twinflow.core.contract import SPLITS
+from twinflow.core.errors import ImageFolderError
 
 INGEST_REPORT_FILE = "ingest_report.json"
 SHOWN = 20  # files named in one message before "… and N more"
@@ -123,7 +123,7 @@ def _splits_present(counts: Mapping[str, Mapping[str, int]]) -> set[str]:
 
 
 def read_ingest_report(examples_uri: str) -> IngestReport | None:
-    from core import fs
+    from twinflow.core import fs
 
     path = fs.join(examples_uri, INGEST_REPORT_FILE)
     if not fs.gfile().exists(path):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from components.image_example_gen.file_hashes import FileHashes, FileStamp, data_fingerprint, relative_to
-from core.contract import PREPARED_MARKER
-from core.errors import ImageFolderError
-from core.spans import Span, latest_spans
+from twinflow.components.image_example_gen.file_hashes import FileHashes, FileStamp, data_fingerprint, relative_to
+from twinflow.core.contract import PREPARED_MARKER
+from twinflow.core.errors import ImageFolderError
+from twinflow.core.spans import Span, latest_spans
 
 # Formats Pillow only identifies (their data needs plugins or tools not installed here).
 _STUB_FORMATS = {"BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS"}

@@ -13,7 +13,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.model_optimizer import executor
+from twinflow.components.model_optimizer import executor
 
 
 class ModelOptimizerSpec(types.ComponentSpec):

@@ -1,7 +1,7 @@
 """Make one variant of the float model the pusher would choose, and hand its parent on for the comparison.
 
 The framework's own code does the optimizing (``optimize_fn``, a dotted path from
-core.registry, called like a Trainer's ``run_fn``), so this component imports no framework.
+twinflow.core.registry, called like a Trainer's ``run_fn``), so this component imports no framework.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from tfx.types.artifact import Artifact
 from tfx.utils import import_utils
 from tfx.utils import path_utils as tfx_path_utils
 
-from components.versioned_pusher.executor import choose_repeat
-from core import fs
-from core.config import OptimizationConfig
+from twinflow.components.versioned_pusher.executor import choose_repeat
+from twinflow.core import fs
+from twinflow.core.config import OptimizationConfig
 
 
 class Executor(base_executor.BaseExecutor):

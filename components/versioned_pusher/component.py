@@ -4,9 +4,9 @@ Like TFX's Pusher (whose blessing checks it reuses) but the new version appears 
 rename, so a crash mid-push never leaves a partial version a server could load, and the
 pushed model.json records the evaluation metrics the model was blessed with. Whether a model
 is better than the served one is the Evaluator's judgement, on the blessing
-(components.finite_evaluator.promotion); a blessed model is pushed while the version it was
+(twinflow.components.finite_evaluator.promotion); a blessed model is pushed while the version it was
 judged against is still served. The oldest versions beyond ``keep_versions`` are removed, and
-every execution leaves a decision record (core.decisions) with that judgement's figures.
+every execution leaves a decision record (twinflow.core.decisions) with that judgement's figures.
 ``examples`` and ``statistics``, when given, record the training data in the card and keep
 the train split's statistics in the version as its drift baseline. ``parent_model_name``
 marks an optimized variant: it is pushed only while its float parent is in that model's
@@ -21,7 +21,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.versioned_pusher import executor
+from twinflow.components.versioned_pusher import executor
 
 
 class VersionedPusherSpec(types.ComponentSpec):

@@ -1,6 +1,6 @@
 """Push a blessed model, keep a few versions, record every decision with its reasons and figures.
 
-Champion/challenger is judged by the Evaluator (components.finite_evaluator.promotion): it
+Champion/challenger is judged by the Evaluator (twinflow.components.finite_evaluator.promotion): it
 compared the model with what the serving folder serves on the same test examples, and its
 blessing says which version that was. The pusher pushes a blessed model only while that
 version is still the one served (else it refuses: run again), and records the judgement's
@@ -20,9 +20,9 @@ from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 from tfx.utils import path_utils as tfx_path_utils
 
-from components.finite_evaluator import promotion
-from components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
-from components.versioned_pusher.publish import (
+from twinflow.components.finite_evaluator import promotion
+from twinflow.components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
+from twinflow.components.versioned_pusher.publish import (
     STAGING_PREFIX,
     find_pushed,
     next_version,
@@ -30,12 +30,20 @@ from components.versioned_pusher.publish import (
     remove_abandoned,
     remove_oldest,
 )
-from core import fs
-from core.decisions import write_decision
-from core.errors import ModelCardError
-from core.model_card import TrainingData, VariantInfo, read_model_card
-from core.repeats import Candidate, choose_best, describe_choice
-from core.versions import BASELINE_STATISTICS, CANARY, STABLE, Version, read_labels, served_version, write_labels
+from twinflow.core import fs
+from twinflow.core.decisions import write_decision
+from twinflow.core.errors import ModelCardError
+from twinflow.core.model_card import TrainingData, VariantInfo, read_model_card
+from twinflow.core.repeats import Candidate, choose_best, describe_choice
+from twinflow.core.versions import (
+    BASELINE_STATISTICS,
+    CANARY,
+    STABLE,
+    Version,
+    read_labels,
+    served_version,
+    write_labels,
+)
 
 __all__ = ["STAGING_PREFIX", "Executor", "find_pushed", "next_version", "push", "stale_judgement", "training_data"]
 
@@ -122,7 +130,7 @@ def choose_repeat(input_dict: dict[str, list[Artifact]]) -> tuple[dict[str, list
     """With one model per repeat: the inputs narrowed to the chosen repeat's model, blessing and evaluation.
 
     Each blessing and evaluation names its model's id (``current_model_id``); the choice is
-    core.repeats's (blessed, best eval-split accuracy). With no repeat blessed the first stays,
+    twinflow.core.repeats's (blessed, best eval-split accuracy). With no repeat blessed the first stays,
     and is refused as "not blessed" as a single model would be. Returns the inputs and a line
     saying what was chosen (empty for a single model).
     """

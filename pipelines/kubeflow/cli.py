@@ -1,6 +1,6 @@
-"""``twinflow compile | submit | schedule``: the Kubeflow Pipelines verbs, registered by pipelines.cli.
+"""``twinflow compile | submit | schedule``: the Kubeflow Pipelines verbs, registered by twinflow.pipelines.cli.
 
-All three build their config through ``pipelines.flags`` like ``twinflow run``: the same
+All three build their config through ``twinflow.pipelines.flags`` like ``twinflow run``: the same
 flags mean the same config keys (``--data-dir`` is where the images are, for every verb).
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.config import KubeflowConfig, PipelineConfig
-from core.errors import ConfigError
-from core.repeats import node_id
-from pipelines.flags import COMPILE, RETRAIN, SCHEDULE, SUBMIT, add_config_flags, config_from_args, given_flags
+from twinflow.core.config import KubeflowConfig, PipelineConfig
+from twinflow.core.errors import ConfigError
+from twinflow.core.repeats import node_id
+from twinflow.pipelines.flags import COMPILE, RETRAIN, SCHEDULE, SUBMIT, add_config_flags, config_from_args, given_flags
 
 DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")
 IMAGE_ENV = "TWINFLOW_IMAGE"
@@ -79,8 +79,8 @@ def _add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.kubeflow.compiler import compile_spec, deployed, step_images
-    from pipelines.kubeflow.specfile import write_spec
+    from twinflow.pipelines.kubeflow.compiler import compile_spec, deployed, step_images
+    from twinflow.pipelines.kubeflow.specfile import write_spec
 
     config = config_from_args(args)
     if not config.kubeflow.baseline:
@@ -142,7 +142,7 @@ def _data_fingerprint(config: PipelineConfig, fingerprint: str | None) -> str:
     empty: which spans a run reads is decided when its ImageExampleGen runs, and that step is
     compiled uncached.
     """
-    from components.image_example_gen.listing import list_input
+    from twinflow.components.image_example_gen.listing import list_input
 
     data_uri = config.input_base
     if "://" in data_uri or not Path(data_uri).is_dir():
@@ -155,8 +155,8 @@ def _data_fingerprint(config: PipelineConfig, fingerprint: str | None) -> str:
 
 def _run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str, str]]:
     """(endpoint, config, parameter values) from the flags; validated against the spec before any request."""
-    from pipelines.kubeflow.endpoint import Endpoint
-    from pipelines.kubeflow.specfile import (
+    from twinflow.pipelines.kubeflow.endpoint import Endpoint
+    from twinflow.pipelines.kubeflow.specfile import (
         TRAINING_CONFIG_PARAM,
         compiled_training,
         read_spec,
@@ -188,7 +188,7 @@ def _pipeline_root(config: PipelineConfig) -> str | None:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from pipelines.kubeflow.endpoint import submit
+    from twinflow.pipelines.kubeflow.endpoint import submit
 
     def go() -> Any:
         endpoint, config, params = _run_values(args)
@@ -202,7 +202,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     if args.local:
-        from pipelines.retraining_cli import cmd_schedule_local
+        from twinflow.pipelines.retraining_cli import cmd_schedule_local
 
         return cmd_schedule_local(args)
     local_only = given_flags(args, SCHEDULE, outside=True) + (["--ticks"] if args.ticks is not None else [])
@@ -211,7 +211,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
             f"{', '.join(local_only)}: for 'schedule --local' only; a Kubeflow recurring run takes these "
             "from the compiled spec (twinflow compile)"
         )
-    from pipelines.kubeflow.endpoint import schedule
+    from twinflow.pipelines.kubeflow.endpoint import schedule
 
     def go() -> Any:
         endpoint, config, params = _run_values(args)

@@ -21,15 +21,15 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
 
-from components.drift_gate.component import DriftGate
-from components.finite_evaluator.component import FiniteEvaluator
-from components.image_example_gen.component import ImageExampleGen
-from components.versioned_pusher.component import VersionedPusher
-from core.config import KubeflowConfig, PipelineConfig
-from core.errors import ConfigError
-from core.repeats import node_id
-from pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_FILE, TRAINING_CONFIG_PARAM
-from pipelines.pipeline import create_pipeline
+from twinflow.components.drift_gate.component import DriftGate
+from twinflow.components.finite_evaluator.component import FiniteEvaluator
+from twinflow.components.image_example_gen.component import ImageExampleGen
+from twinflow.components.versioned_pusher.component import VersionedPusher
+from twinflow.core.config import KubeflowConfig, PipelineConfig
+from twinflow.core.errors import ConfigError
+from twinflow.core.repeats import node_id
+from twinflow.pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_FILE, TRAINING_CONFIG_PARAM
+from twinflow.pipelines.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 GPU_RESOURCE = "nvidia.com/gpu"

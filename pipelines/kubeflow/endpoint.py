@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import ConfigError, TwinflowError
+from twinflow.core.errors import ConfigError, TwinflowError
 
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
 HOST_ENV = ("KFP_HOST", "KF_PIPELINES_ENDPOINT")
@@ -200,7 +200,7 @@ def _experiment_id(client: Any, endpoint: Endpoint, name: str) -> str:
 
 
 def _pipeline_name(spec_path: Path) -> str:
-    from pipelines.kubeflow.specfile import read_spec
+    from twinflow.pipelines.kubeflow.specfile import read_spec
 
     return read_spec(spec_path)[0]["pipelineInfo"]["name"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from core.config import PipelineConfig, TrainingConfig
-from core.contract import TRAINING_CONFIG_KEY
-from core.errors import ConfigError
+from twinflow.core.config import PipelineConfig, TrainingConfig
+from twinflow.core.contract import TRAINING_CONFIG_KEY
+from twinflow.core.errors import ConfigError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Where the Dockerfile puts things (tests/test_dockerfile.py keeps the two in step).

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.kubeflow.local_step import RUN_ID, executor_input, executor_output_path
-from pipelines.kubeflow.specfile import read_spec
+from twinflow.pipelines.kubeflow.local_step import RUN_ID, executor_input, executor_output_path
+from twinflow.pipelines.kubeflow.specfile import read_spec
 
 
 def _upstream(spec: dict[str, Any], task_name: str, root: Path) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from core.contract import IMAGE_XF_KEY
-from trainers.backbones import mobilenet_v2_spec as spec
+from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec
 
 
 def build_keras_mobilenet_v2(

@@ -24,8 +24,8 @@ import tensorflow as tf
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from trainers.backbones.torch_mobilenet_v2 import keras_layer_names
+from twinflow.core.errors import ConfigError
+from twinflow.trainers.backbones.torch_mobilenet_v2 import keras_layer_names
 
 Convert = Callable[[np.ndarray], np.ndarray]
 

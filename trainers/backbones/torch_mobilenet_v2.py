@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trainers.backbones import mobilenet_v2_spec as spec
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec
 
 Padding = Literal["keras", "symmetric"]  # "symmetric" (torchvision's) exists to show the parity test fails
 

@@ -32,11 +32,11 @@ import numpy as np
 import tensorflow as tf
 from torch import nn
 
-from core import fs
-from core.errors import ConfigError
-from core.model_card import MODEL_CARD_FILE, read_model_card
-from trainers.backbones import mobilenet_v2_spec as spec
-from trainers.backbones import port
+from twinflow.core import fs
+from twinflow.core.errors import ConfigError
+from twinflow.core.model_card import MODEL_CARD_FILE, read_model_card
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec
+from twinflow.trainers.backbones import port
 
 Framework = Literal["keras", "torch"]
 
@@ -60,8 +60,8 @@ class Twins:
 def mobilenet_v2_twins(
     input_shape: tuple[int, int, int], num_classes: int, alpha: float = 1.0, dropout: float = 0.2
 ) -> Twins:
-    from trainers.backbones.keras_mobilenet_v2 import build_keras_mobilenet_v2
-    from trainers.backbones.torch_mobilenet_v2 import TorchMobileNetV2
+    from twinflow.trainers.backbones.keras_mobilenet_v2 import build_keras_mobilenet_v2
+    from twinflow.trainers.backbones.torch_mobilenet_v2 import TorchMobileNetV2
 
     def imagenet_file() -> tuple[str, str]:
         if alpha not in spec.IMAGENET_ALPHAS:
@@ -81,15 +81,15 @@ def mobilenet_v2_twins(
 
 
 def cnn_twins(architecture: str, image_size: int, channels: int, num_classes: int) -> Twins:
-    """Today's twin CNNs (core.architectures), built by the two trainers' own ``build_model``."""
+    """Today's twin CNNs (twinflow.core.architectures), built by the two trainers' own ``build_model``."""
 
     def build_keras() -> tf.keras.Model:
-        from trainers.keras_trainer import build_model
+        from twinflow.trainers.keras_trainer import build_model
 
         return build_model(architecture, image_size, channels, num_classes)
 
     def build_torch() -> nn.Module:
-        from trainers.torch_twin import build_model
+        from twinflow.trainers.torch_twin import build_model
 
         return build_model(architecture, image_size, channels, num_classes)
 
