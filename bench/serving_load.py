@@ -150,7 +150,7 @@ def main() -> int:
     from twinflow.core.bootstrap import bootstrap
 
     bootstrap()
-    from twinflow.core.versions import served_version
+    from twinflow.model_store.layout import served_version
     from twinflow.serving.inputs import PixelLimits, prepare_inputs
     from twinflow.serving.models import ServedModel, load_version
 

@@ -21,13 +21,13 @@ from twinflow.components.tfma_results import load_overall_metrics
 from twinflow.core import fs
 from twinflow.core.config import PipelineConfig
 from twinflow.core.contract import DRIFT_REPORT_FILE
-from twinflow.core.decisions import read_decisions
 from twinflow.core.errors import ConfigError
 from twinflow.core.metadata import connection_config, describe_store
 from twinflow.core.model_card import read_model_card
 from twinflow.core.repeats import node_id
-from twinflow.core.versions import complete_versions, served_version
-from twinflow.pipelines.published import Published, published_versions
+from twinflow.model_store.decisions import read_decisions
+from twinflow.model_store.layout import complete_versions, served_version
+from twinflow.model_store.published import Published, published_versions
 from twinflow.pipelines.report import framework_repeats, framework_row
 from twinflow.pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
 from twinflow.pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes

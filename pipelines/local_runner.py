@@ -352,7 +352,7 @@ def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
 
 
 def _served(config: PipelineConfig) -> list[str]:
-    from twinflow.core.versions import served_version
+    from twinflow.model_store.layout import served_version
 
     served = []
     for framework in config.frameworks:

@@ -21,7 +21,7 @@ from twinflow.core.config import PipelineConfig
 from twinflow.core.contract import TRAINING_CONFIG_KEY
 from twinflow.core.registry import FrameworkPlugin, get_framework
 from twinflow.core.repeats import node_id, repeat_seed
-from twinflow.core.versions import served_version
+from twinflow.model_store.layout import served_version
 from twinflow.pipelines.evaluation import build_eval_config
 from twinflow.schemas import default_schema_path
 

@@ -34,8 +34,8 @@ from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.metadata import connection_config
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import complete_versions
-from twinflow.pipelines.published import published_versions
+from twinflow.model_store.layout import complete_versions
+from twinflow.model_store.published import published_versions
 
 DEFAULT_KEEP_RUNS = 10  # prune-runs without --keep-runs or keep_runs in the config
 DEFAULT_KEEP_TICK_DAYS = 14.0

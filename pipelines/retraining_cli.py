@@ -204,7 +204,7 @@ def _write_summary(summary: dict[str, Any]) -> None:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.serving_ops import rollback
+    from twinflow.model_store.operations import rollback
 
     config = config_from_args(args)
     version = rollback(config.serving_dir, args.framework, args.to)
@@ -213,7 +213,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.serving_ops import promote
+    from twinflow.model_store.operations import promote
 
     config = config_from_args(args)
     labels = promote(config.serving_dir, args.framework)
@@ -222,7 +222,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.serving_ops import format_status, status
+    from twinflow.model_store.operations import format_status, status
 
     config = config_from_args(args)
     rows = status(config.serving_dir, _frameworks(config, args.framework))

@@ -20,28 +20,24 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import os
-import socket
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from twinflow.components.image_example_gen.file_hashes import CACHE_FILE, FileHashes
 from twinflow.components.image_example_gen.ingest import check_classes
 from twinflow.components.image_example_gen.listing import Listing, list_input
 from twinflow.core import fs
 from twinflow.core.config import PipelineConfig
-from twinflow.core.errors import ConfigError, InputDataError, ModelCardError, RunLockedError
+from twinflow.core.errors import ConfigError, InputDataError, ModelCardError
+from twinflow.core.locks import hold
 from twinflow.core.packages import NAMESPACE, PACKAGES
 from twinflow.core.spans import Span
+from twinflow.model_store.lock import hold_serving_folder
 from twinflow.pipelines.shared_lock import hold_shared_store
 
-LOCK_SUFFIX = ".twinflow.lock"
 LAST_RUN_FILE = "last_run.json"
 # Config keys that say where things are kept or how the run is carried out, not what it trains on or
 # how it judges: left out of the run's inputs. (The data and schema enter by content instead.)
@@ -66,11 +62,6 @@ NOT_INPUTS = frozenset(
 )
 
 
-def _lock_path(target: str, suffix: str = LOCK_SUFFIX) -> str:
-    """The lock file sits beside the metadata file or serving folder (a server watching the folder never sees it)."""
-    return os.path.normpath(target) + suffix
-
-
 @contextlib.contextmanager
 def exclusive_run(config: PipelineConfig) -> Iterator[None]:
     """Hold the metadata store and the (local) serving folder for this run; refuse if another run holds either.
@@ -78,60 +69,13 @@ def exclusive_run(config: PipelineConfig) -> Iterator[None]:
     A shared ``mysql://`` store is held on its server (runs on other machines are kept out too)
     instead of by a file beside ``metadata_path``, which it does not use.
     """
-    targets = [] if config.metadata_uri else [config.metadata_path]
-    targets += [] if fs.is_remote(config.serving_dir) else [config.serving_dir]
     with contextlib.ExitStack() as stack:
         if config.metadata_uri:
             stack.enter_context(hold_shared_store(config.metadata_uri, config.pipeline_name))
-        for target in targets:
-            stack.enter_context(hold(target))
+        else:
+            stack.enter_context(hold(config.metadata_path))
+        stack.enter_context(hold_serving_folder(config.serving_dir))
         yield
-
-
-_BUSY = (
-    "another twinflow run is using {target}: {holder}. Wait for it to finish, or stop it; "
-    "two runs on one metadata store or serving folder would mix their results"
-)
-
-
-@contextlib.contextmanager
-def hold(target: str, *, suffix: str = LOCK_SUFFIX, busy: str = _BUSY) -> Iterator[None]:
-    """Hold a file lock beside ``target`` (``target + suffix``) and say who holds it; refuse at once if held.
-
-    Another suffix makes another lock on the same target (the scheduler's ``.schedule.lock``
-    never blocks the run it starts). ``busy`` is the refusal, formatted with ``target`` and ``holder``.
-    """
-    path = _lock_path(target, suffix)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    holder_file = Path(path + ".holder")
-    lock = filelock.FileLock(path, timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise RunLockedError(busy.format(target=target, holder=_read_holder(holder_file))) from None
-    try:
-        holder_file.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "command": " ".join(["twinflow", *sys.argv[1:]])[:300],
-                }
-            )
-        )
-        yield
-    finally:
-        holder_file.unlink(missing_ok=True)
-        lock.release()
-
-
-def _read_holder(holder_file: Path) -> str:
-    try:
-        holder = json.loads(holder_file.read_text())
-    except (OSError, ValueError):
-        return "a process that has not said who it is"
-    return f"pid {holder['pid']} on {holder['host']}, started {holder['started']} ({holder['command']})"
 
 
 @dataclass(frozen=True)
@@ -312,7 +256,7 @@ def unchanged_since(config: PipelineConfig, fingerprint: str) -> Unchanged | Non
 def _served_inputs(model_root: str, fingerprint: str) -> tuple[int | None, Unchanged | None]:
     """The served version's number, and (when it or the canary was trained on ``fingerprint``) its push."""
     from twinflow.core.model_card import read_model_card
-    from twinflow.core.versions import CANARY, complete_versions, read_labels, served_version
+    from twinflow.model_store.layout import CANARY, complete_versions, read_labels, served_version
 
     served = served_version(model_root)
     number = served.number if served else None
@@ -364,7 +308,7 @@ def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bo
     A completed run uses its newest span up (``has_new_data``), pushed or not; a redo runs it again,
     e.g. after a config mistake left it without a push. Returns the note the run keeps in ML Metadata.
     """
-    from twinflow.pipelines.published import pushes_on_span
+    from twinflow.model_store.published import pushes_on_span
 
     if not run_input.spans:
         raise ConfigError(
@@ -389,7 +333,7 @@ def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bo
 def record_run(
     config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_folder: str, run_input: RunInput
 ) -> None:
-    from twinflow.core.versions import served_version
+    from twinflow.model_store.layout import served_version
 
     pushed = {row["framework"]: row.get("pushed_to") for row in report["frameworks"]}
     served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}

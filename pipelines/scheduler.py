@@ -64,7 +64,7 @@ from cronsim import CronSim, CronSimError
 
 from twinflow.core import fs
 from twinflow.core.errors import ConfigError
-from twinflow.pipelines.run_guard import hold
+from twinflow.core.locks import hold
 
 SCHEDULE_LOCK_SUFFIX = ".schedule.lock"
 SUMMARY_ENV = "TWINFLOW_TICK_SUMMARY"

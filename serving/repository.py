@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twinflow.core import fs
-from twinflow.core.versions import COMPLETE_MARKER, STABLE, complete_versions, read_labels, version_numbers
+from twinflow.model_store.layout import COMPLETE_MARKER, STABLE, complete_versions, read_labels, version_numbers
 from twinflow.serving.errors import ServingError, not_found
 from twinflow.serving.models import ServedModel, load_version
 

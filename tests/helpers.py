@@ -63,7 +63,7 @@ def trainer_fn_args(transform_outputs: dict, workdir: Path, **training: object) 
 
 def pushed_versions(serving_dir: str | Path, framework: str) -> list[Path]:
     """Complete versions of one framework, oldest first (as every twinflow reader sees them)."""
-    from twinflow.core.versions import complete_versions
+    from twinflow.model_store.layout import complete_versions
 
     return [Path(v.path) for v in complete_versions(str(Path(serving_dir) / framework))]
 

@@ -26,12 +26,12 @@ from tests.test_versioned_pusher import make_model
 from twinflow.components.finite_evaluator import promotion
 from twinflow.components.versioned_pusher.component import VersionedPusher
 from twinflow.components.versioned_pusher.executor import Executor, push, stale_judgement
-from twinflow.components.versioned_pusher.publish import remove_oldest
 from twinflow.core import fs
-from twinflow.core.decisions import DECISION_KEYS, read_decisions, write_decision
 from twinflow.core.errors import ConfigError
 from twinflow.core.model_card import read_model_card, write_model_card
-from twinflow.core.versions import BASELINE_STATISTICS, COMPLETE_MARKER, complete_versions, served_version
+from twinflow.model_store.decisions import DECISION_KEYS, read_decisions, write_decision
+from twinflow.model_store.layout import BASELINE_STATISTICS, COMPLETE_MARKER, complete_versions, served_version
+from twinflow.model_store.publish import remove_oldest
 
 
 def write_metrics(uri: str, **metrics: float) -> None:
@@ -294,7 +294,7 @@ def test_decision_records_round_trip_oldest_first_locally_and_on_object_stores(t
 
 
 def test_a_canary_push_keeps_the_served_model_stable(tmp_path: Path) -> None:
-    from twinflow.core.versions import read_labels
+    from twinflow.model_store.layout import read_labels
 
     serving = tmp_path / "serving"
     root = str(serving / "keras")

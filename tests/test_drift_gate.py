@@ -25,7 +25,7 @@ from twinflow.core import fs
 from twinflow.core.contract import DRIFT_REPORT_FILE, IMAGE_PROPERTY_KEYS
 from twinflow.core.errors import DataDriftError
 from twinflow.core.model_card import write_model_card
-from twinflow.core.versions import BASELINE_STATISTICS, write_marker
+from twinflow.model_store.layout import BASELINE_STATISTICS, write_marker
 
 pytestmark = pytest.mark.slow  # real TFDV statistics: seconds each, computed once for the module
 

@@ -24,7 +24,7 @@ from twinflow.components.versioned_pusher.executor import push
 from twinflow.core.config import PipelineConfig
 from twinflow.core.model_card import TrainingData
 from twinflow.core.packages import PACKAGES
-from twinflow.core.versions import CANARY, STABLE, write_labels
+from twinflow.model_store.layout import CANARY, STABLE, write_labels
 from twinflow.pipelines.cli import build_parser
 from twinflow.pipelines.flags import config_from_args
 from twinflow.pipelines.run_guard import (

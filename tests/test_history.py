@@ -13,10 +13,10 @@ from tests.helpers import tiny_config
 from tests.image_data import write_image_folders
 from tests.test_versioned_pusher import make_model
 from twinflow.components.versioned_pusher.executor import push
-from twinflow.core.decisions import write_decision
 from twinflow.core.model_card import TrainingData
+from twinflow.model_store.decisions import write_decision
+from twinflow.model_store.published import pushes_on_span
 from twinflow.pipelines.history import format_history, history
-from twinflow.pipelines.published import pushes_on_span
 
 
 def _push(tmp_path: Path, serving: Path, run_id: str, span: int, index: int) -> int:

@@ -101,10 +101,11 @@ def test_the_checkout_folders_are_not_importable_under_their_bare_names() -> Non
     assert "ModuleNotFoundError: No module named 'core'" in elsewhere.stderr, elsewhere.stderr
 
 
-def test_core_loads_no_framework_at_import() -> None:
+def test_core_and_model_store_load_no_framework_at_import() -> None:
     code = (
-        "import sys, twinflow.core.config, twinflow.core.model_card, twinflow.core.registry, twinflow.core.versions; "
-        "import twinflow.core.fs, twinflow.core.images, twinflow.pipelines.flags; "
+        "import sys, twinflow.core.config, twinflow.core.model_card, twinflow.core.registry, twinflow.core.fs; "
+        "import twinflow.core.images, twinflow.model_store.layout, twinflow.model_store.operations; "
+        "import twinflow.model_store.published, twinflow.pipelines.flags; "
         "print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -31,9 +31,9 @@ from PIL import Image
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from twinflow.components.image_example_gen.executor import make_example
-from twinflow.components.versioned_pusher.publish import publish
-from twinflow.core.versions import complete_versions, served_version, write_labels
-from twinflow.pipelines.serving_ops import promote, rollback
+from twinflow.model_store.layout import complete_versions, served_version, write_labels
+from twinflow.model_store.operations import promote, rollback
+from twinflow.model_store.publish import publish
 from twinflow.trainers.onnx_model import OnnxImageClassifier
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ from tests.helpers import tiny_config
 from twinflow.core.config import load_config
 from twinflow.core.errors import ConfigError
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import COMPLETE_MARKER, served_version
+from twinflow.model_store.layout import COMPLETE_MARKER, served_version
 
 VARIANT_MODELS = ("keras-prune", "keras-int8", "lightning-prune", "lightning-int8")
 MAX_DROP = 0.25  # tiny models move by a few points: generous, so only a broken variant is refused
@@ -135,7 +135,7 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
 @pytest.mark.e2e
 def test_blessed_variants_are_pushed_beside_their_parent_and_served(optimized_run: tuple) -> None:
     from twinflow.components.paired_predictions import predict_classes, read_test_split
-    from twinflow.pipelines.serving_ops import status
+    from twinflow.model_store.operations import status
     from twinflow.serving.models import load_version
 
     config, report = optimized_run

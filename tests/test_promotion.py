@@ -18,7 +18,7 @@ from tests.test_versioned_pusher import make_model
 from twinflow.components.finite_evaluator import promotion
 from twinflow.core.model_card import read_model_card, write_model_card
 from twinflow.core.statistics import INFERIOR, NON_INFERIOR, UNDECIDED, non_inferiority
-from twinflow.core.versions import write_labels
+from twinflow.model_store.layout import write_labels
 
 NAMES = ("keras", "served version 7")
 
@@ -262,7 +262,7 @@ def test_a_worse_model_that_clears_the_floor_is_refused_naming_the_check_both_ac
 
     from twinflow.components.tfma_results import load_overall_metrics
     from twinflow.components.versioned_pusher.executor import Executor as Pusher
-    from twinflow.core.decisions import read_decisions
+    from twinflow.model_store.decisions import read_decisions
 
     serving = tmp_path / "serving"
     served = _push_served(trained, serving)

@@ -26,10 +26,10 @@ from PIL import Image
 
 from tests.helpers import pushed_versions
 from tests.image_data import write_image_folders
-from twinflow.core.decisions import read_decisions
+from twinflow.core.locks import hold
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import served_version
-from twinflow.pipelines.run_guard import hold
+from twinflow.model_store.decisions import read_decisions
+from twinflow.model_store.layout import served_version
 
 pytestmark = [pytest.mark.e2e]
 CLASSES = ("circle", "stripes")  # told apart at once: accuracy steady at 100%, so pushes are predictable

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import tiny_config
 from twinflow.core import fs
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import COMPLETE_MARKER, complete_versions
+from twinflow.model_store.layout import COMPLETE_MARKER, complete_versions
 
 pytestmark = pytest.mark.slow
 

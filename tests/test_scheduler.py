@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from twinflow.core.errors import ConfigError, RunLockedError
-from twinflow.pipelines.run_guard import hold
+from twinflow.core.locks import hold
 from twinflow.pipelines.scheduler import (
     SCHEDULE_LOCK_SUFFIX,
     TickResult,

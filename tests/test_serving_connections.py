@@ -124,7 +124,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from twinflow.components.versioned_pusher.publish import publish
+    from twinflow.model_store.publish import publish
 
     root = tmp_path_factory.mktemp("connections")
     publish(str(write_tiny_model(root / "model")), str(root / "serving" / "keras"), {})

@@ -14,12 +14,12 @@ from tests.test_versioned_pusher import make_model
 from twinflow.components.finite_evaluator import promotion
 from twinflow.components.versioned_pusher.executor import push
 from twinflow.core import fs
-from twinflow.core.decisions import read_decisions
 from twinflow.core.errors import RollbackError, RunLockedError
+from twinflow.core.locks import hold
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import COMPLETE_MARKER, Version, complete_versions, served_version
-from twinflow.pipelines.run_guard import hold
-from twinflow.pipelines.serving_ops import format_status, rollback, status
+from twinflow.model_store.decisions import read_decisions
+from twinflow.model_store.layout import COMPLETE_MARKER, Version, complete_versions, served_version
+from twinflow.model_store.operations import format_status, rollback, status
 
 _STAMPED = {"version", "pushed_at", "decision", "rolled_back_from"}
 
@@ -163,9 +163,9 @@ def test_status_says_what_is_served_why_and_the_last_decision(tmp_path: Path) ->
 
 def test_canary_labels_promote_rollback_and_pruning_keep_stable(tmp_path: Path) -> None:
     from twinflow.components.versioned_pusher.executor import label_push
-    from twinflow.components.versioned_pusher.publish import remove_oldest
-    from twinflow.core.versions import read_labels, write_labels
-    from twinflow.pipelines.serving_ops import promote
+    from twinflow.model_store.layout import read_labels, write_labels
+    from twinflow.model_store.operations import promote
+    from twinflow.model_store.publish import remove_oldest
 
     serving = tmp_path / "serving"
     first, second = _pushed(tmp_path, serving, 2)

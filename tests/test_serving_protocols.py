@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twinflow.core.versions import read_labels, served_version, write_labels
+from twinflow.model_store.layout import read_labels, served_version, write_labels
 from twinflow.serving import tf_serving, v2
 from twinflow.serving.errors import ServingError
 from twinflow.serving.inputs import PixelLimits, image_header, prepare_inputs

@@ -16,7 +16,7 @@ from twinflow.components.versioned_pusher.executor import STAGING_PREFIX, find_p
 from twinflow.core import fs
 from twinflow.core.errors import ModelCardError
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import COMPLETE_MARKER, complete_versions, is_complete, version_numbers
+from twinflow.model_store.layout import COMPLETE_MARKER, complete_versions, is_complete, version_numbers
 
 
 def make_model(root: str) -> str:

@@ -1,7 +1,7 @@
 """Compare the new train split with what each served model was trained on; stop the run on drift.
 
 The baseline of a served version is the train-split statistics the pusher copied into it
-(``twinflow.core.versions.BASELINE_STATISTICS``). TFDV measures each drift comparator of the schema
+(``twinflow.model_store.layout.BASELINE_STATISTICS``). TFDV measures each drift comparator of the schema
 (L-infinity, Jensen-Shannon, the number of examples); only those measurements count here:
 schema anomalies are the DataGate's. Frameworks served from the same training data share
 one baseline, so each distinct baseline is compared once.
@@ -25,7 +25,7 @@ from twinflow.core import fs
 from twinflow.core.contract import DRIFT_REPORT_FILE, LABEL_NAME_KEY
 from twinflow.core.errors import ConfigError, DataDriftError, InputDataError, ModelCardError
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import BASELINE_STATISTICS, served_version
+from twinflow.model_store.layout import BASELINE_STATISTICS, served_version
 
 STATISTICS_FILE = "FeatureStats.pb"
 NEW_DATA_SPLIT = "train"

@@ -10,7 +10,7 @@ After TFMA, the Evaluator judges three checks, and blesses a model only when all
    straddles that line the test set is too small to decide, and the model is not blessed.
 
 What a model would replace is the *served* version of its model name, read from the serving
-folder (``twinflow.core.versions.served_version``: the ``stable`` label's version when labels are set,
+folder (``twinflow.model_store.layout.served_version``: the ``stable`` label's version when labels are set,
 so a canary is never the reference; else the newest complete version), loaded by its
 model.json. No TFX resolver is involved, so the local runner and Kubeflow judge alike. An
 optimized variant is compared with its float parent instead. With nothing served (a first
@@ -38,7 +38,7 @@ from twinflow.core import fs
 from twinflow.core.errors import ModelCardError
 from twinflow.core.model_card import read_model_card
 from twinflow.core.statistics import NON_INFERIOR, non_inferiority
-from twinflow.core.versions import served_version
+from twinflow.model_store.layout import served_version
 
 if TYPE_CHECKING:
     from twinflow.components.paired_predictions import TestSet

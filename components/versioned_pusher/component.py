@@ -6,7 +6,7 @@ pushed model.json records the evaluation metrics the model was blessed with. Whe
 is better than the served one is the Evaluator's judgement, on the blessing
 (twinflow.components.finite_evaluator.promotion); a blessed model is pushed while the version it was
 judged against is still served. The oldest versions beyond ``keep_versions`` are removed, and
-every execution leaves a decision record (twinflow.core.decisions) with that judgement's figures.
+every execution leaves a decision record (twinflow.model_store.decisions) with that judgement's figures.
 ``examples`` and ``statistics``, when given, record the training data in the card and keep
 the train split's statistics in the version as its drift baseline. ``parent_model_name``
 marks an optimized variant: it is pushed only while its float parent is in that model's

@@ -22,20 +22,12 @@ from tfx.utils import path_utils as tfx_path_utils
 
 from twinflow.components.finite_evaluator import promotion
 from twinflow.components.tfma_results import finite_only, load_overall_metrics, non_finite_headline
-from twinflow.components.versioned_pusher.publish import (
-    STAGING_PREFIX,
-    find_pushed,
-    next_version,
-    publish,
-    remove_abandoned,
-    remove_oldest,
-)
 from twinflow.core import fs
-from twinflow.core.decisions import write_decision
 from twinflow.core.errors import ModelCardError
 from twinflow.core.model_card import TrainingData, VariantInfo, read_model_card
 from twinflow.core.repeats import Candidate, choose_best, describe_choice
-from twinflow.core.versions import (
+from twinflow.model_store.decisions import write_decision
+from twinflow.model_store.layout import (
     BASELINE_STATISTICS,
     CANARY,
     STABLE,
@@ -43,6 +35,14 @@ from twinflow.core.versions import (
     read_labels,
     served_version,
     write_labels,
+)
+from twinflow.model_store.publish import (
+    STAGING_PREFIX,
+    find_pushed,
+    next_version,
+    publish,
+    remove_abandoned,
+    remove_oldest,
 )
 
 __all__ = ["STAGING_PREFIX", "Executor", "find_pushed", "next_version", "push", "stale_judgement", "training_data"]

@@ -1,6 +1,6 @@
 """Which run pushed which version: read from the serving folder, without TensorFlow.
 
-Two records say it. A push decision record (``twinflow.core.decisions``) names its run and version; and
+Two records say it. A push decision record (``twinflow.model_store.decisions``) names its run and version; and
 every pushed version's ``model.json`` names the run that pushed it (``data.run_id``). The card
 is the one a run killed between its push and its decision record still leaves, so both are read.
 Rollbacks re-publish an earlier card under a new number: they are no run's push.
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from twinflow.core import fs
-from twinflow.core.decisions import read_decisions
 from twinflow.core.errors import ModelCardError
 from twinflow.core.model_card import read_model_card
-from twinflow.core.versions import complete_versions
+from twinflow.model_store.decisions import read_decisions
+from twinflow.model_store.layout import complete_versions
 
 
 @dataclass(frozen=True)

@@ -8,29 +8,31 @@ It holds the serving folder's lock (a local run holds it too), so it never races
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from twinflow.components.versioned_pusher.publish import publish
 from twinflow.core import fs
 from twinflow.core.config import VARIANTS
-from twinflow.core.decisions import read_decisions, write_decision
 from twinflow.core.errors import ModelCardError, RollbackError
 from twinflow.core.model_card import ModelCard, read_model_card
 from twinflow.core.registry import variant_name
-from twinflow.core.versions import CANARY, STABLE, Version, complete_versions, read_labels, served_version, write_labels
-from twinflow.pipelines.run_guard import hold
+from twinflow.model_store.decisions import read_decisions, write_decision
+from twinflow.model_store.layout import (
+    CANARY,
+    STABLE,
+    Version,
+    complete_versions,
+    read_labels,
+    served_version,
+    write_labels,
+)
+from twinflow.model_store.lock import hold_serving_folder
+from twinflow.model_store.publish import publish
 
 _BUSY = (
     "a twinflow run or rollback is using {target}: {holder}. Roll back once it has finished "
     "(a rollback racing a push could be served below it)"
 )
-
-
-def _folder_lock(serving_dir: str) -> contextlib.AbstractContextManager[object]:
-    """The serving folder's lock, which every push holds too (object stores have none: no create-if-absent)."""
-    return contextlib.nullcontext() if fs.is_remote(serving_dir) else hold(str(serving_dir), busy=_BUSY)
 
 
 def _card_or_none(version: Version) -> ModelCard | None:
@@ -71,7 +73,7 @@ def _target(
 def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version:
     """Serve an earlier complete version again by re-publishing it as the newest; returns the new version."""
     model_root = fs.join(str(serving_dir), framework)
-    with _folder_lock(serving_dir):
+    with hold_serving_folder(serving_dir, busy=_BUSY):
         versions = complete_versions(model_root)
         if not versions:
             raise RollbackError(
@@ -107,7 +109,7 @@ def rollback(serving_dir: str, framework: str, to: int | None = None) -> Version
 def promote(serving_dir: str, framework: str) -> dict[str, int]:
     """Move ``stable`` to the ``canary`` version (which then is just stable); returns the new labels."""
     model_root = fs.join(str(serving_dir), framework)
-    with _folder_lock(serving_dir):
+    with hold_serving_folder(serving_dir, busy=_BUSY):
         labels = read_labels(model_root)
         canary = labels.get(CANARY)
         if canary is None:

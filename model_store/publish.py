@@ -4,7 +4,7 @@ Locally the version is assembled in a hidden staging folder and appears in one r
 a stock TF Serving watching the folder never loads a partial model. On object stores
 (gs://, s3://), where a folder cannot appear in one rename, the version is written in
 place and the completion marker is written last; every twinflow reader ignores versions
-without it (twinflow.core.versions). Imports no TensorFlow/TFX module at load time, so the command
+without it (twinflow.model_store.layout). Imports no TensorFlow/TFX module at load time, so the command
 line's rollback stays fast.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from twinflow.core import fs
 from twinflow.core.errors import ModelCardError
 from twinflow.core.model_card import ModelCard, read_model_card, write_model_card
-from twinflow.core.versions import (
+from twinflow.model_store.layout import (
     COMPLETE_MARKER,
     Version,
     complete_versions,

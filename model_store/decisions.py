@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 from twinflow.core import fs
 from twinflow.core.errors import ConfigError
-from twinflow.core.versions import DECISIONS_DIR
+from twinflow.model_store.layout import DECISIONS_DIR
 
 
 class Decision(TypedDict):
