@@ -1,7 +1,7 @@
 """How much the Lightning loop costs over a bare torch loop, on Fashion-MNIST-shaped tensors.
 
 Both loops train the twin CNN on the same in-memory tensors with the same augmentation and
-a validation pass per epoch, and report images/s the way the trainers do (common.Stopwatch:
+a validation pass per epoch, and report images/s the way the trainers do (trainers.stopwatch.Stopwatch:
 the first epoch excluded). Needs torch and Lightning only, so it also runs where TensorFlow
 is absent (e.g. a GPU machine)::
 
@@ -32,7 +32,7 @@ def main() -> int:
         "--wait-policy",
         choices=["passive", "default"],
         default="passive",
-        help="passive: what torch_twin sets; default: torch imported first, so OpenMP keeps its spin-wait",
+        help="passive: what bootstrap() sets; default: torch imported first, so OpenMP keeps its spin-wait",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -42,8 +42,11 @@ def main() -> int:
     import torch
 
     from twinflow.core.config import TrainingConfig
-    from twinflow.trainers import torch_twin
-    from twinflow.trainers.common import Stopwatch
+    from twinflow.trainers.lightning import data as lightning_data
+    from twinflow.trainers.lightning import export as lightning_export
+    from twinflow.trainers.lightning import model as lightning_model
+    from twinflow.trainers.lightning import train as lightning_train
+    from twinflow.trainers.stopwatch import Stopwatch
 
     torch.manual_seed(0)
     val_images = max(args.images // 6, 1)
@@ -52,46 +55,46 @@ def main() -> int:
     labels = images[:, 0, :14].mean(dim=(1, 2)).gt(0).long() + 2 * images[:, 0, 14:].mean(dim=(1, 2)).gt(0)
     train, evaluation = (images[: args.images], labels[: args.images]), (images[args.images :], labels[args.images :])
 
-    class Data(torch_twin.TensorDataModule):
-        def load_splits(self) -> tuple[torch_twin.Split, torch_twin.Split]:
+    class Data(lightning_data.TensorDataModule):
+        def load_splits(self) -> tuple[lightning_data.Split, lightning_data.Split]:
             return train, evaluation
 
     results = []
     for loop in args.loops.split(","):
         stopwatch = Stopwatch()
-        module = torch_twin.TwinClassifier(args.architecture, 28, 1, 4)
+        module = lightning_model.TwinClassifier(args.architecture, 28, 1, 4)
         if loop == "raw":
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             model, optimizer = module.model.to(device), module.configure_optimizers()
-            batches = torch_twin.InMemoryBatches(*train, args.batch_size, shuffle=True)
+            batches = lightning_data.InMemoryBatches(*train, args.batch_size, shuffle=True)
             for _ in range(args.epochs):
                 stopwatch.start_epoch()
                 model.train()
                 for x, y in batches:
-                    x, y = torch_twin.augment(x.to(device)), y.to(device)
+                    x, y = lightning_model.augment(x.to(device)), y.to(device)
                     loss = torch.nn.functional.cross_entropy(model(x), y)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     stopwatch.add_images(len(y))
                 stopwatch.end_training_steps()
-                torch_twin.evaluate_split(model, evaluation, device)
+                lightning_train.evaluate_split(model, evaluation, device)
                 stopwatch.end_epoch()
-            accuracy = torch_twin.evaluate_split(model, evaluation, device)[1]
+            accuracy = lightning_train.evaluate_split(model, evaluation, device)[1]
         else:
             with tempfile.TemporaryDirectory() as logs:
                 config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, architecture=args.architecture)
-                trainer, checkpoint = torch_twin.make_trainer(config, logs, stopwatch)
+                trainer, checkpoint = lightning_train.make_trainer(config, logs, stopwatch)
                 device = trainer.strategy.root_device
                 trainer.fit(module, datamodule=Data(args.batch_size, augment=config.augment, seed=0))
-                torch_twin.restore_best(module, checkpoint)
-                accuracy = torch_twin.evaluate_split(module.model.to(device), evaluation, device)[1]
+                lightning_train.restore_best(module, checkpoint)
+                accuracy = lightning_train.evaluate_split(module.model.to(device), evaluation, device)[1]
                 onnx_path = Path(logs, "m.onnx")
-                torch_twin.export_onnx(module.model, 28, 1, str(onnx_path))
+                lightning_export.export_onnx(module.model, 28, 1, str(onnx_path))
                 onnx_error = _onnx_error(module.model, onnx_path)
         row = {
             "loop": loop,
-            "device": torch_twin.device_name(device),
+            "device": lightning_train.device_name(device),
             "threads": torch.get_num_threads(),
             "wait_policy": args.wait_policy,
             **stopwatch.summary(),

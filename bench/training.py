@@ -4,9 +4,9 @@ Four loops train the same twin CNN on the same Transform output with the same ba
 and augmentation:
 
 * **bare keras**: a ``tf.function`` step over batches gathered from arrays in memory;
-* **keras trainer**: ``twinflow.trainers.keras_trainer.run_fn`` as the TFX Trainer runs it;
+* **keras trainer**: ``twinflow.trainers.keras.train.run_fn`` as the TFX Trainer runs it;
 * **bare torch**: the same step in torch, in the trainer's channels_last memory format;
-* **lightning trainer**: ``twinflow.trainers.lightning_trainer.run_fn``.
+* **lightning trainer**: ``twinflow.trainers.lightning.train.run_fn``.
 
 Each figure is steady-state images/s over training steps only (the first epoch, which pays
 for tracing and loading, is left out), so the ratios trainer ÷ bare show what a trainer's
@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twinflow.core.bootstrap import bootstrap
 
 bootstrap()  # an entry point: OpenMP's wait policy before torch loads
-
-from twinflow.trainers import torch_twin
+from twinflow.trainers.keras import train as keras_train
+from twinflow.trainers.lightning import data as lightning_data
+from twinflow.trainers.lightning import model as lightning_model
+from twinflow.trainers.lightning import train as lightning_train
 
 QUICK_PER_CLASS = {"train": 400, "test": 40}
 
@@ -109,13 +111,12 @@ def bare_keras(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     import numpy as np
     import tensorflow as tf
 
-    from twinflow.trainers import keras_trainer
-    from twinflow.trainers.keras_trainer import augment, build_model
+    from twinflow.trainers.keras.model import augment, build_model
 
     tf.keras.utils.set_random_seed(training.seed)
     images, labels = (tf.constant(a) for a in arrays)
     model = build_model(training.architecture, training.image_size, training.channels, classes)
-    optimizer = keras_trainer.optimizer(training)
+    optimizer = keras_train.optimizer(training)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -147,9 +148,9 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     """The same step in torch: channels_last model and batches, augmentation, Adam with Keras's epsilon."""
     import torch
 
-    torch_twin.seed_everything(training.seed)
-    images, labels = torch_twin.split_from_nhwc(*arrays)
-    module = torch_twin.TwinClassifier(
+    lightning_model.seed_everything(training.seed)
+    images, labels = lightning_data.split_from_nhwc(*arrays)
+    module = lightning_model.TwinClassifier(
         training.architecture,
         training.image_size,
         training.channels,
@@ -159,7 +160,7 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     )
     device = _torch_device()
     model, optimizer = module.model.to(device), module.configure_optimizers()
-    batches = torch_twin.InMemoryBatches(images, labels, training.batch_size, shuffle=True, seed=training.seed)
+    batches = lightning_data.InMemoryBatches(images, labels, training.batch_size, shuffle=True, seed=training.seed)
     epochs = []
     for _ in range(training.epochs):
         model.train()
@@ -167,7 +168,7 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             if training.augment:
-                x = torch_twin.augment(x, training.augment)
+                x = lightning_model.augment(x, training.augment)
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -212,7 +213,6 @@ def main() -> int:
     import tensorflow as tf
 
     from twinflow.core.config import TrainingConfig
-    from twinflow.trainers import keras_trainer, lightning_trainer
 
     mode = "quick" if args.quick else "full"
     root = args.out / mode
@@ -225,9 +225,9 @@ def main() -> int:
 
     runs: dict[str, Callable[[], dict[str, Any]]] = {
         "bare_keras": lambda: bare_keras(arrays, training, classes),
-        "keras": lambda: trainer(keras_trainer.run_fn, output, training, root / "keras"),
+        "keras": lambda: trainer(keras_train.run_fn, output, training, root / "keras"),
         "bare_torch": lambda: bare_torch(arrays, training, classes),
-        "lightning": lambda: trainer(lightning_trainer.run_fn, output, training, root / "lightning"),
+        "lightning": lambda: trainer(lightning_train.run_fn, output, training, root / "lightning"),
     }
     results: dict[str, dict[str, Any]] = {}
     for name in args.loops.split(","):
@@ -243,7 +243,7 @@ def main() -> int:
         "training_images": len(arrays[1]),
         "config": training.to_dict(),
         "threads": {"tensorflow": tf.config.threading.get_intra_op_parallelism_threads(), "torch": _torch_threads()},
-        "device": {"keras": keras_trainer.device_name(), "torch": torch_twin.device_name(_torch_device())},
+        "device": {"keras": keras_train.device_name(), "torch": lightning_train.device_name(_torch_device())},
         "loops": results,
         "ratios": ratios,
     }

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from twinflow.core import fs
 from twinflow.core.contract import FILENAME_KEY, LABEL_KEY
-from twinflow.trainers.classifier import predict_probabilities
+from twinflow.trainers.formats.load import predict_probabilities
 
 
 @dataclass(frozen=True)

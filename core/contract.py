@@ -31,3 +31,8 @@ SPLITS = ("train", "eval", "test")
 DRIFT_REPORT_FILE = "drift.json"
 # What `twinflow prepare-data` leaves at the top of the folder it wrote: part of the data set, not a stray file.
 PREPARED_MARKER = ".twinflow-prepared.json"
+
+# The files of a served model folder beside its model.json (the card's ``artifact`` names the model file).
+ONNX_FILE = "model.onnx"
+TFLITE_FILE = "model.tflite"
+TRANSFORM_GRAPH_DIR = "transform_graph"  # a copy of the Transform graph, for formats that cannot hold it inside

@@ -1,4 +1,4 @@
-"""Frameworks by name. Adding one means one trainer module with ``run_fn`` and one entry here.
+"""Frameworks by name. Adding one means one folder (model, data, train, export, optimize) and one entry here.
 
 Entries name their code by dotted path, so this table (read by the config, the pipeline,
 the report and the server) never imports a framework.
@@ -46,15 +46,15 @@ def variant_name(framework: str, variant: str) -> str:
 FRAMEWORKS: dict[str, FrameworkPlugin] = {
     "keras": FrameworkPlugin(
         name="keras",
-        run_fn="twinflow.trainers.keras_trainer.run_fn",
+        run_fn="twinflow.trainers.keras.train.run_fn",
         signature_name="serving_default",
-        optimize_fn="twinflow.trainers.keras_optimize.make_variant",
+        optimize_fn="twinflow.trainers.keras.optimize.make_variant",
     ),
     "lightning": FrameworkPlugin(
         name="lightning",
-        run_fn="twinflow.trainers.lightning_trainer.run_fn",
+        run_fn="twinflow.trainers.lightning.train.run_fn",
         evaluator_module=VARIANT_EVALUATOR,
-        optimize_fn="twinflow.trainers.lightning_optimize.make_variant",
+        optimize_fn="twinflow.trainers.lightning.optimize.make_variant",
     ),
 }
 

@@ -129,7 +129,7 @@ class TransformGraphModel(ServedModel):
     PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 
     def __init__(self, path: str, card: ModelCard):
-        from twinflow.trainers.transformed_model import load_transformed_classifier
+        from twinflow.trainers.formats.load import load_transformed_classifier
 
         self.card = card
         self.platform = self.PLATFORMS[card.format]

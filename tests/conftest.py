@@ -91,8 +91,8 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
 
 @pytest.fixture(scope="session")
 def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_outputs: dict) -> FnArgs:
-    """lightning_trainer.run_fn run once on the real Transform output: its FnArgs (serving and run dirs)."""
-    from twinflow.trainers.lightning_trainer import run_fn
+    """The Lightning run_fn run once on the real Transform output: its FnArgs (serving and run dirs)."""
+    from twinflow.trainers.lightning.train import run_fn
 
     fn_args = trainer_fn_args(transform_outputs, tmp_path_factory.mktemp("lightning_trained"), epochs=6)
     run_fn(fn_args)

@@ -469,7 +469,7 @@ def test_torch_files_load_without_unpickling_objects(tmp_path: Path) -> None:
 
 
 def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None:
-    from twinflow.trainers import torch_twin
+    from twinflow.trainers.lightning.export import export_onnx
 
     cnn = weights.cnn_twins("tiny_cnn", 12, 1, 3)
     keras_twin, torch_model = cnn.build_keras(), cnn.build_torch()
@@ -480,7 +480,7 @@ def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None
     np.testing.assert_allclose(torch_logits(torch_model, images), expected, rtol=0, atol=1e-5)
 
     path = tmp_path / "model.onnx"  # the Lightning export, wrapper and all (names "model.0.weight", ...)
-    torch_twin.export_onnx(torch_model, 12, 1, str(path))
+    export_onnx(torch_model, 12, 1, str(path))
     fresh = cnn.build_keras()
     origin = weights.apply_weights(str(path), cnn, seed=12, keras_model=fresh)
     assert (origin.kind, origin.framework, origin.ported_to) == ("onnx", "torch", ["keras"])
@@ -488,11 +488,11 @@ def test_cnn_twins_start_identical_and_port_through_onnx(tmp_path: Path) -> None
 
 
 def test_an_onnx_export_of_a_batch_norm_network_is_refused_in_one_line(source_twins, tmp_path: Path) -> None:
-    from twinflow.trainers import torch_twin
+    from twinflow.trainers.lightning.export import export_onnx
 
     _, torch_source, _ = source_twins
     path = tmp_path / "model.onnx"
-    torch_twin.export_onnx(torch_source, EVEN, 3, str(path))
+    export_onnx(torch_source, EVEN, 3, str(path))
     with pytest.raises(ConfigError, match=r"model\.onnx: ONNX exports fold batch norm into the convolutions") as raised:
         weights.apply_weights(str(path), twins(), seed=13, torch_model=twins().build_torch())
     assert "\n" not in str(raised.value)

@@ -18,9 +18,10 @@ from twinflow.core.registry import get_framework
 from twinflow.pipelines.evaluation import build_eval_config
 from twinflow.pipelines.run_record import read_run
 from twinflow.trainers import custom_evaluation
-from twinflow.trainers.lightning_trainer import export_serving_model, run_fn
-from twinflow.trainers.onnx_model import OnnxImageClassifier
-from twinflow.trainers.torch_twin import build_model
+from twinflow.trainers.formats.onnx_model import OnnxImageClassifier
+from twinflow.trainers.lightning.export import export_serving_model
+from twinflow.trainers.lightning.model import build_model
+from twinflow.trainers.lightning.train import run_fn
 
 CLASSES = ["circle", "square", "stripes"]
 

@@ -18,8 +18,8 @@ from twinflow.core.contract import CLASS_VOCAB_NAME
 from twinflow.core.registry import get_framework
 from twinflow.pipelines.evaluation import build_eval_config
 from twinflow.pipelines.run_record import read_run
-from twinflow.trainers.common import parse_class_vocabulary
-from twinflow.trainers.keras_trainer import export_serving_model
+from twinflow.trainers.base import parse_class_vocabulary
+from twinflow.trainers.keras.export import export_serving_model
 
 
 def test_only_headline_metrics_decide_and_undefined_ones_are_left_out_of_cards() -> None:

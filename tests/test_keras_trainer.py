@@ -6,7 +6,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from twinflow.core.config import TrainingConfig
-from twinflow.trainers.keras_trainer import augment, build_model, input_fn
+from twinflow.trainers.keras.data import input_fn
+from twinflow.trainers.keras.model import augment, build_model
 
 
 def test_twin_cnn_has_the_reference_parameter_count() -> None:
@@ -78,7 +79,7 @@ def test_augmentations_are_a_list_each_doing_only_its_part() -> None:
 def test_a_diverging_loss_stops_training_and_writes_no_model(transform_outputs: dict, tmp_path) -> None:
     from tests.helpers import trainer_fn_args
     from twinflow.core.errors import TrainingDivergedError
-    from twinflow.trainers.keras_trainer import run_fn
+    from twinflow.trainers.keras.train import run_fn
 
     fn_args = trainer_fn_args(transform_outputs, tmp_path, learning_rate=1e12, optimizer="sgd", epochs=2)
     with pytest.raises(TrainingDivergedError, match=r"keras training diverged: the loss is (nan|inf) in epoch 1"):
@@ -92,7 +93,7 @@ def test_autograph_leaves_tf_keras_internals_alone_as_it_does_keras() -> None:
     from tensorflow.python.autograph.core import config as autograph_config
     from tensorflow.python.autograph.impl import conversion
 
-    from twinflow.trainers.tf_keras_autograph import skip_autograph_for_tf_keras
+    from twinflow.trainers.keras.train import skip_autograph_for_tf_keras
 
     skip_autograph_for_tf_keras()  # what run_fn and make_variant do first (importing them changes nothing)
     assert conversion.is_allowlisted(tf_keras.Model.train_step)

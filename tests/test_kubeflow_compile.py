@@ -228,7 +228,7 @@ def test_every_executor_and_module_path_in_the_spec_imports(spec: dict[str, Any]
     executors, functions, _ = code_paths(spec)
     assert "twinflow.components.image_example_gen.executor.Executor" in executors
     assert "twinflow.components.versioned_pusher.executor.Executor" in executors
-    assert functions == ["twinflow.trainers.keras_trainer.run_fn", "twinflow.trainers.preprocessing.preprocessing_fn"]
+    assert functions == ["twinflow.trainers.keras.train.run_fn", "twinflow.trainers.preprocessing.preprocessing_fn"]
     assert_importable(spec)
 
 

@@ -139,3 +139,15 @@ print(switch, ours, hasattr(metadata.packages_distributions, "cache_info"),
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "['TF_USE_LEGACY_KERAS'] [] False False", result.stdout
+
+
+def test_the_lightning_twin_loads_no_tensorflow_at_import() -> None:
+    """Data-parallel processes started by a spawn launcher unpickle the module, data module and callbacks:
+    they must not pay for TensorFlow, which only the Trainer's own process needs (to read Transform output)."""
+    code = (
+        "import sys, twinflow.trainers.base, twinflow.trainers.lightning.model, twinflow.trainers.lightning.data; "
+        "import twinflow.trainers.lightning.train, twinflow.trainers.lightning.export; "
+        "print(sorted(m for m in ('tensorflow', 'tfx', 'tensorflow_transform') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr

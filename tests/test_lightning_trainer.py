@@ -14,11 +14,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.helpers import trainer_fn_args
 from twinflow.core.architectures import ARCHITECTURES, architecture
 from twinflow.core.config import TrainingConfig
-from twinflow.trainers import keras_trainer
-from twinflow.trainers.common import BRIGHTNESS_DELTA
-from twinflow.trainers.lightning_trainer import TransformedDataModule
-from twinflow.trainers.onnx_model import ONNX_FILE, TRANSFORM_GRAPH_DIR, OnnxImageClassifier
-from twinflow.trainers.torch_twin import TwinClassifier, augment, build_model, count_parameters, export_onnx
+from twinflow.core.contract import ONNX_FILE, TRANSFORM_GRAPH_DIR
+from twinflow.trainers.base import BRIGHTNESS_DELTA
+from twinflow.trainers.formats.onnx_model import OnnxImageClassifier
+from twinflow.trainers.keras import data as keras_data
+from twinflow.trainers.keras import model as keras_twin
+from twinflow.trainers.lightning.data import TransformedDataModule
+from twinflow.trainers.lightning.export import export_onnx
+from twinflow.trainers.lightning.model import TwinClassifier, augment, build_model, count_parameters
 
 CLASSES = ["circle", "square", "stripes"]
 
@@ -34,7 +37,7 @@ def data_module(transform_outputs: dict, tmp_path_factory: pytest.TempPathFactor
 
 
 def _keras_split(transform_outputs: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    dataset = keras_trainer.input_fn(
+    dataset = keras_data.input_fn(
         transform_outputs["files"][split],
         transform_outputs["data_accessor"],
         tft.TFTransformOutput(transform_outputs["transform_graph"]),
@@ -92,7 +95,7 @@ def _shift_of_plain_or_mirror(original: np.ndarray, changed: np.ndarray, width_a
 def test_augment_is_the_keras_augmentation_on_nchw() -> None:
     nhwc = tf.random.stateless_normal([400, 5, 6, 1], seed=[1, 2]).numpy()
     torch_out = augment(torch.from_numpy(nhwc).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
-    keras_out = keras_trainer.augment(tf.constant(nhwc), seed=3).numpy()
+    keras_out = keras_twin.augment(tf.constant(nhwc), seed=3).numpy()
     for out in (torch_out, keras_out):
         results = [_shift_of_plain_or_mirror(a, b, width_axis=1) for a, b in zip(nhwc, out, strict=True)]
         flips = np.mean([flipped for flipped, _ in results])
@@ -105,7 +108,7 @@ def test_augment_is_the_keras_augmentation_on_nchw() -> None:
 def test_each_augmentation_list_does_in_torch_what_it_does_in_keras(augmentations: tuple[str, ...]) -> None:
     nhwc = tf.random.stateless_normal([200, 5, 6, 1], seed=[1, 2]).numpy()
     torch_out = augment(torch.from_numpy(nhwc).permute(0, 3, 1, 2), augmentations).permute(0, 2, 3, 1).numpy()
-    keras_out = keras_trainer.augment(tf.constant(nhwc), seed=3, augmentations=augmentations).numpy()
+    keras_out = keras_twin.augment(tf.constant(nhwc), seed=3, augmentations=augmentations).numpy()
     for out in (torch_out, keras_out):
         results = [_shift_of_plain_or_mirror(a, b, width_axis=1) for a, b in zip(nhwc, out, strict=True)]
         flips = np.mean([flipped for flipped, _ in results])
@@ -123,7 +126,7 @@ def test_augment_only_while_training(data_module: TransformedDataModule) -> None
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 @pytest.mark.parametrize(("size", "classes"), [(28, 10), (28, 3), (32, 5)])
 def test_twin_parameters_match_keras_layer_by_layer(name: str, size: int, classes: int) -> None:
-    keras_model = keras_trainer.build_model(name, size, 1, classes)
+    keras_model = keras_twin.build_model(name, size, 1, classes)
     torch_model = build_model(name, size, 1, classes)
     keras_counts = [layer.count_params() for layer in keras_model.layers if layer.count_params()]
     torch_counts = [sum(p.numel() for p in m.parameters()) for m in torch_model if any(True for _ in m.parameters())]
@@ -155,7 +158,7 @@ def test_run_fn_writes_serving_model_card_and_logs(lightning_trained, transform_
     card = json.loads((serving / "model.json").read_text())
     assert (card["framework"], card["format"], card["artifact"]) == ("lightning", "onnx", ONNX_FILE)
     assert card["class_names"] == CLASSES and card["architecture"] == "tiny_cnn"
-    assert card["parameters"] == keras_trainer.build_model("tiny_cnn", 28, 1, 3).count_params()
+    assert card["parameters"] == keras_twin.build_model("tiny_cnn", 28, 1, 3).count_params()
     assert card["input_contract"]["transformed"] == {"name": "image_xf", "dtype": "float32", "shape": [28, 28, 1]}
     training = card["training"]
     assert training["config"]["epochs"] == 6 and training["config"]["architecture"] == "tiny_cnn"
@@ -250,7 +253,7 @@ def test_serving_model_predicts_raw_images_through_the_transform_graph(
 
 def test_a_diverging_loss_stops_training_and_writes_no_model(transform_outputs: dict, tmp_path: Path) -> None:
     from twinflow.core.errors import TrainingDivergedError
-    from twinflow.trainers.lightning_trainer import run_fn
+    from twinflow.trainers.lightning.train import run_fn
 
     fn_args = trainer_fn_args(transform_outputs, tmp_path, learning_rate=1e12, optimizer="sgd", epochs=2)
     with pytest.raises(TrainingDivergedError, match=r"lightning training diverged: the loss is (nan|inf) in epoch 1"):

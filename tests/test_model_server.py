@@ -34,7 +34,7 @@ from twinflow.components.image_example_gen.executor import make_example
 from twinflow.model_store.layout import complete_versions, served_version, write_labels
 from twinflow.model_store.operations import promote, rollback
 from twinflow.model_store.publish import publish
-from twinflow.trainers.onnx_model import OnnxImageClassifier
+from twinflow.trainers.formats.onnx_model import OnnxImageClassifier
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]

@@ -227,10 +227,14 @@ def test_an_absurd_sparsity_is_refused_and_the_served_variant_stays(optimized_ru
     assert row["sparsity"] > 0.99
     assert row["test_accuracy"] < _float(report, "keras")["test_accuracy"] - MAX_DROP
     assert (row["blessed"], row["pushed"]) == (False, False)
-    # The refusal names the check, both accuracies on the same images and the threshold.
+    # The refusal names the check, both accuracies on the same images and the threshold. On 45 test images the
+    # paired interval is about ±25 pp wide, so the rule's verdict is "worse" or "too small to decide" depending
+    # on how well the tiny parent trained (a parent at 71% against a variant at chance straddles the line).
+    reason = row["push_reason"]
+    assert reason.startswith("not pushed: ")
     assert (
-        row["push_reason"].startswith("not pushed: ")
-        and "is worse than its float parent by more than 25.00 pp" in (row["push_reason"])
+        "is worse than its float parent by more than 25.00 pp" in reason
+        or "test set too small to decide: the interval of keras-prune − its float parent straddles -25.00 pp" in reason
     )
     assert "on the same 45 test images" in row["push_reason"] and "McNemar p = " in row["push_reason"]
     assert served_version(model_root) == before  # the refused variant never reaches the serving folder

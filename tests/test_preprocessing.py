@@ -13,7 +13,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, LABEL_XF_KEY, TRAINING_CONFIG_KEY
-from twinflow.trainers.common import parse_class_vocabulary
+from twinflow.trainers.base import parse_class_vocabulary
 from twinflow.trainers.preprocessing import decode_and_resize, preprocessing_fn
 
 

@@ -193,7 +193,7 @@ def _always_first_class(trained: dict[str, Any], transform_outputs: dict, root: 
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from twinflow.trainers.keras_trainer import export_serving_model
+    from twinflow.trainers.keras.export import export_serving_model
 
     card = read_model_card(trained["dir"])
     inputs = tf.keras.Input(shape=tuple(card.input_contract.transformed.shape), name="image_xf")

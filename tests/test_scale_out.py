@@ -16,8 +16,9 @@ from twinflow.pipelines.pipeline import create_data_pipeline
 from twinflow.pipelines.run_guard import list_run_input
 from twinflow.pipelines.run_record import read_run
 from twinflow.pipelines.trainer_inputs import SPLITS, recorded_transform_output
-from twinflow.trainers import keras_trainer, lightning_trainer
-from twinflow.trainers.torch_twin import STOPWATCH_FILE
+from twinflow.trainers.keras import train as keras_train
+from twinflow.trainers.lightning import train as lightning_train
+from twinflow.trainers.lightning.train import STOPWATCH_FILE
 from twinflow.trainers.transformed_data import READ_BATCH, read_within_budget, transformed_batches
 
 MULTI_PROCESSING = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
@@ -66,7 +67,7 @@ def test_lightning_trains_data_parallel_in_two_spawned_processes(
     transform_outputs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fn_args = trainer_fn_args(transform_outputs, tmp_path, epochs=3, devices=2, strategy="ddp_spawn")
-    lightning_trainer.run_fn(fn_args)
+    lightning_train.run_fn(fn_args)
     assert "on 2 × CPU (ddp_spawn)" in capsys.readouterr().out
     assert (Path(fn_args.model_run_dir) / "logs" / STOPWATCH_FILE).is_file()  # written by rank 0 of the two
     training = read_model_card(fn_args.serving_model_dir).training
@@ -78,6 +79,6 @@ def test_keras_on_more_devices_than_gpus_trains_on_one_and_says_so(
     transform_outputs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fn_args = trainer_fn_args(transform_outputs, tmp_path, epochs=2, devices=2)
-    keras_trainer.run_fn(fn_args)
+    keras_train.run_fn(fn_args)
     assert "--devices 2: 0 GPUs visible, so one device trains" in capsys.readouterr().out
     assert read_model_card(fn_args.serving_model_dir).training.epochs_run == 2

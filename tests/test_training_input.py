@@ -13,12 +13,19 @@ import torch
 from tests.helpers import trainer_fn_args
 from twinflow.core.config import TrainingConfig
 from twinflow.core.model_card import read_model_card
-from twinflow.trainers import common, keras_trainer, lightning_trainer, torch_twin
+from twinflow.trainers import base
+from twinflow.trainers import stopwatch as timing
+from twinflow.trainers.keras import data as keras_data
+from twinflow.trainers.keras import model as keras_twin
+from twinflow.trainers.keras import train as keras_train
+from twinflow.trainers.lightning import data as lightning_data
+from twinflow.trainers.lightning import model as lightning_model
+from twinflow.trainers.lightning import train as lightning_train
 from twinflow.trainers.transformed_data import shuffle_buffer_size
 
 
-def _split(transform_outputs: dict, config: TrainingConfig, budget_bytes: float) -> keras_trainer.TransformedSplit:
-    return keras_trainer.TransformedSplit(
+def _split(transform_outputs: dict, config: TrainingConfig, budget_bytes: float) -> keras_data.TransformedSplit:
+    return keras_data.TransformedSplit(
         transform_outputs["files"]["train"],
         transform_outputs["data_accessor"],
         tft.TFTransformOutput(transform_outputs["transform_graph"]),
@@ -76,7 +83,7 @@ def test_lightning_streams_over_the_budget_with_the_same_clean_batches(transform
     for budget in (4096, 0.1):
         fn_args = trainer_fn_args(transform_outputs, tmp_path / str(budget))
         config = transform_outputs["config"].training.model_copy(update={"memory_budget_mb": budget, "augment": ()})
-        modules[budget] = lightning_trainer.TransformedDataModule(fn_args, tft_output, config)
+        modules[budget] = lightning_data.TransformedDataModule(fn_args, tft_output, config)
         modules[budget].setup("fit")
     held, streamed = modules[4096], modules[0.1]
     assert held.input_mode == "memory" and streamed.input_mode == "stream" and streamed.train is None
@@ -95,7 +102,7 @@ def test_lightning_streams_over_the_budget_with_the_same_clean_batches(transform
 def test_trainer_streams_above_its_budget_and_still_learns(
     framework: str, transform_outputs: dict, tmp_path: Path
 ) -> None:
-    run_fn = keras_trainer.run_fn if framework == "keras" else lightning_trainer.run_fn
+    run_fn = keras_train.run_fn if framework == "keras" else lightning_train.run_fn
     fn_args = trainer_fn_args(transform_outputs, tmp_path, epochs=3, memory_budget_mb=0.1)
     run_fn(fn_args)
     training = read_model_card(fn_args.serving_model_dir).training
@@ -112,8 +119,8 @@ def test_shuffle_buffer_stays_within_a_quarter_of_the_budget() -> None:
 
 def test_stopwatch_counts_training_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([0.0, 1.0, 5.0, 7.0, 7.5, 11.5, 13.0])
-    monkeypatch.setattr(common.time, "perf_counter", lambda: next(clock))
-    stopwatch = common.Stopwatch()  # 0.0
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    stopwatch = timing.Stopwatch()  # 0.0
     for steps_start in range(2):
         stopwatch.start_epoch()  # 1.0, then 7.5
         stopwatch.end_training_steps()  # 5.0, then 11.5: validation starts
@@ -125,14 +132,14 @@ def test_stopwatch_counts_training_steps_only(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_cosine_schedule_falls_from_the_rate_to_a_tenth() -> None:
-    rates = [common.scheduled_learning_rate(1e-3, e, 6, "cosine") for e in range(6)]
+    rates = [base.scheduled_learning_rate(1e-3, e, 6, "cosine") for e in range(6)]
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
     assert all(a > b for a, b in itertools.pairwise(rates))
-    assert common.scheduled_learning_rate(1e-3, 3, 6, "constant") == 1e-3
+    assert base.scheduled_learning_rate(1e-3, 3, 6, "constant") == 1e-3
 
 
 def test_lightning_twin_steps_the_same_rates_as_keras() -> None:
-    module = torch_twin.TwinClassifier("tiny_cnn", 8, 1, 3, learning_rate=2e-3, lr_schedule="cosine", epochs=5)
+    module = lightning_model.TwinClassifier("tiny_cnn", 8, 1, 3, learning_rate=2e-3, lr_schedule="cosine", epochs=5)
     configured = module.configure_optimizers()
     optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     seen = []
@@ -140,14 +147,14 @@ def test_lightning_twin_steps_the_same_rates_as_keras() -> None:
         seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         schedule.step()
-    expected = [common.scheduled_learning_rate(2e-3, e, 5, "cosine") for e in range(5)]
+    expected = [base.scheduled_learning_rate(2e-3, e, 5, "cosine") for e in range(5)]
     assert seen == pytest.approx(expected)
 
 
 def test_dropout_twin_matches_across_frameworks_and_is_off_at_inference() -> None:
-    keras_model = keras_trainer.build_model("twin_cnn_dropout", 28, 1, 10)
-    torch_model = torch_twin.build_model("twin_cnn_dropout", 28, 1, 10)
-    assert keras_model.count_params() == torch_twin.count_parameters(torch_model) == 421_642
+    keras_model = keras_twin.build_model("twin_cnn_dropout", 28, 1, 10)
+    torch_model = lightning_model.build_model("twin_cnn_dropout", 28, 1, 10)
+    assert keras_model.count_params() == lightning_model.count_parameters(torch_model) == 421_642
     assert [type(m).__name__ for m in torch_model if isinstance(m, torch.nn.Dropout)] == ["Dropout", "Dropout"]
     images = tf.random.stateless_normal([4, 28, 28, 1], seed=[1, 2])
     np.testing.assert_array_equal(keras_model(images, training=False), keras_model(images, training=False))

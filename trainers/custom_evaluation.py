@@ -19,7 +19,7 @@ from typing import Any
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
 
-from twinflow.trainers.classifier import load_classifier
+from twinflow.trainers.formats.load import load_classifier
 
 PREDICT_STAGE_NAME = "CustomPredict"
 

@@ -29,7 +29,7 @@ def _predictor(model_dir: str, threads: int) -> Callable[[np.ndarray], object]:
         model = tf.keras.models.load_model(model_dir, compile=False)
         call = tf.function(lambda images: model(images, training=False))
         return lambda images: call(tf.constant(images)).numpy()
-    from twinflow.trainers.transformed_model import load_transformed_classifier
+    from twinflow.trainers.formats.load import load_transformed_classifier
 
     return load_transformed_classifier(model_dir, threads=threads).predict_transformed
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_KEY, IMAGE_XF_KEY, LABEL_KEY, LABEL_NAME_KEY, LABEL_XF_KEY
-from twinflow.trainers.common import training_config
+from twinflow.trainers.base import training_config
 
 _EPSILON = 1e-6
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 from torch import nn
 
 from twinflow.core import fs
+from twinflow.core.contract import ONNX_FILE
 from twinflow.core.errors import ConfigError
 from twinflow.core.model_card import MODEL_CARD_FILE, read_model_card
 from twinflow.trainers.backbones import mobilenet_v2_spec as spec
@@ -43,7 +44,6 @@ Framework = Literal["keras", "torch"]
 IMAGENET_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 # A Lightning model folder's state dict, when its export keeps one beside model.onnx (read in this order).
 FOLDER_STATE_DICT_FILES = ("model.safetensors", "state_dict.pt")
-ONNX_FILE = "model.onnx"
 SAFETENSORS_PACKAGE = "safetensors==0.8.0"
 
 
@@ -84,12 +84,12 @@ def cnn_twins(architecture: str, image_size: int, channels: int, num_classes: in
     """Today's twin CNNs (twinflow.core.architectures), built by the two trainers' own ``build_model``."""
 
     def build_keras() -> tf.keras.Model:
-        from twinflow.trainers.keras_trainer import build_model
+        from twinflow.trainers.keras.model import build_model
 
         return build_model(architecture, image_size, channels, num_classes)
 
     def build_torch() -> nn.Module:
-        from twinflow.trainers.torch_twin import build_model
+        from twinflow.trainers.lightning.model import build_model
 
         return build_model(architecture, image_size, channels, num_classes)
 

@@ -23,20 +23,13 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from twinflow.core import fs
 from twinflow.core.config import OptimizationConfig
-from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.core.contract import IMAGE_XF_KEY, ONNX_FILE, TRANSFORM_GRAPH_DIR
 from twinflow.core.model_card import ModelCard, VariantInfo, read_model_card
-from twinflow.trainers.keras_optimize import FINE_TUNE_LEARNING_RATE_SCALE
-from twinflow.trainers.onnx_model import ONNX_FILE
-from twinflow.trainers.torch_twin import (
-    Split,
-    TensorDataModule,
-    TwinClassifier,
-    export_onnx,
-    quiet_lightning,
-    seed_everything,
-    split_from_nhwc,
-)
-from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR
+from twinflow.trainers.keras.optimize import FINE_TUNE_LEARNING_RATE_SCALE
+from twinflow.trainers.lightning.data import Split, TensorDataModule, split_from_nhwc
+from twinflow.trainers.lightning.export import export_onnx
+from twinflow.trainers.lightning.model import TwinClassifier, seed_everything
+from twinflow.trainers.lightning.train import quiet_lightning
 from twinflow.trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
 
 CALIBRATION_BATCH = 32

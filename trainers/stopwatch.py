@@ -1,8 +1,4 @@
-"""What every trainer shares beyond the core contracts: config intake, class list, timing, card parts.
-
-Framework modules (keras_trainer, lightning_trainer) import from here and from ``core``,
-and add only their ``run_fn``, so they read as twins.
-"""
+"""Training time and throughput per epoch, with the training steps timed apart, the same way in every trainer."""
 
 from __future__ import annotations
 
@@ -12,68 +8,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from twinflow.core.config import TrainingConfig
-from twinflow.core.contract import IMAGE_XF_KEY, TRAINING_CONFIG_KEY
-from twinflow.core.errors import TrainingDivergedError
-from twinflow.core.model_card import EpochMetrics, InputContract, SplitMetrics, TensorSpec
+from twinflow.core.model_card import EpochMetrics
 
-# Augmentation shared by both trainers (train split only), each named in TrainingConfig.augment:
-# "flip": random horizontal flip with p=0.5; "brightness": an additive shift drawn
-# uniformly from [-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA].
-BRIGHTNESS_DELTA = 0.2
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # logged per epoch under these names by both
-
-
-def training_config(custom_config: Mapping[str, Any] | None) -> TrainingConfig:
-    """The TrainingConfig a pipeline passed through TFX ``custom_config``."""
-    return TrainingConfig.from_dict((custom_config or {}).get(TRAINING_CONFIG_KEY, {}))
-
-
-def parse_class_vocabulary(lines: list[str | bytes]) -> list[str]:
-    """Turn the ``index:name`` vocabulary into names ordered by label index.
-
-    Raises when labels are not exactly 0..K-1 with one name each, which would mean the
-    label and label_name columns disagree.
-    """
-    by_index: dict[int, str] = {}
-    for raw in lines:
-        entry = raw.decode() if isinstance(raw, bytes) else raw
-        index_text, _, name = entry.partition(":")
-        index = int(index_text)
-        if index in by_index and by_index[index] != name:
-            raise ValueError(f"label {index} has two names in the data: {by_index[index]!r} and {name!r}")
-        by_index[index] = name
-    expected = list(range(len(by_index)))
-    if sorted(by_index) != expected:
-        raise ValueError(
-            f"training labels must be 0..{len(by_index) - 1} with every class present; got {sorted(by_index)}"
-        )
-    return [by_index[i] for i in expected]
-
-
-def check_finite_loss(framework: str, epoch: int, loss: float, config: TrainingConfig) -> None:
-    """Stop training on a NaN or infinite loss: such a model must never reach evaluation or serving."""
-    if not math.isfinite(loss):
-        raise TrainingDivergedError(
-            f"{framework} training diverged: the loss is {loss} in epoch {epoch} "
-            f"(learning rate {config.learning_rate}, optimizer {config.optimizer}); no model was written. "
-            "Lower --learning-rate and run again."
-        )
-
-
-def scheduled_learning_rate(base: float, epoch: int, epochs: int, schedule: str) -> float:
-    """The learning rate of ``epoch`` (0-based) of ``epochs``: both trainers set it at each epoch's start.
-
-    "cosine" falls from ``base`` in the first epoch along half a cosine to a tenth of ``base``
-    in the last; "constant" keeps ``base``.
-    """
-    if schedule == "constant" or epochs <= 1:
-        return base
-    return base * (0.55 + 0.45 * math.cos(math.pi * epoch / (epochs - 1)))
-
-
-def split_metrics(loss: float, accuracy: float) -> SplitMetrics:
-    return SplitMetrics(loss=float(loss), accuracy=float(accuracy))
 
 
 class Stopwatch:
@@ -162,12 +99,3 @@ class Stopwatch:
             "first_epoch_images_per_second": round(self.first_epoch_images_per_second, 1),
             "overhead_seconds_per_epoch": round(self.overhead_seconds_per_epoch, 3),
         }
-
-
-def input_contract(config: TrainingConfig) -> InputContract:
-    return InputContract(
-        raw={"image": "encoded image bytes (JPEG, PNG, GIF, BMP)", "example": "serialized tf.Example with 'image'"},
-        transformed=TensorSpec(
-            name=IMAGE_XF_KEY, dtype="float32", shape=[config.image_size, config.image_size, config.channels]
-        ),
-    )

@@ -1,7 +1,5 @@
-"""A Lightning serving model loaded for prediction: ONNX Runtime behind the Transform graph.
-
-Used by the TFMA evaluator hooks and by anything that serves or checks a pushed Lightning
-model (or its ONNX variants).
+"""An ONNX model (the Lightning twin and its variants) loaded for prediction: ONNX Runtime behind the
+Transform graph.
 """
 
 from __future__ import annotations
@@ -12,11 +10,9 @@ import numpy as np
 import onnxruntime as ort
 
 from twinflow.core.model_card import ModelCard
-from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR, TransformGraphClassifier
+from twinflow.trainers.formats.transform_graph import TransformGraphClassifier
 
 # The Lightning serving layout: <model dir>/{model.json, model.onnx, transform_graph/}.
-ONNX_FILE = "model.onnx"
-__all__ = ["ONNX_FILE", "TRANSFORM_GRAPH_DIR", "OnnxImageClassifier", "onnx_session"]
 
 
 def onnx_session(onnx_bytes: bytes, threads: int | None = None, spin: bool = True) -> ort.InferenceSession:

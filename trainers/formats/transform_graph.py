@@ -17,8 +17,6 @@ from twinflow.core import fs
 from twinflow.core.contract import IMAGE_KEY, IMAGE_XF_KEY
 from twinflow.core.model_card import ModelCard, read_model_card
 
-TRANSFORM_GRAPH_DIR = "transform_graph"
-
 
 class TransformGraphClassifier:
     """``<artifact>`` + ``transform_graph/`` from one serving directory; ``format`` names the card format read."""
@@ -71,20 +69,3 @@ class TransformGraphClassifier:
 
     def predict_image_bytes(self, image_bytes: list[bytes] | np.ndarray) -> np.ndarray:
         return self.predict_transformed(self.transform_image_bytes(image_bytes))
-
-
-def load_transformed_classifier(
-    model_dir: str, threads: int | None = None, spin: bool = True
-) -> TransformGraphClassifier:
-    """The classifier for a folder's card format (onnx or tflite); ``threads`` caps the runtime's threads, and
-    ``spin=False`` lets ONNX Runtime's idle threads sleep at once (``trainers.onnx_model.onnx_session``)."""
-    card = read_model_card(model_dir)
-    if card.format == "onnx":
-        from twinflow.trainers.onnx_model import OnnxImageClassifier
-
-        return OnnxImageClassifier(model_dir, threads=threads, spin=spin)
-    if card.format == "tflite":
-        from twinflow.trainers.tflite_model import TfliteImageClassifier
-
-        return TfliteImageClassifier(model_dir, threads=threads)
-    raise ValueError(f"{model_dir}: a {card.format} model is not served behind a copied transform graph")

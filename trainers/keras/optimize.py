@@ -14,13 +14,12 @@ import tensorflow_transform as tft
 
 from twinflow.core import fs
 from twinflow.core.config import OptimizationConfig
-from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.core.contract import IMAGE_XF_KEY, TFLITE_FILE, TRANSFORM_GRAPH_DIR
 from twinflow.core.model_card import ModelCard, VariantInfo, read_model_card
-from twinflow.trainers.keras_trainer import augment, export_serving_model
-from twinflow.trainers.tf_keras_autograph import skip_autograph_for_tf_keras
-from twinflow.trainers.tflite_model import TFLITE_FILE
+from twinflow.trainers.keras.export import export_serving_model
+from twinflow.trainers.keras.model import augment
+from twinflow.trainers.keras.train import skip_autograph_for_tf_keras
 from twinflow.trainers.transformed_data import SHUFFLE_BUFFER_MAX
-from twinflow.trainers.transformed_model import TRANSFORM_GRAPH_DIR
 from twinflow.trainers.variants import finish_variant, kernel_sparsity, read_transformed_split
 
 FINE_TUNE_LEARNING_RATE_SCALE = 0.1  # fine-tuning starts from a trained model: a tenth of its learning rate

@@ -1,4 +1,4 @@
-"""A TFLite serving model (the Keras int8 variant): the TFLite interpreter behind the Transform graph.
+"""A TFLite model (the Keras int8 variant): the TFLite interpreter behind the Transform graph.
 
 The TFLite file reads ``image_xf`` (float, NHWC) and answers probabilities; its inside is
 integer. It is always fed the *transformed* image computed here, never raw features, so
@@ -14,9 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from twinflow.core.model_card import ModelCard
-from twinflow.trainers.transformed_model import TransformGraphClassifier
-
-TFLITE_FILE = "model.tflite"
+from twinflow.trainers.formats.transform_graph import TransformGraphClassifier
 
 
 class TfliteImageClassifier(TransformGraphClassifier):

@@ -1,0 +1,48 @@
+"""The Keras twin: the CNNs of core.architectures as Keras layers, and the training-time augmentation.
+
+Every layer, initialiser and augmentation has its exact counterpart in trainers/lightning/model.py.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from twinflow.core.architectures import architecture
+from twinflow.core.contract import (
+    IMAGE_XF_KEY,
+)
+from twinflow.trainers.base import (
+    BRIGHTNESS_DELTA,
+)
+
+
+def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
+    """The twin CNN as Keras layers; outputs logits (softmax is applied at serving)."""
+    spec = architecture(arch_name)
+    layers: list[tf.keras.layers.Layer] = [tf.keras.Input(shape=(image_size, image_size, channels), name=IMAGE_XF_KEY)]
+    for filters in spec.conv_filters:
+        layers += [
+            tf.keras.layers.Conv2D(filters, spec.kernel_size, padding="same", activation="relu"),
+            tf.keras.layers.MaxPooling2D(2),
+        ]
+    layers.append(tf.keras.layers.Flatten())
+    for units in spec.dense_units:
+        layers += [*_dropout(spec.dropout), tf.keras.layers.Dense(units, activation="relu")]
+    layers += _dropout(spec.dropout)
+    layers.append(tf.keras.layers.Dense(num_classes, name="logits"))
+    return tf.keras.Sequential(layers, name=arch_name)
+
+
+def _dropout(rate: float) -> list[tf.keras.layers.Layer]:
+    return [tf.keras.layers.Dropout(rate)] if rate else []
+
+
+def augment(images: tf.Tensor, seed: int, augmentations: tuple[str, ...] = ("flip", "brightness")) -> tf.Tensor:
+    """The named augmentations, per image (train split only): horizontal flip (p=0.5), brightness shift."""
+    if "flip" in augmentations:
+        flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
+        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    if "brightness" in augmentations:
+        shift = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA, seed=seed + 1)
+        images = images + shift
+    return images

@@ -1,0 +1,1 @@
+"""The PyTorch Lightning twin: model, data, train (``run_fn``), export (ONNX), optimize (prune, int8)."""
