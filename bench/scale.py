@@ -93,9 +93,9 @@ def child_data(data_dir: Path, root: Path, beam_args: list[str], budget_mb: floa
     """In the child: the data stages as one LocalDagRunner run."""
     from tfx import v1 as tfx
 
-    from twinflow.pipelines.local_runner import host_argv_hidden
-    from twinflow.pipelines.pipeline import create_data_pipeline
-    from twinflow.pipelines.run_guard import list_run_input
+    from twinflow.pipelines.definition import create_data_pipeline
+    from twinflow.pipelines.run.guard import list_run_input
+    from twinflow.pipelines.run.local import host_argv_hidden
 
     config = _config(data_dir, root, beam_args, budget_mb)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -111,7 +111,7 @@ def child_train(framework: str, data_dir: Path, root: Path, beam_args: list[str]
 
     from twinflow.core.model_card import read_model_card
     from twinflow.core.registry import get_framework
-    from twinflow.pipelines.trainer_inputs import recorded_transform_output, trainer_fn_args
+    from twinflow.pipelines.run.trainer_inputs import recorded_transform_output, trainer_fn_args
 
     config = _config(data_dir, root, beam_args, budget_mb)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -189,7 +189,7 @@ def stage_windows(metadata_path: Path) -> dict[str, tuple[float, float]]:
     """Each data stage's (start, end) in epoch seconds, from the latest run in ML Metadata."""
     from tfx import v1 as tfx
 
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.run.record import read_run
 
     record = read_run(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)), "twinflow-scale"

@@ -63,10 +63,10 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
     from tfx import v1 as tfx
 
     from twinflow.core.config import load_config
-    from twinflow.pipelines.local_runner import host_argv_hidden
-    from twinflow.pipelines.pipeline import create_data_pipeline
-    from twinflow.pipelines.run_guard import preflight
-    from twinflow.pipelines.trainer_inputs import recorded_transform_output
+    from twinflow.pipelines.definition import create_data_pipeline
+    from twinflow.pipelines.run.guard import preflight
+    from twinflow.pipelines.run.local import host_argv_hidden
+    from twinflow.pipelines.run.trainer_inputs import recorded_transform_output
     from twinflow.schemas import default_schema_path
 
     config = load_config(
@@ -181,7 +181,7 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
 def trainer(run_fn: Callable[[Any], None], output: dict[str, Any], training: Any, workdir: Path) -> dict[str, Any]:
     """One trainer's run_fn as TFX calls it; its figures come from the model card it writes."""
     from twinflow.core.model_card import read_model_card
-    from twinflow.pipelines.trainer_inputs import trainer_fn_args
+    from twinflow.pipelines.run.trainer_inputs import trainer_fn_args
 
     fn_args = trainer_fn_args(output, training, workdir)
     run_fn(fn_args)

@@ -1,7 +1,7 @@
 """The one typed configuration every runner, component and trainer reads (pydantic models).
 
 Values come from three layers, later ones winning: the defaults below, an optional YAML
-file, and command-line flags (``twinflow.pipelines.flags`` maps each flag to one key here). Values
+file, and command-line flags (``twinflow.pipelines.cli.flags`` maps each flag to one key here). Values
 are checked strictly: a YAML ``"2"`` is not an int and ``"false"`` is not a bool, and NaN or
 infinite numbers are refused. Trainers receive the training part as a plain dict
 (``TrainingConfig.model_dump``) through TFX ``custom_config``, so both frameworks see the

@@ -124,7 +124,7 @@ class ModelCard(_Card):
     run_fingerprint: str | None = Field(
         None,
         description="the inputs of the run that trained it: data by content, schema, config, code "
-        "(a local run with the same inputs does nothing; see twinflow.pipelines.run_guard)",
+        "(a local run with the same inputs does nothing; see twinflow.pipelines.run.guard)",
     )
     rolled_back_from: int | None = Field(None, description="the version re-published by a rollback")
 

@@ -30,7 +30,7 @@ stack_imports() {
 # stack's distributions are installed and the project imports is enough (importing the whole
 # stack, as after an install, takes half a minute).
 stack_installed() {
-    "$VENV/bin/python" -c 'import importlib.metadata as m, twinflow.core, twinflow.pipelines.flags
+    "$VENV/bin/python" -c 'import importlib.metadata as m, twinflow.core, twinflow.pipelines.cli.flags
 for name in ("tfx", "tensorflow", "tensorflow-io", "torch", "pytorch-lightning", "onnxruntime", "moto"):
     m.version(name)' >/dev/null 2>&1
 }

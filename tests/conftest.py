@@ -71,7 +71,7 @@ def rgb_jpeg(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def keras_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
     """One real LocalDagRunner run of the Keras pipeline on tiny_folders: (config, report)."""
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(tmp_path_factory.mktemp("keras_run"), tiny_folders)
     return config, run_local(config)
@@ -82,7 +82,7 @@ def transform_outputs(keras_run: tuple[PipelineConfig, dict]) -> dict:
     """The real Transform output of ``keras_run``, as run_fn sees it: files, graph dir, data accessor."""
     from tfx import v1 as tfx
 
-    from twinflow.pipelines.trainer_inputs import recorded_transform_output
+    from twinflow.pipelines.run.trainer_inputs import recorded_transform_output
 
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -102,7 +102,7 @@ def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_output
 @pytest.fixture(scope="session")
 def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
     """One real run of both frameworks on tiny_folders, both pushed: (config, report); for e2e and server tests."""
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(
         tmp_path_factory.mktemp("both_run"),

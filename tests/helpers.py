@@ -56,7 +56,7 @@ def tiny_config(root: Path, data_dir: Path, **overrides: object) -> PipelineConf
 
 def trainer_fn_args(transform_outputs: dict, workdir: Path, **training: object) -> FnArgs:
     """The FnArgs TFX's Trainer would give a run_fn for ``transform_outputs``."""
-    from twinflow.pipelines.trainer_inputs import trainer_fn_args as fn_args
+    from twinflow.pipelines.run.trainer_inputs import trainer_fn_args as fn_args
 
     return fn_args(transform_outputs, transform_outputs["config"].training.model_copy(update=training), workdir)
 

@@ -101,7 +101,7 @@ def test_a_real_run_reports_the_paired_comparison(both_run) -> None:
     from tfx.utils import path_utils
 
     from twinflow.components.paired_predictions import predict_classes, read_test_split
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.run.record import read_run
 
     config, report = both_run
     comparison = report["comparison"]

@@ -12,7 +12,7 @@ from twinflow.core.config import ConfigError, PipelineConfig, TrainingConfig, lo
 from twinflow.core.errors import ConfigError as CoreConfigError
 from twinflow.core.registry import framework_choices
 from twinflow.pipelines.cli import build_parser, main
-from twinflow.pipelines.flags import CONFIG_FLAGS, config_from_args
+from twinflow.pipelines.cli.flags import CONFIG_FLAGS, config_from_args
 from twinflow.pipelines.kubeflow.specfile import compiled_training, parameter_defaults, read_spec, run_parameters
 
 

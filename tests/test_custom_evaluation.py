@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from twinflow.components.tfma_results import load_sliced_metrics
 from twinflow.core.registry import get_framework
 from twinflow.pipelines.evaluation import build_eval_config
-from twinflow.pipelines.run_record import read_run
+from twinflow.pipelines.run.record import read_run
 from twinflow.trainers import custom_evaluation
 from twinflow.trainers.formats.onnx_model import OnnxImageClassifier
 from twinflow.trainers.lightning.export import export_serving_model

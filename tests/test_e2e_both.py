@@ -12,7 +12,7 @@ import tensorflow_model_analysis as tfma
 from tests.conftest import BOTH_RUN_FLOOR as FLOOR
 from tests.helpers import pushed_versions
 from twinflow.components.image_example_gen.executor import make_example
-from twinflow.pipelines.local_runner import run_local
+from twinflow.pipelines.run.local import run_local
 from twinflow.trainers.formats.onnx_model import OnnxImageClassifier
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from tests.helpers import pushed_versions, tiny_config
 from twinflow.components.image_example_gen.executor import make_example
 from twinflow.core.errors import ImageFolderError
 from twinflow.pipelines.cli import main
-from twinflow.pipelines.local_runner import run_local
+from twinflow.pipelines.run.local import run_local
 
 pytestmark = pytest.mark.e2e
 CLASSES = ["circle", "square", "stripes"]
@@ -177,7 +177,7 @@ def test_touched_or_copied_data_is_nothing_new_against_the_served_version(
 
 
 def test_a_second_run_at_the_same_time_is_refused_naming_the_holder(keras_run, tmp_path: Path) -> None:
-    from twinflow.pipelines.run_guard import exclusive_run
+    from twinflow.pipelines.run.guard import exclusive_run
 
     config, _ = keras_run
     executions = _executions(config)

@@ -17,7 +17,7 @@ from twinflow.core.config import EvaluationConfig
 from twinflow.core.contract import CLASS_VOCAB_NAME
 from twinflow.core.registry import get_framework
 from twinflow.pipelines.evaluation import build_eval_config
-from twinflow.pipelines.run_record import read_run
+from twinflow.pipelines.run.record import read_run
 from twinflow.trainers.base import parse_class_vocabulary
 from twinflow.trainers.keras.export import export_serving_model
 

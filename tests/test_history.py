@@ -16,7 +16,7 @@ from twinflow.components.versioned_pusher.executor import push
 from twinflow.core.model_card import TrainingData
 from twinflow.model_store.decisions import write_decision
 from twinflow.model_store.published import pushes_on_span
-from twinflow.pipelines.history import format_history, history
+from twinflow.pipelines.retraining.history import format_history, history
 
 
 def _push(tmp_path: Path, serving: Path, run_id: str, span: int, index: int) -> int:

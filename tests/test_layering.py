@@ -105,7 +105,7 @@ def test_core_and_model_store_load_no_framework_at_import() -> None:
     code = (
         "import sys, twinflow.core.config, twinflow.core.model_card, twinflow.core.registry, twinflow.core.fs; "
         "import twinflow.core.images, twinflow.model_store.layout, twinflow.model_store.operations; "
-        "import twinflow.model_store.published, twinflow.pipelines.flags; "
+        "import twinflow.model_store.published, twinflow.pipelines.cli.flags; "
         "print(sorted(m for m in ('tensorflow', 'torch', 'tfx') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -25,7 +25,7 @@ import pytest
 from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import ConfigError, RunLockedError
 from twinflow.core.metadata import PASSWORD_ENV, connection_config
-from twinflow.pipelines.run_guard import exclusive_run
+from twinflow.pipelines.run.guard import exclusive_run
 
 pytestmark = pytest.mark.slow  # starts a real MariaDB server
 
@@ -166,7 +166,7 @@ def test_ml_metadata_records_and_reads_an_execution(mariadb: Server, password: s
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from twinflow.pipelines.shared_lock import check_store
+    from twinflow.pipelines.run.shared_lock import check_store
 
     check_store(_config(mariadb, tmp_path))
     store = metadata_store.MetadataStore(connection_config(mariadb.uri(), str(tmp_path / "unused.sqlite")))
@@ -187,7 +187,7 @@ def test_ml_metadata_records_and_reads_an_execution(mariadb: Server, password: s
 def test_a_wrong_password_names_the_server_and_never_the_password(
     mariadb: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from twinflow.pipelines.shared_lock import check_store
+    from twinflow.pipelines.run.shared_lock import check_store
 
     monkeypatch.setenv(PASSWORD_ENV, WRONG_PASSWORD)
     config = _config(mariadb, tmp_path)
@@ -206,7 +206,7 @@ def test_a_wrong_password_names_the_server_and_never_the_password(
 
 
 def test_an_unreachable_server_is_a_config_error(mariadb: Server, password: str, tmp_path: Path) -> None:
-    from twinflow.pipelines.shared_lock import check_store
+    from twinflow.pipelines.run.shared_lock import check_store
 
     config = _config(mariadb, tmp_path).model_copy(
         update={"metadata_uri": f"mysql://{USER}@127.0.0.1:{_free_port()}/x"}
@@ -237,7 +237,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from twinflow.core.config import PipelineConfig
-    from twinflow.pipelines.run_guard import exclusive_run
+    from twinflow.pipelines.run.guard import exclusive_run
 
     config = PipelineConfig.model_validate_json(sys.argv[1])
     with exclusive_run(config):
@@ -266,7 +266,7 @@ def _start_holder(config: PipelineConfig) -> subprocess.Popen:
 def test_a_second_run_on_the_shared_store_is_refused_until_the_first_dies(
     mariadb: Server, password: str, tmp_path: Path
 ) -> None:
-    from twinflow.pipelines.shared_lock import check_store
+    from twinflow.pipelines.run.shared_lock import check_store
 
     first_config = _config(mariadb, tmp_path / "machine-a")
     second_config = _config(mariadb, tmp_path / "machine-b")  # its own files: only the server can say no
@@ -304,7 +304,7 @@ def test_a_run_that_loses_its_lock_mid_run_says_so(
 ) -> None:
     import pymysql
 
-    from twinflow.pipelines import shared_lock
+    from twinflow.pipelines.run import shared_lock
 
     monkeypatch.setattr(shared_lock, "PING_INTERVAL_S", 0.05)
     config = _config(mariadb, tmp_path)
@@ -323,7 +323,7 @@ def test_a_run_that_loses_its_lock_mid_run_says_so(
 
 
 def test_a_long_lock_name_is_shortened_but_stays_distinct() -> None:
-    from twinflow.pipelines.shared_lock import MAX_LOCK_NAME, lock_name
+    from twinflow.pipelines.run.shared_lock import MAX_LOCK_NAME, lock_name
 
     assert lock_name("db", "twinflow") == "twinflow:db:twinflow"
     long_a, long_b = lock_name("db", "p" * 100 + "a"), lock_name("db", "p" * 100 + "b")
@@ -337,9 +337,9 @@ def test_a_whole_tiny_run_records_in_the_shared_store(
     import pymysql
 
     from tests.helpers import tiny_config
-    from twinflow.pipelines.history import history
-    from twinflow.pipelines.local_runner import run_local
-    from twinflow.pipelines.shared_lock import HOLDERS_TABLE
+    from twinflow.pipelines.retraining.history import history
+    from twinflow.pipelines.run.local import run_local
+    from twinflow.pipelines.run.shared_lock import HOLDERS_TABLE
 
     config = tiny_config(tmp_path, tiny_folders, metadata_uri=mariadb.uri(), pipeline_name="tiny_mysql")
     report = run_local(config)

@@ -47,7 +47,7 @@ def test_optimize_is_a_checked_config_key_and_kubeflow_refuses_it() -> None:
 def test_flags_reach_the_optimization_section() -> None:
     import argparse
 
-    from twinflow.pipelines.flags import RUN, add_config_flags, config_from_args
+    from twinflow.pipelines.cli.flags import RUN, add_config_flags, config_from_args
 
     parser = argparse.ArgumentParser()
     add_config_flags(parser, RUN)
@@ -66,7 +66,7 @@ def test_kernel_sparsity_counts_exact_zeros_over_all_kernels() -> None:
 @pytest.fixture(scope="module")
 def optimized_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple:
     """Both frameworks, both variants, on tiny_folders: (config, report)."""
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(
         tmp_path_factory.mktemp("optimized_run"),
@@ -100,7 +100,7 @@ def test_every_variant_is_judged_by_the_same_evaluator_as_its_parent(optimized_r
 
     from twinflow.components.tfma_results import load_sliced_metrics
     from twinflow.core.statistics import NON_INFERIOR
-    from twinflow.pipelines.run_record import custom_property, read_run
+    from twinflow.pipelines.run.record import custom_property, read_run
 
     config, report = optimized_run
     record = read_run(
@@ -183,7 +183,7 @@ def test_calibration_and_pruning_read_the_train_split_only(optimized_run: tuple,
     from tfx.utils import path_utils
 
     from twinflow.core.config import OptimizationConfig
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.run.record import read_run
     from twinflow.trainers import keras_optimize, lightning_optimize
 
     config, _ = optimized_run
@@ -210,7 +210,7 @@ def test_calibration_and_pruning_read_the_train_split_only(optimized_run: tuple,
 
 @pytest.mark.e2e
 def test_an_absurd_sparsity_is_refused_and_the_served_variant_stays(optimized_run: tuple) -> None:
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config, _ = optimized_run
     model_root = str(Path(config.serving_dir) / "keras-prune")

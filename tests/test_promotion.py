@@ -167,7 +167,7 @@ def trained(keras_run) -> dict[str, Any]:
     from tfx.types import standard_artifacts
     from tfx.utils import path_utils
 
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.run.record import read_run
 
     config, _ = keras_run
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

@@ -36,7 +36,7 @@ def test_an_unregistered_framework_is_refused() -> None:
 def test_a_third_framework_trains_evaluates_pushes_and_reports(
     dummy_registered, tiny_folders: Path, tmp_path: Path
 ) -> None:
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(
         tmp_path, tiny_folders, framework="dummy", **{"training.epochs": 3, "evaluation.accuracy_floor": 0.5}

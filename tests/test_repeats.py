@@ -13,7 +13,7 @@ from twinflow.core.config import TrainingConfig, load_config
 from twinflow.core.errors import ConfigError
 from twinflow.core.repeats import Candidate, choose_best, describe_choice, node_id, parse_node_id, repeat_seed
 from twinflow.core.statistics import compare_seeds
-from twinflow.pipelines.report import seed_variation, to_markdown
+from twinflow.pipelines.report.build import seed_variation, to_markdown
 
 
 def test_node_ids_keep_the_single_run_names_and_parse_back() -> None:
@@ -126,7 +126,7 @@ def test_the_markdown_lists_every_repeat_and_the_verdict() -> None:
 def test_a_run_with_repeats_trains_every_seed_and_pushes_the_best_by_eval_accuracy(
     tmp_path: Path, tiny_folders: Path
 ) -> None:
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(tmp_path, tiny_folders, framework="lightning", repeats=3, **{"evaluation.accuracy_floor": 0.5})
     report = run_local(config)

@@ -88,8 +88,8 @@ def constructed_report(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Path) -> None:
-    from twinflow.pipelines.report import to_markdown
-    from twinflow.pipelines.report_html import render_html
+    from twinflow.pipelines.report.build import to_markdown
+    from twinflow.pipelines.report.html import render_html
 
     report = constructed_report(tmp_path)
     comparison = report["comparison"]
@@ -121,7 +121,7 @@ def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Pa
 
 
 def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
-    from twinflow.pipelines.report import to_markdown
+    from twinflow.pipelines.report.build import to_markdown
 
     labels = np.repeat(np.arange(3), 20)
     report = constructed_report(tmp_path)
@@ -130,8 +130,8 @@ def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
 
 
 def test_train_accuracy_is_labelled_as_a_clean_pass(tmp_path: Path) -> None:
-    from twinflow.pipelines.report import to_markdown
-    from twinflow.pipelines.report_html import render_html
+    from twinflow.pipelines.report.build import to_markdown
+    from twinflow.pipelines.report.html import render_html
 
     report = constructed_report(tmp_path)
     markdown, page = to_markdown(report), render_html(report)
@@ -154,7 +154,7 @@ def _contrast(first: tuple[float, ...], second: tuple[float, ...]) -> float:
 def test_every_confusion_count_is_readable_on_its_cell(tmp_path: Path) -> None:
     from matplotlib.colors import to_rgba
 
-    from twinflow.pipelines.report_html import confusion_figure
+    from twinflow.pipelines.report.html import confusion_figure
 
     comparison = constructed_report(tmp_path)["comparison"]
     figure = confusion_figure(comparison)
@@ -186,7 +186,7 @@ CROWDED = [  # two clusters of nearly equal latency and accuracy, as real runs g
 
 @pytest.mark.parametrize("points", [CROWDED, CROWDED[3:], [(f, v, 0.5, 0.9) for f, v, _, _ in CROWDED]])
 def test_variant_labels_do_not_overlap(points: list[tuple[str, str, float, float]]) -> None:
-    from twinflow.pipelines.report_html import label_box, variants_figure
+    from twinflow.pipelines.report.html import label_box, variants_figure
 
     variants = [
         {"framework": f, "variant": v, "model": f"{f}-{v}", "p50_ms_b1_t1": ms, "test_accuracy": acc}

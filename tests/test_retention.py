@@ -10,7 +10,7 @@ import pytest
 
 from twinflow.core.config import load_config
 from twinflow.core.errors import ConfigError
-from twinflow.pipelines.retention import format_plan, prune_runs
+from twinflow.pipelines.run.retention import format_plan, prune_runs
 
 
 def _file(path: Path, age_days: float) -> Path:

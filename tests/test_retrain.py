@@ -419,7 +419,7 @@ def _size(folder: Path) -> int:
 def _model_of(root: Path, run_id: str):
     """The Trainer's model artifact of a run, from ML Metadata."""
     from twinflow.core.metadata import connection_config
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.run.record import read_run
 
     record = read_run(connection_config(None, str(root / "metadata.sqlite")), "twinflow", run_id)
     return record.nodes["Trainer_keras"].output("model")

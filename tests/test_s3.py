@@ -37,7 +37,7 @@ def test_a_push_to_s3_is_complete_marked_and_found(s3: str, tmp_path: Path) -> N
 def test_a_whole_pipeline_runs_with_its_root_and_serving_folder_on_s3(
     s3: str, tiny_folders: Path, tmp_path: Path
 ) -> None:
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(
         tmp_path,

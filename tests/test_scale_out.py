@@ -11,11 +11,11 @@ from tfx import v1 as tfx
 from tests.helpers import trainer_fn_args
 from twinflow.core.config import PipelineConfig
 from twinflow.core.model_card import read_model_card
-from twinflow.pipelines.local_runner import host_argv_hidden
-from twinflow.pipelines.pipeline import create_data_pipeline
-from twinflow.pipelines.run_guard import list_run_input
-from twinflow.pipelines.run_record import read_run
-from twinflow.pipelines.trainer_inputs import SPLITS, recorded_transform_output
+from twinflow.pipelines.definition import create_data_pipeline
+from twinflow.pipelines.run.guard import list_run_input
+from twinflow.pipelines.run.local import host_argv_hidden
+from twinflow.pipelines.run.record import read_run
+from twinflow.pipelines.run.trainer_inputs import SPLITS, recorded_transform_output
 from twinflow.trainers.keras import train as keras_train
 from twinflow.trainers.lightning import train as lightning_train
 from twinflow.trainers.lightning.train import STOPWATCH_FILE

@@ -24,7 +24,7 @@ import pytest
 
 from twinflow.core.errors import ConfigError, RunLockedError
 from twinflow.core.locks import hold
-from twinflow.pipelines.scheduler import (
+from twinflow.pipelines.retraining.scheduler import (
     SCHEDULE_LOCK_SUFFIX,
     TickResult,
     describe_tick,
@@ -139,7 +139,7 @@ STUBBORN_CHILD = textwrap.dedent(
 SCHEDULER = textwrap.dedent(
     """
     import json, sys
-    from twinflow.pipelines.scheduler import run_schedule
+    from twinflow.pipelines.retraining.scheduler import run_schedule
     args = json.loads(sys.argv[1])
     sys.argv = ["twinflow", "schedule", "--local", "--cron", args["cron"]]
     sys.exit(run_schedule(

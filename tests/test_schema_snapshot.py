@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from twinflow.core.config import load_config
-from twinflow.pipelines.local_runner import schema_snapshot
+from twinflow.pipelines.run.local import schema_snapshot
 
 
 def test_the_snapshot_path_changes_exactly_when_the_schema_does(tmp_path: Path) -> None:

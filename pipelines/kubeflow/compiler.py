@@ -28,8 +28,8 @@ from twinflow.components.versioned_pusher.component import VersionedPusher
 from twinflow.core.config import KubeflowConfig, PipelineConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.repeats import node_id
+from twinflow.pipelines.definition import create_pipeline
 from twinflow.pipelines.kubeflow.specfile import DEFAULT_SERVING_DIR, IMAGE_SCHEMA_FILE, TRAINING_CONFIG_PARAM
-from twinflow.pipelines.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 GPU_RESOURCE = "nvidia.com/gpu"

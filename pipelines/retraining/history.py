@@ -28,10 +28,10 @@ from twinflow.core.repeats import node_id
 from twinflow.model_store.decisions import read_decisions
 from twinflow.model_store.layout import complete_versions, served_version
 from twinflow.model_store.published import Published, published_versions
-from twinflow.pipelines.report import framework_repeats, framework_row
-from twinflow.pipelines.run_guard import REDO_FORCED, REDO_SPAN, report_dir
-from twinflow.pipelines.run_record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
-from twinflow.pipelines.shared_lock import check_store
+from twinflow.pipelines.report.build import framework_repeats, framework_row
+from twinflow.pipelines.run.guard import REDO_FORCED, REDO_SPAN, report_dir
+from twinflow.pipelines.run.record import RUN_CONTEXT_TYPE, RunRecord, custom_property, read_run, run_notes
+from twinflow.pipelines.run.shared_lock import check_store
 
 _FAILED = "FAILED"
 

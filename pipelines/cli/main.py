@@ -19,10 +19,10 @@ from twinflow.core import fs
 from twinflow.core.bootstrap import bootstrap
 from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import DataAnomaliesError, DataDriftError, TwinflowError
-from twinflow.pipelines.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
-from twinflow.pipelines.kubeflow.cli import add_kubeflow_verbs
-from twinflow.pipelines.retraining_cli import add_retraining_verbs
-from twinflow.pipelines.serving_cli import add_serving_verbs
+from twinflow.pipelines.cli.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
+from twinflow.pipelines.cli.kubeflow import add_kubeflow_verbs
+from twinflow.pipelines.cli.retraining import add_retraining_verbs
+from twinflow.pipelines.cli.serving import add_serving_verbs
 
 INTERRUPTED = 130
 
@@ -39,7 +39,7 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # checked before TensorFlow loads
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     report = run_local(config, log=True, verbose=args.verbose, force=args.force)
     return 0 if all("train_accuracy" in row for row in report["frameworks"]) else 1
@@ -128,7 +128,3 @@ def entry() -> None:
         traceback.print_exc()
         code = 1
     fs.exit_now(code)
-
-
-if __name__ == "__main__":
-    entry()

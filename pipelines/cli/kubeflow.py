@@ -1,6 +1,6 @@
 """``twinflow compile | submit | schedule``: the Kubeflow Pipelines verbs, registered by twinflow.pipelines.cli.
 
-All three build their config through ``twinflow.pipelines.flags`` like ``twinflow run``: the same
+All three build their config through ``twinflow.pipelines.cli.flags`` like ``twinflow run``: the same
 flags mean the same config keys (``--data-dir`` is where the images are, for every verb).
 """
 
@@ -16,7 +16,15 @@ from typing import Any
 from twinflow.core.config import KubeflowConfig, PipelineConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.repeats import node_id
-from twinflow.pipelines.flags import COMPILE, RETRAIN, SCHEDULE, SUBMIT, add_config_flags, config_from_args, given_flags
+from twinflow.pipelines.cli.flags import (
+    COMPILE,
+    RETRAIN,
+    SCHEDULE,
+    SUBMIT,
+    add_config_flags,
+    config_from_args,
+    given_flags,
+)
 
 DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")
 IMAGE_ENV = "TWINFLOW_IMAGE"
@@ -202,7 +210,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     if args.local:
-        from twinflow.pipelines.retraining_cli import cmd_schedule_local
+        from twinflow.pipelines.cli.retraining import cmd_schedule_local
 
         return cmd_schedule_local(args)
     local_only = given_flags(args, SCHEDULE, outside=True) + (["--ticks"] if args.ticks is not None else [])

@@ -36,7 +36,7 @@ from twinflow.core.locks import hold
 from twinflow.core.packages import NAMESPACE, PACKAGES
 from twinflow.core.spans import Span
 from twinflow.model_store.lock import hold_serving_folder
-from twinflow.pipelines.shared_lock import hold_shared_store
+from twinflow.pipelines.run.shared_lock import hold_shared_store
 
 LAST_RUN_FILE = "last_run.json"
 # Config keys that say where things are kept or how the run is carried out, not what it trains on or

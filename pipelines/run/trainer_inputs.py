@@ -8,7 +8,7 @@ from typing import Any
 
 from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import TRAINING_CONFIG_KEY
-from twinflow.pipelines.run_record import read_run
+from twinflow.pipelines.run.record import read_run
 
 SPLITS = ("train", "eval", "test")
 

@@ -1,14 +1,14 @@
 """``twinflow serve | predict | manifests``: the pushed models behind TF Serving's and KServe's APIs.
 
 Registered by ``pipelines.cli``. ``promote`` (moving the stable label to a canary) sits with
-``rollback`` in ``pipelines.retraining_cli``.
+``rollback`` in ``pipelines.cli.retraining``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from twinflow.pipelines.flags import SERVE, add_config_flags, config_from_args
+from twinflow.pipelines.cli.flags import SERVE, add_config_flags, config_from_args
 
 
 def add_serving_verbs(verbs: argparse._SubParsersAction) -> None:

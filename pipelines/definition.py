@@ -193,7 +193,7 @@ def create_pipeline(
     beside it by the pusher), and each Evaluator compares its model with the served version of
     its framework on the same test examples, both read from the serving folder.
 
-    ``run_fingerprint`` (the local runner's: twinflow.pipelines.run_guard) is recorded in every pushed card.
+    ``run_fingerprint`` (the local runner's: twinflow.pipelines.run.guard) is recorded in every pushed card.
     """
     example_gen = _example_gen(config, data_fingerprint)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path or default_schema_path()))

@@ -1,6 +1,6 @@
 """``report.html``: the run's comparison as one self-contained page (plots and thumbnails inline, no network).
 
-Built from the report dict (``twinflow.pipelines.report``) and, for thumbnails, the run's test examples.
+Built from the report dict (``twinflow.pipelines.report.build``) and, for thumbnails, the run's test examples.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from twinflow.pipelines.report import (
+from twinflow.pipelines.report.build import (
     METHODS_NOTE,
     MODEL_SIZE_NOTE,
     TRAIN_ACCURACY_NOTE,

@@ -1,7 +1,7 @@
 """``twinflow retrain | rollback | promote | status | history | report | lineage | prune-runs``: runs over time.
 
 Registered by ``twinflow.pipelines.cli``. ``retrain`` takes every flag of ``run`` plus the span flags;
-``schedule --local`` (in ``twinflow.pipelines.kubeflow.cli``, beside the Kubeflow schedule) runs it on a cron.
+``schedule --local`` (in ``twinflow.pipelines.cli.kubeflow``, beside the Kubeflow schedule) runs it on a cron.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 from twinflow.core import fs
 from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import ConfigError, DataDriftError, TwinflowError
-from twinflow.pipelines.flags import FORCE_HELP, RETRAIN, RUN, add_config_flags, config_from_args
-from twinflow.pipelines.retention import DEFAULT_KEEP_RUNS, DEFAULT_KEEP_TICK_DAYS
-from twinflow.pipelines.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
+from twinflow.pipelines.cli.flags import FORCE_HELP, RETRAIN, RUN, add_config_flags, config_from_args
+from twinflow.pipelines.retraining.scheduler import SUMMARY_ENV  # where a scheduled tick's retrain writes its summary
+from twinflow.pipelines.run.retention import DEFAULT_KEEP_RUNS, DEFAULT_KEEP_TICK_DAYS
 
 
 def add_retraining_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -160,7 +160,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             "retrain needs --data-root (or data_root in --config): a folder of span folders such as "
             f"DATA_ROOT/{config.span_pattern}/<class>/<images>; to train on one fixed folder use 'twinflow {RUN}'"
         )
-    from twinflow.pipelines.local_runner import run_local
+    from twinflow.pipelines.run.local import run_local
 
     try:
         report = run_local(
@@ -231,7 +231,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.history import format_history, history
+    from twinflow.pipelines.retraining.history import format_history, history
 
     config = config_from_args(args)
     rows = history(config)
@@ -242,7 +242,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":  # core's default, not the user's: quieter here
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # CUDA plugin registration and tf.data notes are not the report
-    from twinflow.pipelines.local_runner import rebuild_report
+    from twinflow.pipelines.run.local import rebuild_report
 
     config = config_from_args(args)
     if args.output:
@@ -265,7 +265,7 @@ def _check_output_folder(folder: str) -> None:
 
 
 def _cmd_prune_runs(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.retention import format_plan, prune_runs
+    from twinflow.pipelines.run.retention import format_plan, prune_runs
 
     config = config_from_args(args)
     keep = config.keep_runs or DEFAULT_KEEP_RUNS
@@ -275,7 +275,7 @@ def _cmd_prune_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.history import format_lineage, lineage
+    from twinflow.pipelines.retraining.history import format_lineage, lineage
 
     config = config_from_args(args)
     chain = lineage(config, args.framework, args.version)
@@ -287,7 +287,7 @@ def cmd_schedule_local(args: argparse.Namespace) -> int:
     """``schedule --local``: ``retrain`` with this config at each cron tick, in the foreground, one at a time."""
     import yaml
 
-    from twinflow.pipelines.scheduler import run_schedule, schedule_folder
+    from twinflow.pipelines.retraining.scheduler import run_schedule, schedule_folder
 
     config = config_from_args(args)
     if not config.data_root:

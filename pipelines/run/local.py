@@ -23,7 +23,7 @@ from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.metadata import connection_config
 from twinflow.core.spans import describe_spans
-from twinflow.pipelines.run_guard import (
+from twinflow.pipelines.run.guard import (
     REDO_FORCED,
     REDO_SPAN,
     LastRun,
@@ -38,8 +38,8 @@ from twinflow.pipelines.run_guard import (
     run_fingerprint,
     unchanged_since,
 )
-from twinflow.pipelines.run_log import run_log
-from twinflow.pipelines.shared_lock import check_store
+from twinflow.pipelines.run.log import run_log
+from twinflow.pipelines.run.shared_lock import check_store
 from twinflow.schemas import default_schema_path
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def run_local(
 
 def _keep_runs(config: PipelineConfig) -> None:
     """``keep_runs``: prune older runs after this one (under this run's locks); a failure only says so."""
-    from twinflow.pipelines.retention import format_plan, prune_runs
+    from twinflow.pipelines.run.retention import format_plan, prune_runs
 
     if not config.keep_runs:
         return
@@ -228,9 +228,9 @@ def _run_tfx(
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
-    from twinflow.pipelines.pipeline import create_pipeline
-    from twinflow.pipelines.report import build_report, to_markdown, write_report
-    from twinflow.pipelines.run_record import note_on_run, read_run
+    from twinflow.pipelines.definition import create_pipeline
+    from twinflow.pipelines.report.build import build_report, to_markdown, write_report
+    from twinflow.pipelines.run.record import note_on_run, read_run
 
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
     if not fs.is_remote(config.pipeline_root):
@@ -285,8 +285,8 @@ def _report_stopped_run(
     """
     from twinflow.core.contract import DRIFT_REPORT_FILE
     from twinflow.core.errors import DataDriftError
-    from twinflow.pipelines.report import build_report, write_report
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.report.build import build_report, write_report
+    from twinflow.pipelines.run.record import read_run
 
     try:
         record = read_run(metadata, config.pipeline_name, run_id)
@@ -311,8 +311,8 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
     """The report of a past run (the latest without ``run_id``), rebuilt from ML Metadata and its artifacts,
     into ``output`` (default: the run's own report folder)."""
     from twinflow.core.repeats import parse_node_id
-    from twinflow.pipelines.report import build_report, recorded_config, write_report
-    from twinflow.pipelines.run_record import read_run
+    from twinflow.pipelines.report.build import build_report, recorded_config, write_report
+    from twinflow.pipelines.run.record import read_run
 
     check_store(config)  # a store that cannot be opened says so in one line, before TensorFlow loads
     metadata = connection_config(config.metadata_uri, config.metadata_path)
@@ -338,7 +338,7 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
 def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
     """What a stopped run's own report kept and ML Metadata cannot give back: where it stopped, its drift report."""
     from twinflow.core.contract import DRIFT_REPORT_FILE
-    from twinflow.pipelines.report import report_dir
+    from twinflow.pipelines.report.build import report_dir
 
     folder = report_dir(pipeline_root, run_id)
     kept: dict[str, Any] = {}

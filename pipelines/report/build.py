@@ -19,8 +19,8 @@ from twinflow.core import fs
 from twinflow.core.contract import DRIFT_REPORT_FILE, LABEL_KEY
 from twinflow.core.model_card import read_model_card
 from twinflow.core.repeats import Candidate, choose_best, node_id, parse_node_id
-from twinflow.pipelines.run_guard import report_dir
-from twinflow.pipelines.run_record import RunRecord, custom_property
+from twinflow.pipelines.run.guard import report_dir
+from twinflow.pipelines.run.record import RunRecord, custom_property
 
 
 def framework_repeats(record: RunRecord, framework: str) -> list[int]:
@@ -654,7 +654,7 @@ def write_report(report: dict[str, Any], pipeline_root: str, output: str | None 
     fs.gfile().makedirs(out)
     fs.write_text(fs.join(out, "report.json"), json.dumps(strict_json(report), indent=2, allow_nan=False))
     fs.write_text(fs.join(out, "report.md"), to_markdown(report))
-    from twinflow.pipelines.report_html import render_html
+    from twinflow.pipelines.report.html import render_html
 
     fs.write_text(fs.join(out, "report.html"), render_html(report))
     with tempfile.TemporaryDirectory() as tmp:

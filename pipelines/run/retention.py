@@ -85,7 +85,7 @@ def prune_runs(
         raise ConfigError(f"--keep-tick-days must be 0 or more, not {keep_tick_days:g}")
     if locked or dry_run:
         return _prune(config, keep_runs, keep_tick_days, dry_run)
-    from twinflow.pipelines.run_guard import exclusive_run
+    from twinflow.pipelines.run.guard import exclusive_run
 
     with exclusive_run(config):
         return _prune(config, keep_runs, keep_tick_days, dry_run)
@@ -117,7 +117,7 @@ def _plan_runs(config: PipelineConfig, keep_runs: int, plan: PrunePlan) -> float
     """Artifacts and execution folders of runs before the newest ``keep_runs``; returns the oldest kept run's time."""
     from ml_metadata import metadata_store
 
-    from twinflow.pipelines.run_record import RUN_CONTEXT_TYPE
+    from twinflow.pipelines.run.record import RUN_CONTEXT_TYPE
 
     store = metadata_store.MetadataStore(connection_config(config.metadata_uri, config.metadata_path))
     runs = sorted(
@@ -278,7 +278,7 @@ def _execution_folders(store: Any, execution: Any, pipeline_name: str, root: str
 
 def _plan_run_files(config: PipelineConfig, plan: PrunePlan, oldest_kept: float) -> None:
     """Reports and logs of pruned runs, and of no-op runs (never recorded in ML Metadata) older than every kept run."""
-    from twinflow.pipelines.local_runner import log_path
+    from twinflow.pipelines.run.local import log_path
 
     kept = {name.replace(":", "-") for name in plan.kept_runs}
     pruned = {name.replace(":", "-") for name in plan.pruned_runs}
@@ -299,7 +299,7 @@ def _plan_run_files(config: PipelineConfig, plan: PrunePlan, oldest_kept: float)
 
 def _plan_ticks(config: PipelineConfig, plan: PrunePlan, cutoff: float) -> None:
     """``schedule --local``'s tick logs and summaries older than the cutoff."""
-    from twinflow.pipelines.scheduler import schedule_folder
+    from twinflow.pipelines.retraining.scheduler import schedule_folder
 
     logs = Path(schedule_folder(config.pipeline_root)) / "logs"
     if not logs.is_dir():
