@@ -70,11 +70,11 @@ def rgb_jpeg(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def keras_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
-    """One real LocalDagRunner run of the Keras pipeline on tiny_folders: (config, report)."""
+    """One real LocalDagRunner run of the Keras pipeline on tiny_folders: (config, report.json's content)."""
     from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(tmp_path_factory.mktemp("keras_run"), tiny_folders)
-    return config, run_local(config)
+    return config, run_local(config).to_json()
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +101,8 @@ def lightning_trained(tmp_path_factory: pytest.TempPathFactory, transform_output
 
 @pytest.fixture(scope="session")
 def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tuple[PipelineConfig, dict]:
-    """One real run of both frameworks on tiny_folders, both pushed: (config, report); for e2e and server tests."""
+    """One real run of both frameworks on tiny_folders, both pushed: (config, report.json's content); for e2e and
+    server tests."""
     from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(
@@ -110,4 +111,4 @@ def both_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) -> tu
         framework="both",
         **{"training.epochs": 6, "evaluation.accuracy_floor": BOTH_RUN_FLOOR},
     )
-    return config, run_local(config)
+    return config, run_local(config).to_json()

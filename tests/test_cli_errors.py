@@ -39,7 +39,7 @@ def _run_argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
 
 def test_a_bad_config_value_is_refused_before_tensorflow_loads(tmp_path: Path) -> None:
     code = (
-        "import sys; from twinflow.pipelines.cli import main; "
+        "import sys; from twinflow.pipelines.cli.main import main; "
         "rc = main(['run', '--learning-rate', 'nan', '--architecture', 'resnet']); "
         "print(rc, 'tensorflow' in sys.modules, 'torch' in sys.modules)"
     )
@@ -137,7 +137,7 @@ def test_ctrl_c_stops_the_run_with_exit_130_and_no_traceback(tmp_path: Path) -> 
 def in_fresh_process(*argv: str) -> tuple[int, bool, str]:
     """``main(argv)`` in a new interpreter: (exit code, whether TensorFlow was loaded, stderr)."""
     code = (
-        "import sys; from twinflow.pipelines.cli import main; rc = main(sys.argv[1:]); "
+        "import sys; from twinflow.pipelines.cli.main import main; rc = main(sys.argv[1:]); "
         "print(rc, 'tensorflow' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
@@ -304,7 +304,7 @@ def test_an_unknown_flag_prints_the_verbs_usage(verb: str) -> None:
 
 def test_trainer_gpus_without_a_gpu_trainer_image_warn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """GPUs requested for a Trainer step that runs the CPU image cannot be used by it."""
-    from twinflow.pipelines.cli import main
+    from twinflow.pipelines.cli.main import main
 
     image, tf_gpu = "registry.example/twinflow:1", "registry.example/twinflow:1-tf-gpu"
     argv = ["compile", "--image", image, "--data-dir", "gs://bucket/d", "--framework", "both"]

@@ -11,8 +11,8 @@ from tests.kubeflow_specs import IMAGE, compile_to
 from twinflow.core.config import ConfigError, PipelineConfig, TrainingConfig, load_config
 from twinflow.core.errors import ConfigError as CoreConfigError
 from twinflow.core.registry import framework_choices
-from twinflow.pipelines.cli import build_parser, main
 from twinflow.pipelines.cli.flags import CONFIG_FLAGS, config_from_args
+from twinflow.pipelines.cli.main import build_parser, main
 from twinflow.pipelines.kubeflow.specfile import compiled_training, parameter_defaults, read_spec, run_parameters
 
 

@@ -94,7 +94,7 @@ def test_second_run_evaluates_each_framework_against_the_version_it_serves(both_
     changed = config.model_copy(
         update={"evaluation": config.evaluation.model_copy(update={"accuracy_floor": FLOOR - 0.05})}
     )
-    report = run_local(changed)
+    report = run_local(changed).to_json()
     states = {c["id"]: c["state"] for c in report["components"]}
     assert states["Trainer_lightning"] == "CACHED" and states["Evaluator_lightning"] == "COMPLETE", states
     for before, after in zip(first["frameworks"], report["frameworks"], strict=True):

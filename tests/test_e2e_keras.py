@@ -14,7 +14,7 @@ import tensorflow as tf
 from tests.helpers import pushed_versions, tiny_config
 from twinflow.components.image_example_gen.executor import make_example
 from twinflow.core.errors import ImageFolderError
-from twinflow.pipelines.cli import main
+from twinflow.pipelines.cli.main import main
 from twinflow.pipelines.run.local import run_local
 
 pytestmark = pytest.mark.e2e
@@ -144,7 +144,7 @@ def test_a_changed_threshold_re_judges_the_cached_model_and_pushes_nothing_new(k
     config, first = keras_run
     before = _pushed_versions(Path(config.serving_dir))
     changed = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"accuracy_floor": 0.55})})
-    report = run_local(changed)
+    report = run_local(changed).to_json()
     assert report["run_id"] != first["run_id"]
     states = {c["id"]: c["state"] for c in report["components"]}
     cached = {k for k, v in states.items() if v == "CACHED"}

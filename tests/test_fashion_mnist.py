@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from twinflow.pipelines import fashion_mnist
-from twinflow.pipelines.cli import main
+from twinflow.pipelines.cli.main import main
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

@@ -25,8 +25,8 @@ from twinflow.core.config import PipelineConfig
 from twinflow.core.model_card import TrainingData
 from twinflow.core.packages import PACKAGES
 from twinflow.model_store.layout import CANARY, STABLE, write_labels
-from twinflow.pipelines.cli import build_parser
 from twinflow.pipelines.cli.flags import config_from_args
+from twinflow.pipelines.cli.main import build_parser
 from twinflow.pipelines.run.guard import (
     LAST_RUN_FILE,
     code_fingerprint,

@@ -15,7 +15,7 @@ from tfx.utils import import_utils
 
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
 from twinflow.components.image_example_gen.listing import list_sources
-from twinflow.pipelines.cli import main
+from twinflow.pipelines.cli.main import main
 from twinflow.pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
 
 KERAS_TASKS = {

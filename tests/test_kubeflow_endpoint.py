@@ -12,7 +12,7 @@ import yaml
 
 from tests.kfp_fake import FakeKfp, Server
 from tests.kubeflow_specs import compile_to
-from twinflow.pipelines.cli import main
+from twinflow.pipelines.cli.main import main
 from twinflow.pipelines.kubeflow.endpoint import kfp_cron
 from twinflow.pipelines.kubeflow.specfile import read_spec, write_spec
 

@@ -66,7 +66,6 @@ def test_package_imports_only_the_layers_below_it(package: str) -> None:
     assert wrong == {}
 
 
-@pytest.mark.xfail(strict=True, reason="the report and model-format circles go with the re-cut of issue 24")
 def test_no_module_imports_a_circle() -> None:
     modules = {_module_name(path): path for package in PACKAGES for path in _sources(package)}
     graph = {

@@ -342,7 +342,7 @@ def test_a_whole_tiny_run_records_in_the_shared_store(
     from twinflow.pipelines.run.shared_lock import HOLDERS_TABLE
 
     config = tiny_config(tmp_path, tiny_folders, metadata_uri=mariadb.uri(), pipeline_name="tiny_mysql")
-    report = run_local(config)
+    report = run_local(config).to_json()
     (row,) = report["frameworks"]
     assert row["pushed"], report
     assert all(c["state"] == "COMPLETE" for c in report["components"]), report["components"]

@@ -81,7 +81,7 @@ def optimized_run(tmp_path_factory: pytest.TempPathFactory, tiny_folders: Path) 
             "optimization.latency_threads": "1",
         },
     )
-    return config, run_local(config)
+    return config, run_local(config).to_json()
 
 
 def _variant(report: dict, model: str) -> dict:
@@ -222,7 +222,7 @@ def test_an_absurd_sparsity_is_refused_and_the_served_variant_stays(optimized_ru
             "optimization": {**config.optimization.model_dump(mode="json"), "variants": ["prune"], "sparsity": 0.995},
         }
     )
-    report = run_local(absurd)
+    report = run_local(absurd).to_json()
     row = _variant(report, "keras-prune")
     assert row["sparsity"] > 0.99
     assert row["test_accuracy"] < _float(report, "keras")["test_accuracy"] - MAX_DROP

@@ -10,7 +10,7 @@ from tests.dummy_framework import PLUGIN
 from tests.helpers import pushed_versions, tiny_config
 from twinflow.core.config import load_config
 from twinflow.core.registry import FRAMEWORKS, framework_choices, resolve_frameworks
-from twinflow.pipelines.cli import build_parser
+from twinflow.pipelines.cli.main import build_parser
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_a_third_framework_trains_evaluates_pushes_and_reports(
     config = tiny_config(
         tmp_path, tiny_folders, framework="dummy", **{"training.epochs": 3, "evaluation.accuracy_floor": 0.5}
     )
-    report = run_local(config)
+    report = run_local(config).to_json()
     assert {"Trainer_dummy", "Evaluator_dummy", "Pusher_dummy"} <= {c["id"] for c in report["components"]}
     (row,) = report["frameworks"]
     assert row["framework"] == "dummy" and row["architecture"] == "softmax_regression"

@@ -13,7 +13,8 @@ from twinflow.core.config import TrainingConfig, load_config
 from twinflow.core.errors import ConfigError
 from twinflow.core.repeats import Candidate, choose_best, describe_choice, node_id, parse_node_id, repeat_seed
 from twinflow.core.statistics import compare_seeds
-from twinflow.pipelines.report.build import seed_variation, to_markdown
+from twinflow.pipelines.report.build import seed_variation
+from twinflow.pipelines.report.markdown import to_markdown
 
 
 def test_node_ids_keep_the_single_run_names_and_parse_back() -> None:
@@ -63,7 +64,11 @@ def test_seed_comparison_is_welchs_test() -> None:
     assert result["exceeds_seed_variation"] and "exceeds the seed-to-seed variation" in result["verdict"]
     close = compare_seeds({"keras": [0.91, 0.92, 0.90], "lightning": [0.915, 0.905, 0.91]})
     assert not close["exceeds_seed_variation"] and "does not exceed" in close["verdict"]
-    assert seed_variation([0.9, None, 0.8]) == {"n": 2, "mean": pytest.approx(0.85), "sd": pytest.approx(0.0707, 1e-3)}
+    assert seed_variation([0.9, None, 0.8]).model_dump() == {
+        "n": 2,
+        "mean": pytest.approx(0.85),
+        "sd": pytest.approx(0.0707, 1e-3),
+    }
 
 
 def _model(root: Path, artifact_id: int, seed: int, eval_accuracy: float):
@@ -113,7 +118,7 @@ def test_the_markdown_lists_every_repeat_and_the_verdict() -> None:
         {"seed": 42, "eval_accuracy": 0.9, "test_accuracy": 0.88, "blessed": True, "epochs_run": 3, "chosen": False},
         {"seed": 43, "eval_accuracy": 0.92, "test_accuracy": 0.89, "blessed": True, "epochs_run": 3, "chosen": True},
     ]
-    row = {"framework": "keras", "repeats": repeats, "seed_variation": seed_variation([0.88, 0.89])}
+    row = {"framework": "keras", "repeats": repeats, "seed_variation": seed_variation([0.88, 0.89]).model_dump()}
     seeds = compare_seeds({"keras": [0.88, 0.89], "lightning": [0.87, 0.875]})
     markdown = to_markdown(
         {"run_id": "r", "wall_seconds": 1.0, "components": [], "frameworks": [row], "seed_comparison": seeds}
@@ -129,7 +134,7 @@ def test_a_run_with_repeats_trains_every_seed_and_pushes_the_best_by_eval_accura
     from twinflow.pipelines.run.local import run_local
 
     config = tiny_config(tmp_path, tiny_folders, framework="lightning", repeats=3, **{"evaluation.accuracy_floor": 0.5})
-    report = run_local(config)
+    report = run_local(config).to_json()
     states = {c["id"]: c["state"] for c in report["components"]}
     for repeat in (1, 2, 3):
         assert states[node_id("Trainer", "lightning", repeat)] == "COMPLETE", states

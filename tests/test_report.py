@@ -88,8 +88,8 @@ def constructed_report(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Path) -> None:
-    from twinflow.pipelines.report.build import to_markdown
     from twinflow.pipelines.report.html import render_html
+    from twinflow.pipelines.report.markdown import to_markdown
 
     report = constructed_report(tmp_path)
     comparison = report["comparison"]
@@ -121,7 +121,7 @@ def test_significant_classes_are_listed_under_the_verdict_with_holm(tmp_path: Pa
 
 
 def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
-    from twinflow.pipelines.report.build import to_markdown
+    from twinflow.pipelines.report.markdown import to_markdown
 
     labels = np.repeat(np.arange(3), 20)
     report = constructed_report(tmp_path)
@@ -130,8 +130,8 @@ def test_without_a_significant_class_the_report_says_so(tmp_path: Path) -> None:
 
 
 def test_train_accuracy_is_labelled_as_a_clean_pass(tmp_path: Path) -> None:
-    from twinflow.pipelines.report.build import to_markdown
     from twinflow.pipelines.report.html import render_html
+    from twinflow.pipelines.report.markdown import to_markdown
 
     report = constructed_report(tmp_path)
     markdown, page = to_markdown(report), render_html(report)
@@ -233,7 +233,7 @@ def test_a_models_size_is_measured_one_way(tmp_path: Path) -> None:
 
 
 def test_report_output_that_is_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from twinflow.pipelines.cli import main
+    from twinflow.pipelines.cli.main import main
 
     taken = tmp_path / "notes.txt"
     taken.write_text("not a folder")

@@ -46,7 +46,7 @@ def test_a_whole_pipeline_runs_with_its_root_and_serving_folder_on_s3(
         serving_dir=f"{s3}/serving",
         **{"training.epochs": 2, "evaluation.accuracy_floor": 0.4},
     )
-    report = run_local(config)
+    report = run_local(config).to_json()
     states = {c["id"]: c["state"] for c in report["components"]}
     assert all(state == "COMPLETE" for state in states.values()), states
     (row,) = report["frameworks"]
@@ -61,4 +61,4 @@ def test_a_whole_pipeline_runs_with_its_root_and_serving_folder_on_s3(
     assert fs.gfile().exists(f"{reports}/per_class_accuracy.png")
     assert fs.gfile().glob(f"{s3}/pipeline/Transform/transformed_examples/*/Split-train/*")
     # Nothing changed: the second run reads the last run's record from the bucket and does nothing.
-    assert run_local(config)["unchanged_since"] == report["run_id"]
+    assert run_local(config).to_json()["unchanged_since"] == report["run_id"]

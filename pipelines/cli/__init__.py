@@ -1,8 +1,3 @@
-"""``twinflow <verb>``: the command line, one module per verb family, every config flag through flags.py.
-
-``python -m twinflow.pipelines.cli`` and the ``twinflow`` console script both run :func:`entry`.
-"""
-
-from twinflow.pipelines.cli.main import build_parser, entry, main
-
-__all__ = ["build_parser", "entry", "main"]
+"""``twinflow <verb>``: the command line, one module per verb (``main.py`` registers them), every config flag
+through ``flags.py``. ``python -m twinflow.pipelines.cli`` and the ``twinflow`` console script run
+:func:`twinflow.pipelines.cli.main.entry`."""

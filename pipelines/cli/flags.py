@@ -1,4 +1,4 @@
-"""The one flag → config path: every verb (run, compile, submit, schedule) builds its config here.
+"""The one flag → config path: every verb builds its config here.
 
 Each config flag names one key of :class:`twinflow.core.config.PipelineConfig` and the verbs that take
 it; its type, choices and help come from the config model itself. Flags not given are left
@@ -22,6 +22,17 @@ from twinflow.core.registry import framework_choices
 
 RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE = "run", "retrain", "compile", "submit", "schedule"
 SERVE = "serve"
+ROLLBACK, PROMOTE, STATUS, HISTORY, LINEAGE, REPORT, PRUNE_RUNS = (
+    "rollback",
+    "promote",
+    "status",
+    "history",
+    "lineage",
+    "report",
+    "prune-runs",
+)
+STORE_VERBS = frozenset({STATUS, HISTORY, LINEAGE, REPORT, PRUNE_RUNS})  # verbs that read results (ML Metadata)
+RESULT_VERBS = STORE_VERBS | {ROLLBACK, PROMOTE}  # verbs that read (or change) what runs left behind
 ALL_VERBS = frozenset({RUN, RETRAIN, COMPILE, SUBMIT, SCHEDULE})
 LOCAL_VERBS = frozenset({RUN, RETRAIN})  # verbs that run the pipeline on this machine
 PIPELINE_VERBS = frozenset({RUN, RETRAIN, COMPILE})  # verbs that build the pipeline graph itself
@@ -77,22 +88,22 @@ def _field_model(section: str) -> type[BaseModel]:
 CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--data-dir", "data_dir", ALL_VERBS),
     ConfigFlag("--schema", "schema_path", ALL_VERBS),
-    ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS | {SERVE}),
-    ConfigFlag("--pipeline-root", "pipeline_root", ALL_VERBS),
+    ConfigFlag("--serving-dir", "serving_dir", ALL_VERBS | RESULT_VERBS | {SERVE}),
+    ConfigFlag("--pipeline-root", "pipeline_root", ALL_VERBS | RESULT_VERBS),
     ConfigFlag("--data-root", "data_root", SPAN_VERBS),
     ConfigFlag("--span-pattern", "span_pattern", SPAN_VERBS),
     ConfigFlag("--spans", "spans", SPAN_VERBS),
-    ConfigFlag("--metadata-path", "metadata_path", LOCAL_VERBS),
-    ConfigFlag("--metadata-uri", "metadata_uri", LOCAL_VERBS),
+    ConfigFlag("--metadata-path", "metadata_path", LOCAL_VERBS | STORE_VERBS),
+    ConfigFlag("--metadata-uri", "metadata_uri", LOCAL_VERBS | STORE_VERBS),
     ConfigFlag("--accept-drift", "accept_drift", LOCAL_VERBS, constant=True),
     ConfigFlag("--keep-versions", "keep_versions", PIPELINE_VERBS),
-    ConfigFlag("--keep-runs", "keep_runs", LOCAL_VERBS),
+    ConfigFlag("--keep-runs", "keep_runs", LOCAL_VERBS | {PRUNE_RUNS}),
     ConfigFlag("--canary", "canary", PIPELINE_VERBS, constant=True),
     ConfigFlag("--repeats", "repeats", LOCAL_VERBS),
     ConfigFlag("--optimize", "optimization.variants", LOCAL_VERBS),
     ConfigFlag("--max-optimization-drop", "optimization.max_drop", LOCAL_VERBS),
     ConfigFlag("--sparsity", "optimization.sparsity", LOCAL_VERBS),
-    ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS),
+    ConfigFlag("--pipeline-name", "pipeline_name", PIPELINE_VERBS | RESULT_VERBS),
     ConfigFlag("--framework", "framework", PIPELINE_VERBS),
     ConfigFlag("--eval-buckets", "eval_buckets", PIPELINE_VERBS),
     ConfigFlag("--test-buckets", "test_buckets", PIPELINE_VERBS),

@@ -13,78 +13,59 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from twinflow.core import fs
 from twinflow.core.bootstrap import bootstrap
-from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import DataAnomaliesError, DataDriftError, TwinflowError
-from twinflow.pipelines.cli.flags import FORCE_HELP, RUN, add_config_flags, config_from_args
-from twinflow.pipelines.cli.kubeflow import add_kubeflow_verbs
-from twinflow.pipelines.cli.retraining import add_retraining_verbs
-from twinflow.pipelines.cli.serving import add_serving_verbs
+from twinflow.pipelines.cli import (
+    compile,
+    draft_schema,
+    history,
+    lineage,
+    manifests,
+    predict,
+    prepare_data,
+    promote,
+    prune_runs,
+    report,
+    retrain,
+    rollback,
+    run,
+    schedule,
+    serve,
+    status,
+    submit,
+)
 
 INTERRUPTED = 130
 
-
-def _cmd_prepare_data(args: argparse.Namespace) -> int:
-    from twinflow.pipelines import fashion_mnist
-
-    source = args.source
-    if args.download and source is None:
-        source = fashion_mnist.download_idx(args.output.parent / "fashion_mnist_idx")
-    fashion_mnist.prepare(args.output, source=source, limit_per_class=args.limit)
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)  # checked before TensorFlow loads
-    from twinflow.pipelines.run.local import run_local
-
-    report = run_local(config, log=True, verbose=args.verbose, force=args.force)
-    return 0 if all("train_accuracy" in row for row in report["frameworks"]) else 1
-
-
-def _cmd_draft_schema(args: argparse.Namespace) -> int:
-    from twinflow.pipelines.schema_draft import draft_schema
-
-    path = draft_schema(args.data_dir, args.out, force=args.force)
-    print(f"draft schema written to {path}; review it, then pass it with --schema")
-    return 0
+# Every verb, in the order ``twinflow --help`` lists them; each module registers its parser and handler.
+VERBS = (
+    prepare_data,
+    run,
+    draft_schema,
+    retrain,
+    rollback,
+    promote,
+    status,
+    history,
+    lineage,
+    report,
+    prune_runs,
+    serve,
+    predict,
+    manifests,
+    compile,
+    submit,
+    schedule,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinflow", description=__doc__, allow_abbrev=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    prepare = verbs.add_parser(
-        "prepare-data", allow_abbrev=False, help="write Fashion-MNIST as class folders of PNG files"
-    )
-    prepare.add_argument("--output", type=Path, default=Path(PipelineConfig().data_dir), help="output folder")
-    prepare.add_argument("--source", type=Path, help="folder with the four IDX .gz files (default: Debian's)")
-    prepare.add_argument("--limit", type=int, help="at most this many images per class and split")
-    prepare.add_argument("--download", action="store_true", help="fetch the IDX files when online")
-    prepare.set_defaults(handler=_cmd_prepare_data)
-
-    run = verbs.add_parser(RUN, allow_abbrev=False, help="run the pipeline locally (LocalDagRunner)")
-    add_config_flags(run, RUN)
-    run.add_argument(
-        "--verbose", action="store_true", help="show TensorFlow's, Beam's and TFX's own log on the terminal too"
-    )
-    run.add_argument("--force", action="store_true", help=FORCE_HELP)
-    run.set_defaults(handler=_cmd_run)
-
-    draft = verbs.add_parser(
-        "draft-schema", allow_abbrev=False, help="infer a draft schema from image folders, to review and check in"
-    )
-    draft.add_argument("--data-dir", type=Path, required=True, help="folder of class sub-folders of images")
-    draft.add_argument("--out", type=Path, required=True, help="where to write the schema .pbtxt")
-    draft.add_argument("--force", action="store_true", help="replace an existing file at --out (a reviewed schema)")
-    draft.set_defaults(handler=_cmd_draft_schema)
-
-    add_retraining_verbs(verbs)  # retrain, rollback, promote, status, history, lineage
-    add_serving_verbs(verbs)  # serve, predict, manifests
-    add_kubeflow_verbs(verbs)  # compile, submit, schedule (and schedule --local)
+    for verb in VERBS:
+        verb.register(verbs)
     return parser
 
 

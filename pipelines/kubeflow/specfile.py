@@ -16,6 +16,8 @@ from twinflow.core.config import PipelineConfig, TrainingConfig
 from twinflow.core.contract import TRAINING_CONFIG_KEY
 from twinflow.core.errors import ConfigError
 
+DEFAULT_SPEC = Path("work/kubeflow/pipeline.yaml")  # where compile writes and submit, schedule read
+
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Where the Dockerfile puts things (tests/test_dockerfile.py keeps the two in step).
 IMAGE_SCHEMA_DIR = "/opt/twinflow/schemas"

@@ -1,6 +1,6 @@
 """``report.html``: the run's comparison as one self-contained page (plots and thumbnails inline, no network).
 
-Built from the report dict (``twinflow.pipelines.report.build``) and, for thumbnails, the run's test examples.
+Rendered from report.json's content (``Report.to_json()``) and, for thumbnails, the run's test examples.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from twinflow.pipelines.report.build import (
+from twinflow.pipelines.report.markdown import (
     METHODS_NOTE,
     MODEL_SIZE_NOTE,
     TRAIN_ACCURACY_NOTE,
     interval_text,
     number,
-    per_class_figure,
     percent,
     significant_class_findings,
 )
@@ -175,6 +174,42 @@ def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str], 
             text = ax.annotate(label, point, xytext=(4, 3), textcoords="offset points", fontsize=fontsize)
             chosen = label_box(text, renderer)
         taken.append((chosen.x0, chosen.y0, chosen.x1, chosen.y1))
+
+
+def per_class_figure(report: dict[str, Any]) -> Any:
+    """Grouped bars of test accuracy per class, one colour per framework (a matplotlib figure), or None."""
+    rows = [r for r in report["frameworks"] if r.get("per_class_accuracy")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows[0]["per_class_accuracy"])
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.9), 4))
+    for i, row in enumerate(rows):
+        values = [row["per_class_accuracy"].get(n) or 0.0 for n in names]
+        ax.bar([x + i * width for x in range(len(names))], values, width, label=row["framework"])
+    ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(names))], names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Per-class test accuracy, run {report['run_id']}")
+    ax.legend(loc="lower left", framealpha=0.9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(report: dict[str, Any], path: Path) -> Path | None:
+    fig = per_class_figure(report)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _plots(report: dict[str, Any]) -> list[tuple[str, str, str]]:

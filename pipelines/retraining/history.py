@@ -117,7 +117,7 @@ def _chosen_repeat(record: RunRecord, name: str) -> int:
     if len(repeats) == 1:
         return repeats[0]
     try:
-        return int(framework_row(record, name).get("repeat", repeats[0]))
+        return framework_row(record, name).repeat
     except Exception:  # a model folder removed since: show the first repeat rather than nothing
         return repeats[0]
 

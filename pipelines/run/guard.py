@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twinflow.components.image_example_gen.file_hashes import CACHE_FILE, FileHashes
 from twinflow.components.image_example_gen.ingest import check_classes
@@ -37,6 +37,9 @@ from twinflow.core.packages import NAMESPACE, PACKAGES
 from twinflow.core.spans import Span
 from twinflow.model_store.lock import hold_serving_folder
 from twinflow.pipelines.run.shared_lock import hold_shared_store
+
+if TYPE_CHECKING:
+    from twinflow.pipelines.report.model import Report
 
 LAST_RUN_FILE = "last_run.json"
 # Config keys that say where things are kept or how the run is carried out, not what it trains on or
@@ -331,15 +334,15 @@ def check_redo(config: PipelineConfig, run_input: RunInput, span: int, force: bo
 
 
 def record_run(
-    config: PipelineConfig, fingerprint: str, report: dict[str, Any], report_folder: str, run_input: RunInput
+    config: PipelineConfig, fingerprint: str, report: Report, report_folder: str, run_input: RunInput
 ) -> None:
     from twinflow.model_store.layout import served_version
 
-    pushed = {row["framework"]: row.get("pushed_to") for row in report["frameworks"]}
+    pushed = {row.framework: row.pushed_to for row in report.frameworks}
     served = {name: served_version(fs.join(config.serving_dir, name)) for name in config.frameworks}
     last = LastRun(
         fingerprint,
-        report["run_id"],
+        str(report.run_id),
         time.strftime("%Y-%m-%d %H:%M:%S"),
         pushed,
         report_folder,

@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twinflow.core import fs
 from twinflow.core.config import PipelineConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.metadata import connection_config
 from twinflow.core.spans import describe_spans
+from twinflow.pipelines.report.model import Report
 from twinflow.pipelines.run.guard import (
     REDO_FORCED,
     REDO_SPAN,
@@ -35,10 +36,11 @@ from twinflow.pipelines.run.guard import (
     has_new_data,
     preflight,
     record_run,
+    report_dir,
     run_fingerprint,
     unchanged_since,
 )
-from twinflow.pipelines.run.log import run_log
+from twinflow.pipelines.run.log import log_path, run_log
 from twinflow.pipelines.run.shared_lock import check_store
 from twinflow.schemas import default_schema_path
 
@@ -123,12 +125,6 @@ def new_run_id() -> str:
     return datetime.datetime.now().isoformat()
 
 
-def log_path(config: PipelineConfig, run_id: str) -> Path:
-    """``<pipeline_root>/logs/<run id>.log``; under work/logs when the pipeline root is a URI (copied up after)."""
-    base = Path("work") if fs.is_remote(config.pipeline_root) else Path(config.pipeline_root)
-    return base / "logs" / f"{run_id.replace(':', '-')}.log"
-
-
 def run_local(
     config: PipelineConfig,
     log: bool = False,
@@ -136,7 +132,7 @@ def run_local(
     only_new_data: bool = False,
     redo_span: int | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> Report:
     """Run every component, then build, print and save the results report.
 
     With ``log``, TensorFlow's and TFX's own output go to the run's log file (and to the
@@ -178,14 +174,14 @@ def run_local(
                 forced = " (forced: it had pushed)" if note[REDO_FORCED] else ""
                 print(f"[run] a redo of span {note[REDO_SPAN]}{forced}, recorded in the history", flush=True)
             try:
-                report, report_dir = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
+                report, report_folder = _run_tfx(config, run_id, data_fingerprint, fingerprint, note)
             except Exception:  # stopped (drift, data validation, a failed component): a recorded run too
                 _keep_runs(config)
                 raise
             _keep_runs(config)
         if fs.is_remote(config.pipeline_root) and log:
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
-        record_run(config, fingerprint, report, report_dir, run_input)
+        record_run(config, fingerprint, report, report_folder, run_input)
         return report
 
 
@@ -222,14 +218,15 @@ def schema_snapshot(config: PipelineConfig) -> str:
 
 def _run_tfx(
     config: PipelineConfig, run_id: str, data_fingerprint: str, fingerprint: str, note: dict[str, int] | None = None
-) -> tuple[dict, str]:
+) -> tuple[Report, str]:
     """``note``: kept on the run's context in ML Metadata (e.g. a redo), for ``history``."""
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
     from twinflow.pipelines.definition import create_pipeline
-    from twinflow.pipelines.report.build import build_report, to_markdown, write_report
+    from twinflow.pipelines.report.build import build_report, write_report
+    from twinflow.pipelines.report.markdown import to_markdown
     from twinflow.pipelines.run.record import note_on_run, read_run
 
     fs.gfile()  # registers s3:// before TFX's own components touch a URI
@@ -265,7 +262,7 @@ def _run_tfx(
     record = read_run(metadata, config.pipeline_name, run_id)
     report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
     out = write_report(report, config.pipeline_root)
-    print("\n" + to_markdown(report))
+    print("\n" + to_markdown(report.to_json()))
     print(f"report written to {out} (open {fs.join(out, 'report.html')})")
     return report, out
 
@@ -286,18 +283,18 @@ def _report_stopped_run(
     from twinflow.core.contract import DRIFT_REPORT_FILE
     from twinflow.core.errors import DataDriftError
     from twinflow.pipelines.report.build import build_report, write_report
+    from twinflow.pipelines.report.model import Stopped
     from twinflow.pipelines.run.record import read_run
 
     try:
         record = read_run(metadata, config.pipeline_name, run_id)
         report = build_report(record, config.frameworks, wall, config.model_dump(mode="json"))
-        report["stopped"] = {
-            "at": [node.node_id for node in record.nodes.values() if node.state == "FAILED"],
-            "reason": str(error),
-        }
+        report.stopped = Stopped(
+            at=[node.node_id for node in record.nodes.values() if node.state == "FAILED"], reason=str(error)
+        )
         drift = error.report if isinstance(error, DataDriftError) else None
         if drift:
-            report["drift"] = drift
+            report.drift = drift
         out = write_report(report, config.pipeline_root)
         if drift:
             fs.write_text(fs.join(out, DRIFT_REPORT_FILE), json.dumps(drift, indent=1) + "\n")
@@ -331,24 +328,23 @@ def rebuild_report(config: PipelineConfig, run_id: str | None = None, output: st
     wall = sum(node.seconds for node in record.nodes.values())  # the run's own wall time is not in the store
     recorded = recorded_config(config.pipeline_root, record.run_id)  # the run's own config, not today's flags
     report = build_report(record, frameworks, wall, recorded)
-    kept = _kept_by_stopped_run(config.pipeline_root, record.run_id)
-    return write_report({**kept, **report}, config.pipeline_root, output)
+    _keep_what_the_stopped_run_kept(report, config.pipeline_root)
+    return write_report(report, config.pipeline_root, output)
 
 
-def _kept_by_stopped_run(pipeline_root: str, run_id: str) -> dict[str, Any]:
+def _keep_what_the_stopped_run_kept(report: Report, pipeline_root: str) -> None:
     """What a stopped run's own report kept and ML Metadata cannot give back: where it stopped, its drift report."""
     from twinflow.core.contract import DRIFT_REPORT_FILE
-    from twinflow.pipelines.report.build import report_dir
+    from twinflow.pipelines.report.build import recorded_report
+    from twinflow.pipelines.report.model import Stopped
 
-    folder = report_dir(pipeline_root, run_id)
-    kept: dict[str, Any] = {}
-    if fs.exists(fs.join(folder, "report.json")):
-        stopped = json.loads(fs.read_text(fs.join(folder, "report.json"))).get("stopped")
-        if stopped:
-            kept["stopped"] = stopped
-    if fs.exists(fs.join(folder, DRIFT_REPORT_FILE)):
-        kept["drift"] = json.loads(fs.read_text(fs.join(folder, DRIFT_REPORT_FILE)))
-    return kept
+    run_id = str(report.run_id)
+    stopped = (recorded_report(pipeline_root, run_id) or {}).get("stopped")
+    if stopped:
+        report.stopped = Stopped.model_validate(stopped)
+    drift = fs.join(report_dir(pipeline_root, run_id), DRIFT_REPORT_FILE)
+    if fs.exists(drift):
+        report.drift = json.loads(fs.read_text(drift))
 
 
 def _served(config: PipelineConfig) -> list[str]:
@@ -361,7 +357,7 @@ def _served(config: PipelineConfig) -> list[str]:
     return served
 
 
-def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastRun) -> dict[str, Any]:
+def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastRun) -> Report:
     """``retrain`` with no span newer than the last completed run's: nothing runs, exit 0."""
     span = run_input.spans[-1]
     print(
@@ -370,10 +366,10 @@ def _report_no_new_data(config: PipelineConfig, run_input: RunInput, last: LastR
         f"(--redo-span {span.number} runs it again unless it pushed; --force runs anyway)",
         flush=True,
     )
-    return {"run_id": None, "no_new_data": True, "spans": [s.number for s in run_input.spans], "frameworks": []}
+    return Report(no_new_data=True, spans=[s.number for s in run_input.spans])
 
 
-def _report_unchanged(config: PipelineConfig, unchanged: Unchanged) -> dict[str, Any]:
+def _report_unchanged(config: PipelineConfig, unchanged: Unchanged) -> Report:
     """Nothing to do: say since when and what is served; return that run's report when it is kept here."""
     report_json = fs.join(unchanged.report, "report.json") if unchanged.report else ""
     kept = bool(report_json) and fs.exists(report_json)
@@ -386,5 +382,12 @@ def _report_unchanged(config: PipelineConfig, unchanged: Unchanged) -> dict[str,
         + " (--force runs anyway)",
         flush=True,
     )
-    report = json.loads(fs.read_text(report_json)) if kept else {"run_id": None, "frameworks": []}
-    return {**report, "unchanged_since": unchanged.run_id or "served"}
+    since = unchanged.run_id or "served"
+    if kept:
+        try:
+            return Report.model_validate(json.loads(fs.read_text(report_json))).model_copy(
+                update={"unchanged_since": since}
+            )
+        except ValueError:  # a report written by an older twinflow: what is served was said above
+            pass
+    return Report(unchanged_since=since)

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from twinflow.core import fs
+from twinflow.core.config import PipelineConfig
+
 
 class _Tee(threading.Thread):
     """Copies what is written to a pipe into the log and, optionally, to a terminal descriptor."""
@@ -92,3 +95,9 @@ def run_log(path: str | Path, verbose: bool = False) -> Iterator[Path]:
         except BaseException:
             traceback.print_exc(file=stderr)
             raise
+
+
+def log_path(config: PipelineConfig, run_id: str) -> Path:
+    """``<pipeline_root>/logs/<run id>.log``; under work/logs when the pipeline root is a URI (copied up after)."""
+    base = Path("work") if fs.is_remote(config.pipeline_root) else Path(config.pipeline_root)
+    return base / "logs" / f"{run_id.replace(':', '-')}.log"

@@ -278,7 +278,7 @@ def _execution_folders(store: Any, execution: Any, pipeline_name: str, root: str
 
 def _plan_run_files(config: PipelineConfig, plan: PrunePlan, oldest_kept: float) -> None:
     """Reports and logs of pruned runs, and of no-op runs (never recorded in ML Metadata) older than every kept run."""
-    from twinflow.pipelines.run.local import log_path
+    from twinflow.pipelines.run.log import log_path
 
     kept = {name.replace(":", "-") for name in plan.kept_runs}
     pruned = {name.replace(":", "-") for name in plan.pruned_runs}
