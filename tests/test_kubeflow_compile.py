@@ -16,7 +16,7 @@ from tfx.utils import import_utils
 from tests.kubeflow_specs import IMAGE, compile_to, edges, executor
 from twinflow.components.image_example_gen.listing import list_sources
 from twinflow.pipelines.cli.main import main
-from twinflow.pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, read_spec, resolver_tasks
+from twinflow.pipelines.kubeflow.specfile import IMAGE_SCHEMA_FILE, code_paths, read_spec, resolver_tasks
 
 KERAS_TASKS = {
     "ImageExampleGen",
@@ -173,24 +173,6 @@ def test_trainer_and_evaluator_steps_request_cpu_and_memory_and_trainers_gpus_wh
     }
     assert trainer["resourceCpuRequest"] == "4"
     assert "accelerator" not in executor(gpu, "Evaluator_keras")["container"]["resources"]
-
-
-def code_paths(spec: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """(executor classes, functions, modules) the spec names for containers to import."""
-    executors = []
-    for body in spec["deploymentSpec"]["executors"].values():
-        args = body.get("container", {}).get("args", [])
-        if "--executor_class_path" in args:
-            executors.append(args[args.index("--executor_class_path") + 1])
-    constants = {
-        (name, value["runtimeValue"]["constant"])
-        for task in spec["root"]["dag"]["tasks"].values()
-        for name, value in task.get("inputs", {}).get("parameters", {}).items()
-        if value.get("runtimeValue", {}).get("constant")
-    }
-    functions = sorted(v for name, v in constants if name in ("run_fn", "preprocessing_fn"))
-    modules = sorted(v for name, v in constants if name == "module_path")
-    return executors, functions, modules
 
 
 def assert_importable(spec: dict[str, Any]) -> None:

@@ -84,6 +84,36 @@ def test_a_spec_with_resolver_tasks_is_submitted_with_a_note_to_compile_it_again
     assert "has resolver tasks ['Evaluator_keras']" in note and "compile it again with 'twinflow compile'" in note
 
 
+@pytest.mark.parametrize("verb", ["submit", "schedule"])
+def test_a_spec_compiled_by_an_older_twinflow_is_refused_in_one_line_before_any_request(
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture, verb: str
+) -> None:
+    """Before 0.2 the code lived in top-level packages: such a spec's steps would fail to import in every pod."""
+    text = spec_file.read_text()
+    assert "twinflow.trainers.keras.train.run_fn" in text
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        text.replace("twinflow.trainers.keras.train.run_fn", "trainers.keras_trainer.run_fn").replace(
+            "twinflow.components.", "components."
+        )
+    )
+    fake = FakeKfp()
+    with Server(fake) as server:
+        argv = [
+            verb,
+            "--spec",
+            str(old),
+            "--host",
+            server.url,
+            *(["--cron", "0 3 * * *"] if verb == "schedule" else []),
+        ]
+        assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "was compiled by another twinflow version" in error, error
+    assert "components.data_gate.executor" in error and "compile it again with 'twinflow compile'" in error
+    assert fake.requests == []
+
+
 def test_a_second_submit_adds_a_version_to_the_same_pipeline(spec_file: Path) -> None:
     fake = FakeKfp()
     with Server(fake) as server:

@@ -31,12 +31,19 @@ def run_values(args: argparse.Namespace) -> tuple[Any, PipelineConfig, dict[str,
     from twinflow.pipelines.kubeflow.specfile import (
         TRAINING_CONFIG_PARAM,
         compiled_training,
+        missing_code,
         read_spec,
         resolver_tasks,
         run_parameters,
     )
 
     spec, _ = read_spec(args.spec)
+    if missing := missing_code(spec):
+        raise ConfigError(
+            f"{args.spec} was compiled by another twinflow version: its steps import {', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''}, which this version does not have; compile it again with "
+            "'twinflow compile' (and build and push the image of this version)"
+        )
     extra: dict[str, str] = {}
     for item in args.param:
         name, sep, value = item.partition("=")

@@ -5,6 +5,7 @@ Kept free of TFX and TensorFlow imports so that ``twinflow submit`` and ``schedu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,3 +102,36 @@ def resolver_tasks(spec: Mapping[str, Any]) -> list[str]:
         for name, task in spec["root"]["dag"]["tasks"].items()
         if "resolver" in executors.get(spec["components"][task["componentRef"]["name"]]["executorLabel"], {})
     )
+
+
+def code_paths(spec: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(executor classes, functions, modules) the spec names for its containers to import."""
+    executors = []
+    for body in spec.get("deploymentSpec", {}).get("executors", {}).values():
+        args = body.get("container", {}).get("args", [])
+        if "--executor_class_path" in args:
+            executors.append(args[args.index("--executor_class_path") + 1])
+    constants = {
+        (name, value["runtimeValue"]["constant"])
+        for task in spec["root"]["dag"]["tasks"].values()
+        for name, value in task.get("inputs", {}).get("parameters", {}).items()
+        if value.get("runtimeValue", {}).get("constant")
+    }
+    functions = sorted(v for name, v in constants if name in ("run_fn", "preprocessing_fn"))
+    modules = sorted(v for name, v in constants if name == "module_path")
+    return executors, functions, modules
+
+
+def missing_code(spec: Mapping[str, Any]) -> list[str]:
+    """The modules the spec's steps would import that this twinflow does not have: a spec compiled by another
+    version (before 0.2 twinflow's code lived in top-level packages, ``trainers.keras_trainer.run_fn``)."""
+    executors, functions, modules = code_paths(spec)
+    wanted = sorted({path.rpartition(".")[0] for path in [*executors, *functions]} | set(modules))
+    return [module for module in wanted if not _findable(module)]
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or one that refuses its bare name
+        return False
