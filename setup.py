@@ -7,7 +7,7 @@ namespace, which static configuration cannot compute.
 import runpy
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 listing = runpy.run_path(str(ROOT / "core" / "packages.py"))
@@ -18,7 +18,8 @@ setup(
     packages=[
         f"{namespace}.{name}{'.' + sub if sub else ''}"
         for name in packages
-        for sub in ["", *find_packages(where=str(ROOT / name))]
+        # Namespace packages too: folders of data alone (schemas/fashion_mnist, the report's templates) ship as well.
+        for sub in ["", *find_namespace_packages(where=str(ROOT / name), exclude=["*__pycache__*"])]
     ],
-    package_data={f"{namespace}.{name}": patterns for name, patterns in listing["PACKAGE_DATA"].items()},
+    package_data={"*": listing["PACKAGE_DATA"]},
 )

@@ -10,8 +10,9 @@ NAMESPACE = "twinflow"
 # Lowest layer first (tests/test_layering.py states what each may import).
 PACKAGES = ("core", "schemas", "model_store", "components", "trainers", "serving", "pipelines")
 
-# Files other than Python that a package needs at run time (setuptools package_data patterns).
-PACKAGE_DATA = {"schemas": ["**/*.pbtxt"], "pipelines": ["**/*.j2"]}
+# Files other than Python that packages need at run time (curated schemas, the report's template): setuptools
+# package_data patterns, for every package folder.
+PACKAGE_DATA = ["*.pbtxt", "*.j2"]
 
 
 def require_namespace(module_name: str) -> None:
