@@ -1,4 +1,9 @@
-"""The model architectures both frameworks build, by name: one spec, two implementations."""
+"""The model architectures both frameworks build, by name: one spec, two implementations.
+
+Two kinds: the twin CNNs (trained from scratch on normalised images) and pretrained backbones
+(trainers/backbones/: fine-tuned, fed raw pixels 0..255 that their first layer scales, as their
+published weights expect).
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,26 @@ def architecture(name: str) -> CnnSpec:
         return ARCHITECTURES[name]
     except KeyError:
         raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A pretrained family built as an exact twin in both frameworks (trainers/backbones/)."""
+
+    min_image_size: int  # the smallest input its strided convolutions take
+    published_sizes: tuple[int, ...]  # input sizes with published ImageNet weights
+    head_dropout: float = 0.2
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # Keras applications' MobileNetV2 (alpha = --width-multiplier), mirrored exactly in torch.
+    "mobilenet_v2": BackboneSpec(min_image_size=32, published_sizes=(96, 128, 160, 192, 224)),
+}
+
+
+def architecture_names() -> list[str]:
+    return [*ARCHITECTURES, *BACKBONES]
+
+
+def is_backbone(name: str) -> bool:
+    return name in BACKBONES

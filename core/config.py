@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twinflow.core.architectures import ARCHITECTURES
+from twinflow.core.architectures import BACKBONES, architecture_names, is_backbone
 from twinflow.core.errors import ConfigError
 from twinflow.core.registry import resolve_frameworks
 
@@ -55,7 +55,23 @@ class TrainingConfig(_Section):
     seed: int = Field(42, description="random seed")
     image_size: int = Field(28, ge=4, le=1024, description="images are resized to this square size")
     channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB)")
-    architecture: str = Field("twin_cnn_wide", description=f"model architecture: {', '.join(ARCHITECTURES)}")
+    architecture: str = Field("twin_cnn_wide", description=f"model architecture: {', '.join(architecture_names())}")
+    width_multiplier: float = Field(
+        1.0, gt=0, le=2, description="a backbone's width (MobileNetV2's alpha: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)"
+    )
+    weights: str = Field(
+        "none",
+        min_length=1,
+        description="starting weights, the same in both frameworks: none (seeded, identical), imagenet (published "
+        "backbone weights), served (each framework's served version), served:<framework>, or a file or model folder",
+    )
+    fine_tune_blocks: int = Field(
+        0, ge=0, le=19, description="backbone blocks (from the top) to unfreeze in a second phase; 0: head only"
+    )
+    fine_tune_epochs: int = Field(0, ge=0, description="epochs of the second phase (top blocks unfrozen)")
+    fine_tune_lr_factor: float = Field(
+        0.1, gt=0, le=1, description="the second phase's learning rate, as a share of --learning-rate"
+    )
     augment: tuple[Literal["flip", "brightness"], ...] = Field(
         AUGMENTATIONS,
         strict=False,
@@ -86,9 +102,29 @@ class TrainingConfig(_Section):
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(ARCHITECTURES)}")
+        if value not in architecture_names():
+            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(architecture_names())}")
         return value
+
+    @model_validator(mode="after")
+    def _backbone_fits(self) -> TrainingConfig:
+        backbone = BACKBONES.get(self.architecture)
+        if backbone and self.image_size < backbone.min_image_size:
+            raise ValueError(
+                f"image_size {self.image_size} is below the {backbone.min_image_size} px {self.architecture} takes"
+            )
+        if self.weights == "imagenet" and not backbone:
+            raise ValueError(
+                f"weights 'imagenet' are published for backbones ({', '.join(BACKBONES)}), not for {self.architecture}"
+            )
+        if self.fine_tune_blocks and not backbone:
+            raise ValueError(f"fine_tune_blocks is for backbones ({', '.join(BACKBONES)}), not {self.architecture}")
+        return self
+
+    @property
+    def backbone(self) -> bool:
+        """Fed raw pixels (0..255) that the model's own first layer scales, instead of normalised images."""
+        return is_backbone(self.architecture)
 
     @field_validator("augment")
     @classmethod

@@ -25,6 +25,7 @@ SIGNATURE_INPUTS = {SERVING_EXAMPLES_SIGNATURE: "examples", SERVING_IMAGE_BYTES_
 CLASS_VOCAB_NAME = "class_names"
 # The key of the training section in TFX custom_config (Transform and every Trainer read it).
 TRAINING_CONFIG_KEY = "training"
+SERVING_DIR_KEY = "serving_dir"  # a Trainer's custom_config: where --weights served finds the served versions
 
 SPLITS = ("train", "eval", "test")
 # What the drift gate writes into its output artifact.

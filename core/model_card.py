@@ -38,6 +38,29 @@ class EpochMetrics(_Card):
     val_accuracy: float | None = None
 
 
+class TrainingPhase(_Card):
+    """One phase of fine-tuning a backbone (a twin CNN trains in one phase, everything at once)."""
+
+    name: str  # "all layers", "head (backbone frozen)", "top 4 blocks"
+    trainable_units: int = Field(ge=0, description="backbone units that trained (stem, 17 blocks, top: 0..19)")
+    epochs: int = Field(ge=0, description="epochs the phase was given (early stopping may run fewer)")
+    learning_rate: float = Field(gt=0)
+
+
+class WeightsRecord(_Card):
+    """Where the starting weights came from (``--weights``), identical in both twins."""
+
+    source: str = Field(description="as given: none, imagenet, served, served:<framework>, or a path")
+    kind: str = Field(description="seeded, keras_h5, keras_weights_h5, torch_state_dict, safetensors, onnx, ...")
+    seed: int
+    head: str = Field(description="'from the source', or 'new: <why>' (e.g. another class count)")
+    file: str | None = None
+    sha256: str | None = Field(None, description="of the bytes read (a folder: of its weight files)")
+    framework: str | None = Field(None, description="whose layout the source was in: keras or torch")
+    ported_to: list[str] = Field(default_factory=list)
+    note: str | None = None
+
+
 class TrainingSummary(_Card):
     config: TrainingConfig
     device: str
@@ -52,6 +75,7 @@ class TrainingSummary(_Card):
     train: SplitMetrics
     eval: SplitMetrics
     history: list[EpochMetrics] = Field(default_factory=list)  # per epoch, for training curves
+    phases: list[TrainingPhase] = Field(default_factory=list)
 
 
 class TensorSpec(_Card):
@@ -111,6 +135,7 @@ class ModelCard(_Card):
     input_contract: InputContract
     architecture: str
     parameters: int = Field(gt=0)
+    weights: WeightsRecord | None = Field(None, description="the starting weights (--weights)")
     training: TrainingSummary
     size_bytes: int = Field(ge=0, description="bytes of the artifact files (see artifact_files)")
     variant: VariantInfo | None = Field(None, description="set on an optimized variant of a float model")

@@ -17,8 +17,8 @@ from twinflow.components.image_example_gen.component import ImageExampleGen
 from twinflow.components.model_optimizer.component import ModelOptimizer
 from twinflow.components.versioned_pusher.component import VersionedPusher
 from twinflow.core import fs
-from twinflow.core.config import PipelineConfig
-from twinflow.core.contract import TRAINING_CONFIG_KEY
+from twinflow.core.config import PipelineConfig, TrainingConfig
+from twinflow.core.contract import SERVING_DIR_KEY, TRAINING_CONFIG_KEY
 from twinflow.core.registry import FrameworkPlugin, get_framework
 from twinflow.core.repeats import node_id, repeat_seed
 from twinflow.model_store.layout import served_version
@@ -41,6 +41,16 @@ def _served_numbers(config: PipelineConfig) -> dict[str, int | None] | None:
     except Exception:  # e.g. a cluster volume compiled from a workstation: the components read it at run time
         return None
     return {name: version.number if version else None for name, version in served.items()}
+
+
+def _trainer_config(config: PipelineConfig, training: TrainingConfig) -> dict[str, str | dict]:
+    """What a Trainer receives: its training config and, for a warm start from what is served (--weights served),
+    the serving folder, and the served versions as part of its cache key (a new push means new starting weights)."""
+    custom: dict[str, str | dict] = {TRAINING_CONFIG_KEY: training.to_dict()}
+    if training.weights == "served" or training.weights.startswith("served:"):
+        custom[SERVING_DIR_KEY] = str(config.serving_dir)
+        custom["served_versions"] = _served_versions(config)
+    return custom
 
 
 def _served_versions(config: PipelineConfig) -> str:
@@ -230,7 +240,7 @@ def create_pipeline(
                 schema=schema_gen.outputs["schema"],
                 train_args=trainer_pb2.TrainArgs(splits=["train"]),
                 eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-                custom_config={TRAINING_CONFIG_KEY: training.to_dict()},
+                custom_config=_trainer_config(config, training),
             ).with_id(node_id("Trainer", name, repeat))
             evaluator = FiniteEvaluator(
                 examples=example_gen.outputs["examples"],

@@ -14,28 +14,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import torch
+from torch import nn
 
 from tests.helpers import make_card
 from twinflow.core.errors import ConfigError
-
-tf = pytest.importorskip("tensorflow")
-torch = pytest.importorskip("torch")
-
-from torch import nn  # noqa: E402
-
-from twinflow.trainers.backbones import mobilenet_v2_spec as spec  # noqa: E402
-from twinflow.trainers.backbones import port, weights  # noqa: E402
-from twinflow.trainers.backbones.keras_mobilenet_v2 import (  # noqa: E402
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec
+from twinflow.trainers.backbones import port, weights
+from twinflow.trainers.backbones.keras_mobilenet_v2 import (
     build_keras_mobilenet_v2,
     layer_units,
     set_trainable_blocks,
 )
-from twinflow.trainers.backbones.torch_mobilenet_v2 import (  # noqa: E402
+from twinflow.trainers.backbones.torch_mobilenet_v2 import (
     TorchMobileNetV2,
     freeze_backbone,
     keras_layer_names,
-    keras_weight_count,
 )
+from twinflow.trainers.lightning.model import count_parameters
 
 CLASSES = 4
 TOLERANCE = 1e-4
@@ -136,7 +133,7 @@ def test_twins_agree_from_shared_weights(size: int, channels: int, alpha: float)
     np.testing.assert_allclose(torch_logits(reference, images), expected, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(torch_logits(round_trip, images), expected, rtol=0, atol=TOLERANCE)
     assert result.head == port.HEAD_FROM_SOURCE and result.tensors == len(port.torch_tensors(round_trip))
-    assert keras_twin.count_params() == keras_weight_count(round_trip)
+    assert keras_twin.count_params() == count_parameters(round_trip)
     trainable = sum(int(np.prod(w.shape)) for w in keras_twin.trainable_weights)
     assert trainable == sum(p.numel() for p in round_trip.parameters())
 

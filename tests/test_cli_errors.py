@@ -48,7 +48,7 @@ def test_a_bad_config_value_is_refused_before_tensorflow_loads(tmp_path: Path) -
     assert result.stderr.strip() == (
         "twinflow run: error: training.learning_rate: Input should be a finite number (got nan); "
         "training.architecture: unknown architecture 'resnet'; "
-        "known: twin_cnn, twin_cnn_dropout, twin_cnn_wide, tiny_cnn (got 'resnet')"
+        "known: twin_cnn, twin_cnn_dropout, twin_cnn_wide, tiny_cnn, mobilenet_v2 (got 'resnet')"
     )
 
 

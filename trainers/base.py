@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twinflow.core.config import TrainingConfig
-from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, TRAINING_CONFIG_KEY
-from twinflow.core.errors import TrainingDivergedError
+from twinflow.core.contract import CLASS_VOCAB_NAME, IMAGE_XF_KEY, SERVING_DIR_KEY, TRAINING_CONFIG_KEY
+from twinflow.core.errors import ConfigError, TrainingDivergedError
 from twinflow.core.model_card import (
     InputContract,
     ModelCard,
     OnnxGraph,
     SplitMetrics,
     TensorSpec,
+    TrainingPhase,
     TrainingSummary,
+    WeightsRecord,
     artifact_size,
     write_model_card,
 )
@@ -39,11 +41,70 @@ if TYPE_CHECKING:
 # "flip": random horizontal flip with p=0.5; "brightness": an additive shift drawn
 # uniformly from [-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA].
 BRIGHTNESS_DELTA = 0.2
+PIXEL_HALF_RANGE = 127.5  # a backbone's pixels 0..255 are scaled by its first layer to [-1, 1]: 127.5 levels per unit
+
+
+def brightness_delta(config: TrainingConfig) -> float:
+    """The brightness shift's bound in the units the trainer's images are in: normalised images, or a backbone's
+    raw pixels (the same shift once the model's first layer has scaled them)."""
+    return BRIGHTNESS_DELTA * (PIXEL_HALF_RANGE if config.backbone else 1.0)
 
 
 def training_config(custom_config: Mapping[str, Any] | None) -> TrainingConfig:
     """The TrainingConfig a pipeline passed through TFX ``custom_config``."""
     return TrainingConfig.from_dict((custom_config or {}).get(TRAINING_CONFIG_KEY, {}))
+
+
+ALL_UNITS = 19  # a backbone's freezing units (stem, 17 blocks, top: backbones.mobilenet_v2_spec.NUM_UNITS)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One fit of the twin: which backbone units train, for how long, at which rate (the same in both twins)."""
+
+    name: str
+    trainable_units: int
+    epochs: int
+    learning_rate: float
+    train_batch_norm: bool = False
+
+    def record(self) -> TrainingPhase:
+        return TrainingPhase(
+            name=self.name, trainable_units=self.trainable_units, epochs=self.epochs, learning_rate=self.learning_rate
+        )
+
+
+def training_phases(config: TrainingConfig) -> list[Phase]:
+    """A twin CNN, or a backbone from a seeded start, trains everything in one phase. A pretrained backbone trains
+    its head with the backbone frozen (in inference mode: batch norm on its running statistics), then, with
+    ``fine_tune_blocks`` and ``fine_tune_epochs``, its top blocks too at ``fine_tune_lr_factor`` of the rate."""
+    if not config.backbone or config.weights == "none":
+        return [Phase("all layers", ALL_UNITS, config.epochs, config.learning_rate, train_batch_norm=True)]
+    phases = [Phase("head (backbone frozen)", 0, config.epochs, config.learning_rate)]
+    if config.fine_tune_blocks and config.fine_tune_epochs:
+        rate = config.learning_rate * config.fine_tune_lr_factor
+        phases.append(
+            Phase(f"top {config.fine_tune_blocks} blocks", config.fine_tune_blocks, config.fine_tune_epochs, rate)
+        )
+    return phases
+
+
+def weights_source(weights: str, framework: str, serving_dir: str | None) -> tuple[str, str | None]:
+    """``--weights`` as a source apply_weights reads, and a note: ``served`` is this framework's served version
+    (``served:<framework>`` another's), found in the serving folder when training starts; nothing served yet
+    means a seeded start, said so."""
+    if weights != "served" and not weights.startswith("served:"):
+        return weights, None
+    owner = weights.partition(":")[2] or framework
+    from twinflow.core import fs
+    from twinflow.model_store.layout import served_version
+
+    if not serving_dir:
+        raise ConfigError(f"--weights {weights}: the trainer was given no serving folder to read it from")
+    version = served_version(fs.join(serving_dir, owner))
+    if version is None:
+        return "none", f"nothing of {owner} served in {serving_dir} yet: a seeded start"
+    return version.path, f"{owner}'s served version {version.number}"
 
 
 def parse_class_vocabulary(lines: list[str | bytes]) -> list[str]:
@@ -132,6 +193,11 @@ class TwinTrainer(abc.ABC):
         self.class_names = parse_class_vocabulary(self.transform_output.vocabulary_by_name(CLASS_VOCAB_NAME))
         self.stopwatch = Stopwatch()
         self.input_mode = "memory"  # or "stream": the Transform output was over the memory budget
+        self.phases = training_phases(self.config)
+        self.weights_source, self.weights_note = weights_source(
+            self.config.weights, self.framework, (fn_args.custom_config or {}).get(SERVING_DIR_KEY)
+        )
+        self.weights: WeightsRecord | None = None  # set by build: where the starting weights came from
 
     def run(self) -> ModelCard:
         """data → build → fit → evaluate → export → model card, the same in every framework."""
@@ -153,6 +219,7 @@ class TwinTrainer(abc.ABC):
             input_contract=input_contract(self.config),
             architecture=self.architecture or self.config.architecture,
             parameters=parameters,
+            weights=self.weights,
             training=TrainingSummary(
                 config=self.config,
                 device=device,
@@ -161,6 +228,7 @@ class TwinTrainer(abc.ABC):
                 input_mode=self.input_mode,
                 train=train,
                 eval=evaluation,
+                phases=[phase.record() for phase in self.phases] if self.config.backbone else [],
             ),
             size_bytes=artifact_size(path, exported.artifact),
         )
@@ -178,7 +246,19 @@ class TwinTrainer(abc.ABC):
 
     @abc.abstractmethod
     def build(self) -> int:
-        """Build the twin for ``class_names``; return its parameter count."""
+        """Build the twin for ``class_names`` with its starting weights (:meth:`start_from`); return its parameter
+        count as Keras counts it."""
+
+    def start_from(self, **twin: Any) -> None:
+        """Give the twin (``keras_model=`` or ``torch_model=``) the starting weights ``--weights`` names, identical
+        in both frameworks, and record where they came from."""
+        from twinflow.trainers.backbones.weights import apply_weights, twins_for
+
+        twins = twins_for(self.config, len(self.class_names))
+        origin = apply_weights(self.weights_source, twins, self.config.seed, **twin)
+        record = origin.as_card() | {"source": self.config.weights, "note": self.weights_note}
+        self.weights = WeightsRecord.model_validate(record)
+        print(f"[{self.framework}] starting weights: {_words(self.weights)}", flush=True)
 
     @abc.abstractmethod
     def fit(self) -> str:
@@ -191,3 +271,10 @@ class TwinTrainer(abc.ABC):
     @abc.abstractmethod
     def export(self, path: str) -> Exported:
         """Write the serving model (Transform graph included or beside it) into ``path``."""
+
+
+def _words(weights: WeightsRecord) -> str:
+    where = weights.file or weights.source
+    head = "" if weights.head == "from the source" else f"; head {weights.head}"
+    note = f" ({weights.note})" if weights.note else ""
+    return f"{weights.kind} from {where}{head}{note}"

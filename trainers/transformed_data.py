@@ -24,7 +24,7 @@ READ_BATCH = 1024
 SHUFFLE_BUFFER_MAX = 10_000  # examples; a streamed shuffle buffer also stays within a quarter of the budget
 SHUFFLE_BUFFER_MIN = 256
 
-Arrays = tuple[np.ndarray, np.ndarray]  # (image_xf [N,H,W,C] float32, label [N] int64)
+Arrays = tuple[np.ndarray, np.ndarray]  # (image_xf [N,H,W,C] float32, or uint8 pixels for backbones; label [N] int64)
 
 
 def transformed_batches(
@@ -61,11 +61,19 @@ def read_within_budget(batches: tf.data.Dataset, budget_bytes: float) -> Arrays 
         held += image_batch.nbytes + label_batch.nbytes
         if held > budget_bytes:
             return None
-        images.append(image_batch.astype(np.float32, copy=False))
+        images.append(held_images(image_batch))
         labels.append(label_batch.astype(np.int64, copy=False))
     if not labels:
         raise ValueError("the Transform output split is empty: no examples to train or evaluate on")
     return np.concatenate(images), np.concatenate(labels)
+
+
+def held_images(batch: np.ndarray) -> np.ndarray:
+    """Images as held in memory: normalised floats as float32; pixel values (a backbone's integers 0..255) as
+    uint8, a quarter of the memory (the model's first layer scales them)."""
+    if np.issubdtype(batch.dtype, np.integer):
+        return batch.astype(np.uint8)
+    return batch.astype(np.float32, copy=False)
 
 
 def shuffle_buffer_size(example_bytes: int, budget_bytes: float) -> int:
@@ -79,9 +87,9 @@ def memory_budget_bytes(config: TrainingConfig) -> float:
     return config.memory_budget_mb * MB
 
 
-def example_bytes(image_size: int, channels: int) -> int:
-    """Bytes one transformed example takes in memory (float32 image, int64 label)."""
-    return image_size * image_size * channels * 4 + 8
+def example_bytes(config: TrainingConfig) -> int:
+    """Bytes one transformed example takes in memory (float32 image or uint8 pixels, int64 label)."""
+    return config.image_size * config.image_size * config.channels * (1 if config.backbone else 4) + 8
 
 
 class TransformedSource:
@@ -102,9 +110,7 @@ class TransformedSource:
         """One streamed pass; shuffled through a buffer sized from the budget when ``shuffle``."""
         buffer = 0
         if shuffle:
-            buffer = shuffle_buffer_size(
-                example_bytes(self._config.image_size, self._config.channels), self.budget_bytes
-            )
+            buffer = shuffle_buffer_size(example_bytes(self._config), self.budget_bytes)
         return transformed_batches(self._files, self._data_accessor, self._tft_output, batch_size, buffer, seed)
 
     def read(self, budget_bytes: float) -> Arrays | None:

@@ -234,13 +234,3 @@ def keras_layer_names(model: nn.Module) -> dict[str, str]:
         if prefix is not None:
             names[path] = prefix + attribute
     return names
-
-
-def keras_weight_count(model: nn.Module) -> int:
-    """What Keras's ``count_params`` counts for the twin: parameters plus batch norm's running mean and variance."""
-    statistics = sum(
-        module.running_mean.numel() + module.running_var.numel()
-        for module in model.modules()
-        if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None
-    )
-    return sum(p.numel() for p in model.parameters()) + statistics

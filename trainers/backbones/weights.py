@@ -33,6 +33,8 @@ import tensorflow as tf
 from torch import nn
 
 from twinflow.core import fs
+from twinflow.core.architectures import BACKBONES
+from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import ONNX_FILE
 from twinflow.core.errors import ConfigError
 from twinflow.core.model_card import MODEL_CARD_FILE, read_model_card
@@ -94,6 +96,15 @@ def cnn_twins(architecture: str, image_size: int, channels: int, num_classes: in
         return build_model(architecture, image_size, channels, num_classes)
 
     return Twins(architecture=architecture, build_keras=build_keras, build_torch=build_torch)
+
+
+def twins_for(config: TrainingConfig, num_classes: int) -> Twins:
+    """The twins a training config names: a backbone's (at its width) or a twin CNN's."""
+    if config.architecture in BACKBONES:
+        shape = (config.image_size, config.image_size, config.channels)
+        dropout = BACKBONES[config.architecture].head_dropout
+        return mobilenet_v2_twins(shape, num_classes, config.width_multiplier, dropout)
+    return cnn_twins(config.architecture, config.image_size, config.channels, num_classes)
 
 
 @dataclass(frozen=True)

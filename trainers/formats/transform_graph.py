@@ -58,11 +58,19 @@ class TransformGraphClassifier:
 
     def transform_examples(self, serialized: list[bytes] | np.ndarray) -> np.ndarray:
         """Serialized raw tf.Examples → ``image_xf`` [N,H,W,C] float32, through the transform graph."""
-        return self._transform_examples(tf.constant(np.asarray(serialized, dtype=object).reshape(-1))).numpy()
+        return (
+            self._transform_examples(tf.constant(np.asarray(serialized, dtype=object).reshape(-1)))
+            .numpy()
+            .astype(np.float32, copy=False)
+        )
 
     def transform_image_bytes(self, image_bytes: list[bytes] | np.ndarray) -> np.ndarray:
         """Encoded JPEG/PNG images → ``image_xf`` [N,H,W,C] float32."""
-        return self._transform_image_bytes(tf.constant(np.asarray(image_bytes, dtype=object).reshape(-1))).numpy()
+        return (
+            self._transform_image_bytes(tf.constant(np.asarray(image_bytes, dtype=object).reshape(-1)))
+            .numpy()
+            .astype(np.float32, copy=False)
+        )
 
     def predict_examples(self, serialized: list[bytes] | np.ndarray) -> np.ndarray:
         return self.predict_transformed(self.transform_examples(serialized))

@@ -11,6 +11,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from twinflow.core.config import TrainingConfig
+from twinflow.trainers.base import brightness_delta
 from twinflow.trainers.keras.model import augment
 from twinflow.trainers.transformed_data import MB, TransformedSource, memory_budget_bytes
 
@@ -68,8 +69,11 @@ class TransformedSplit:
                 # per epoch cost 2-5 s at each epoch boundary once Beam stages had run in the process.
                 dataset = dataset.repeat()
             dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+        # A backbone's pixels are held as uint8 (streamed as int64): the model takes float32 and scales them itself.
+        dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
         if training and config.augment:
-            dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment), labels))
+            delta = brightness_delta(config)
+            dataset = dataset.map(lambda images, labels: (augment(images, config.seed, config.augment, delta), labels))
         if images_seen is not None:
             dataset = dataset.map(lambda images, labels: _counted(images, labels, images_seen))
         return dataset.prefetch(tf.data.AUTOTUNE)

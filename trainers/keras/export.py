@@ -26,7 +26,8 @@ def export_serving_model(
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)
-        probabilities = tf.nn.softmax(model(transformed[IMAGE_XF_KEY], training=False))
+        # A backbone's Transform output is pixel values (integers): the model scales them itself, as float32.
+        probabilities = tf.nn.softmax(model(tf.cast(transformed[IMAGE_XF_KEY], tf.float32), training=False))
         best = tf.argmax(probabilities, axis=-1)
         return {
             PROBABILITIES_KEY: probabilities,

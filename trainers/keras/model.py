@@ -1,4 +1,5 @@
-"""The Keras twin: the CNNs of core.architectures as Keras layers, and the training-time augmentation.
+"""The Keras twin: the CNNs of core.architectures as Keras layers (or a pretrained backbone from
+trainers/backbones/), and the training-time augmentation.
 
 Every layer, initialiser and augmentation has its exact counterpart in trainers/lightning/model.py.
 """
@@ -7,17 +8,20 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from twinflow.core.architectures import architecture
-from twinflow.core.contract import (
-    IMAGE_XF_KEY,
-)
-from twinflow.trainers.base import (
-    BRIGHTNESS_DELTA,
-)
+from twinflow.core.architectures import BACKBONES, architecture
+from twinflow.core.contract import IMAGE_XF_KEY
+from twinflow.trainers.base import BRIGHTNESS_DELTA
 
 
-def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> tf.keras.Model:
-    """The twin CNN as Keras layers; outputs logits (softmax is applied at serving)."""
+def build_model(
+    arch_name: str, image_size: int, channels: int, num_classes: int, width_multiplier: float = 1.0
+) -> tf.keras.Model:
+    """The twin as Keras layers (float32 ``image_xf`` in, logits out: softmax is applied at serving)."""
+    if arch_name in BACKBONES:
+        from twinflow.trainers.backbones.keras_mobilenet_v2 import build_keras_mobilenet_v2
+
+        shape = (image_size, image_size, channels)
+        return build_keras_mobilenet_v2(shape, num_classes, width_multiplier, BACKBONES[arch_name].head_dropout)
     spec = architecture(arch_name)
     layers: list[tf.keras.layers.Layer] = [tf.keras.Input(shape=(image_size, image_size, channels), name=IMAGE_XF_KEY)]
     for filters in spec.conv_filters:
@@ -37,12 +41,26 @@ def _dropout(rate: float) -> list[tf.keras.layers.Layer]:
     return [tf.keras.layers.Dropout(rate)] if rate else []
 
 
-def augment(images: tf.Tensor, seed: int, augmentations: tuple[str, ...] = ("flip", "brightness")) -> tf.Tensor:
-    """The named augmentations, per image (train split only): horizontal flip (p=0.5), brightness shift."""
+def augment(
+    images: tf.Tensor,
+    seed: int,
+    augmentations: tuple[str, ...] = ("flip", "brightness"),
+    brightness: float = BRIGHTNESS_DELTA,
+) -> tf.Tensor:
+    """The named augmentations, per image (train split only): horizontal flip (p=0.5), a brightness shift drawn
+    from [-brightness, brightness] (trainers.base.brightness_delta: in the images' own units)."""
     if "flip" in augmentations:
         flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
         images = tf.where(flip, tf.reverse(images, axis=[2]), images)
     if "brightness" in augmentations:
-        shift = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA, seed=seed + 1)
+        shift = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -brightness, brightness, seed=seed + 1)
         images = images + shift
     return images
+
+
+def set_trainable_blocks(model: tf.keras.Model, trainable_units: int, train_batch_norm: bool = False) -> None:
+    """A backbone's top ``trainable_units`` units train, the rest is frozen in inference mode (the head always
+    trains): trainers/backbones/keras_mobilenet_v2.py."""
+    from twinflow.trainers.backbones.keras_mobilenet_v2 import set_trainable_blocks as set_blocks
+
+    set_blocks(model, trainable_units, train_batch_norm)

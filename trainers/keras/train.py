@@ -14,10 +14,17 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import SERVING_EXAMPLES_SIGNATURE, SERVING_IMAGE_BYTES_SIGNATURE
 from twinflow.core.model_card import SplitMetrics
-from twinflow.trainers.base import Exported, TwinTrainer, check_finite_loss, scheduled_learning_rate, split_metrics
+from twinflow.trainers.base import (
+    Exported,
+    Phase,
+    TwinTrainer,
+    check_finite_loss,
+    scheduled_learning_rate,
+    split_metrics,
+)
 from twinflow.trainers.keras.data import read_splits
 from twinflow.trainers.keras.export import export_serving_model
-from twinflow.trainers.keras.model import build_model
+from twinflow.trainers.keras.model import build_model, set_trainable_blocks
 from twinflow.trainers.stopwatch import Stopwatch
 
 # TensorFlow 2.16's AutoGraph skips modules it knows to be graph code (``tensorflow``, ``keras``, …) but not
@@ -72,13 +79,16 @@ def optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
     return tf.keras.optimizers.Adam(config.learning_rate)
 
 
-def _schedule(config: TrainingConfig) -> list[tf.keras.callbacks.Callback]:
-    """The epoch's learning rate, set at its start as the Lightning twin's scheduler sets it."""
+def _schedule(config: TrainingConfig, phase: Phase, first_epoch: int = 0) -> list[tf.keras.callbacks.Callback]:
+    """The epoch's learning rate within its phase, set at the epoch's start as the Lightning twin's scheduler sets
+    it (``fit`` counts epochs across phases: ``first_epoch`` is where this phase began)."""
     if config.lr_schedule == "constant":
         return []
     return [
         tf.keras.callbacks.LearningRateScheduler(
-            lambda epoch, _: scheduled_learning_rate(config.learning_rate, epoch, config.epochs, config.lr_schedule)
+            lambda epoch, _: scheduled_learning_rate(
+                phase.learning_rate, epoch - first_epoch, phase.epochs, config.lr_schedule
+            )
         )
     ]
 
@@ -125,14 +135,25 @@ class KerasTrainer(TwinTrainer):
         config = self.config
         self.strategy = distribution(config)
         with self.strategy.scope():
-            self.model = build_model(config.architecture, config.image_size, config.channels, len(self.class_names))
+            self.model = build_model(
+                config.architecture, config.image_size, config.channels, len(self.class_names), config.width_multiplier
+            )
+            self.start_from(keras_model=self.model)
+        self.model.summary(print_fn=logging.info)
+        return int(self.model.count_params())
+
+    def _compile(self, phase: Phase) -> None:
+        """For a phase: which backbone layers train (frozen ones run in inference mode), at which rate. Keras reads
+        ``trainable`` when it compiles, so every phase compiles again."""
+        config = self.config
+        with self.strategy.scope():
+            if config.backbone:
+                set_trainable_blocks(self.model, phase.trainable_units, phase.train_batch_norm)
             self.model.compile(
-                optimizer=optimizer(config),
+                optimizer=optimizer(config.model_copy(update={"learning_rate": phase.learning_rate})),
                 loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
-        self.model.summary(print_fn=logging.info)
-        return int(self.model.count_params())
 
     def fit(self) -> str:
         config, model = self.config, self.model
@@ -140,23 +161,31 @@ class KerasTrainer(TwinTrainer):
         replicas = self.strategy.num_replicas_in_sync
         where = f"{replicas} × {device} (MirroredStrategy)" if replicas > 1 else device
         print(f"[keras] training {config.architecture} ({model.count_params():,} parameters) on {where}", flush=True)
-        model.fit(
-            self.train_split.dataset(training=True, images_seen=self.images_seen, replicas=replicas, repeat=True),
-            steps_per_epoch=self.train_split.steps_per_epoch(replicas),
-            validation_data=self.eval_split.dataset(training=False),
-            epochs=config.epochs,
-            verbose=2,
-            callbacks=[
-                tf.keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-                ),
-                tf.keras.callbacks.TensorBoard(
-                    log_dir=os.path.join(self.fn_args.model_run_dir, "logs"), profile_batch=0
-                ),
-                _EpochCheck(self.stopwatch, config, self.images_seen),
-                *_schedule(config),
-            ],
-        )
+        training = self.train_split.dataset(training=True, images_seen=self.images_seen, replicas=replicas, repeat=True)
+        done = 0
+        for phase in self.phases:
+            self._compile(phase)
+            if len(self.phases) > 1 or config.backbone:
+                print(f"[keras] phase {phase.name}: {phase.epochs} epochs at {phase.learning_rate:g}", flush=True)
+            history = model.fit(
+                training,
+                steps_per_epoch=self.train_split.steps_per_epoch(replicas),
+                validation_data=self.eval_split.dataset(training=False),
+                initial_epoch=done,
+                epochs=done + phase.epochs,
+                verbose=2,
+                callbacks=[
+                    tf.keras.callbacks.EarlyStopping(
+                        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+                    ),
+                    tf.keras.callbacks.TensorBoard(
+                        log_dir=os.path.join(self.fn_args.model_run_dir, "logs"), profile_batch=0
+                    ),
+                    _EpochCheck(self.stopwatch, config, self.images_seen),
+                    *_schedule(config, phase, done),
+                ],
+            )
+            done += len(history.history.get("loss", []))
         return device
 
     def evaluate(self) -> tuple[SplitMetrics, SplitMetrics]:

@@ -17,6 +17,7 @@ from twinflow.core.model_card import OnnxGraph
 from twinflow.trainers.base import Exported
 
 ONNX_OPSET = 17
+STATE_DICT_FILE = "state_dict.pt"  # beside model.onnx (trainers.backbones.weights reads it)
 
 
 class ServingModel(nn.Module):
@@ -54,6 +55,12 @@ def export_serving_model(model: nn.Module, transform_output: str, config: Traini
     with fs.gfile().GFile(fs.join(path, ONNX_FILE), "wb") as handle:
         handle.write(onnx.getvalue())
     fs.copy_tree(transform_output, fs.join(path, TRANSFORM_GRAPH_DIR))
+    # The weights in torch's own form too (tensors only: torch.load(weights_only=True) reads them back), for a
+    # warm start from this folder (--weights served): ONNX folds batch norm into the convolutions.
+    state = io.BytesIO()
+    torch.save({key: value.detach().cpu() for key, value in model.state_dict().items()}, state)
+    with fs.gfile().GFile(fs.join(path, STATE_DICT_FILE), "wb") as handle:
+        handle.write(state.getvalue())
     return Exported(
         format="onnx",
         artifact=ONNX_FILE,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from twinflow.core.architectures import architecture
+from twinflow.core.architectures import BACKBONES, architecture
 from twinflow.trainers.base import BRIGHTNESS_DELTA, scheduled_learning_rate
 
 Split = tuple[torch.Tensor, torch.Tensor]  # a batch: (images NCHW float32, labels int64)
@@ -24,8 +24,10 @@ def seed_everything(seed: int) -> None:
     pl.seed_everything(seed, workers=False, verbose=False)
 
 
-def build_model(arch_name: str, image_size: int, channels: int, num_classes: int) -> nn.Sequential:
-    """The twin CNN as torch layers (NCHW in, logits out), initialized like Keras.
+def build_model(
+    arch_name: str, image_size: int, channels: int, num_classes: int, width_multiplier: float = 1.0
+) -> nn.Module:
+    """The twin as torch layers (NCHW in, logits out), initialized like Keras (a backbone: trainers/backbones/).
 
     Keras starts from Glorot-uniform kernels and zero biases; torch's defaults differ, so
     the twin sets the same initializers to start both frameworks from the same distribution.
@@ -33,6 +35,11 @@ def build_model(arch_name: str, image_size: int, channels: int, num_classes: int
     on this project's 2-core CPUs torch's NCHW max-pooling alone took a quarter of each
     step, and channels_last trains about 20% faster with identical results.
     """
+    if arch_name in BACKBONES:
+        from twinflow.trainers.backbones.torch_mobilenet_v2 import TorchMobileNetV2
+
+        shape = (image_size, image_size, channels)
+        return TorchMobileNetV2(shape, num_classes, width_multiplier, BACKBONES[arch_name].head_dropout)
     spec = architecture(arch_name)
     layers: list[nn.Module] = []
     in_channels, size = channels, image_size
@@ -59,17 +66,26 @@ def _dropout(rate: float) -> list[nn.Module]:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """What Keras's ``count_params`` counts for the same twin: parameters and batch norm's running statistics."""
+    statistics = sum(
+        module.running_mean.numel() + module.running_var.numel()
+        for module in model.modules()
+        if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None
+    )
+    return sum(p.numel() for p in model.parameters()) + statistics
 
 
-def augment(images: torch.Tensor, augmentations: tuple[str, ...] = ("flip", "brightness")) -> torch.Tensor:
+def augment(
+    images: torch.Tensor, augmentations: tuple[str, ...] = ("flip", "brightness"), brightness: float = BRIGHTNESS_DELTA
+) -> torch.Tensor:
     """keras/model.py's augment for NCHW batches: per-image horizontal flip (p=0.5), brightness shift."""
+    images = images.float()  # a backbone's pixels are held as uint8
     batch = images.shape[0]
     if "flip" in augmentations:
         flip = torch.rand(batch, 1, 1, 1, device=images.device) < 0.5
         images = torch.where(flip, images.flip(-1), images)
     if "brightness" in augmentations:
-        shift = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * BRIGHTNESS_DELTA
+        shift = (torch.rand(batch, 1, 1, 1, device=images.device) * 2 - 1) * brightness
         images = images + shift
     return images
 
@@ -87,10 +103,11 @@ class TwinClassifier(pl.LightningModule):
         learning_rate: float = 1e-3,
         lr_schedule: str = "constant",
         epochs: int = 1,
+        width_multiplier: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(architecture, image_size, channels, num_classes)
+        self.model = build_model(architecture, image_size, channels, num_classes, width_multiplier)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -117,10 +134,12 @@ class TwinClassifier(pl.LightningModule):
         self._step(batch, "val_")
 
     def configure_optimizers(self) -> Any:
+        # Only what trains: a frozen backbone's parameters get no gradient, and no optimizer state either.
+        trained = [p for p in self.parameters() if p.requires_grad]
         if self.hparams.optimizer == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9)
+            optimizer = torch.optim.SGD(trained, lr=self.hparams.learning_rate, momentum=0.9)
         else:
-            optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate, eps=1e-7)
+            optimizer = torch.optim.Adam(trained, lr=self.hparams.learning_rate, eps=1e-7)
         if self.hparams.lr_schedule == "constant":
             return optimizer
         # Stepped once per epoch: the rate of epoch e is common.scheduled_learning_rate(e), as in Keras.
@@ -128,3 +147,11 @@ class TwinClassifier(pl.LightningModule):
             optimizer, lambda epoch: scheduled_learning_rate(1.0, epoch, self.hparams.epochs, self.hparams.lr_schedule)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+
+def freeze_backbone(model: nn.Module, trainable_units: int, train_batch_norm: bool = False) -> None:
+    """A backbone's top ``trainable_units`` units train, the rest is frozen and kept in eval() (the head always
+    trains): trainers/backbones/torch_mobilenet_v2.py, the same unit numbering as the Keras twin."""
+    from twinflow.trainers.backbones.torch_mobilenet_v2 import freeze_backbone as freeze
+
+    freeze(model, trainable_units, train_batch_norm)

@@ -16,9 +16,7 @@ import os
 import tempfile
 
 import numpy as np
-import onnx
 import pytorch_lightning as pl
-from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
 from twinflow.core import fs
@@ -36,7 +34,10 @@ CALIBRATION_BATCH = 32
 
 
 def load_twin(parent_dir: str, card: ModelCard, learning_rate: float) -> TwinClassifier:
-    """The twin LightningModule with the weights of the parent's model.onnx (initializers ``model.<name>``)."""
+    """The trained twin of a Lightning model folder, as a LightningModule to fine-tune: its weights read the one way
+    every warm start reads them (trainers.backbones.weights: the folder's state dict, else its ONNX initializers)."""
+    from twinflow.trainers.backbones.weights import apply_weights, twins_for
+
     config = card.training.config
     module = TwinClassifier(
         config.architecture,
@@ -45,22 +46,10 @@ def load_twin(parent_dir: str, card: ModelCard, learning_rate: float) -> TwinCla
         len(card.class_names),
         optimizer=config.optimizer,
         learning_rate=learning_rate,
+        width_multiplier=config.width_multiplier,
     )
-    with fs.gfile().GFile(fs.join(parent_dir, card.artifact), "rb") as handle:
-        graph = onnx.load_from_string(handle.read())
-    weights = {init.name.removeprefix("model."): numpy_helper.to_array(init) for init in graph.graph.initializer}
-    state = module.model.state_dict()
-    missing = sorted(set(state) - set(weights))
-    if missing:
-        raise ValueError(f"{parent_dir}/{card.artifact}: no initializers for {missing}; is it a twinflow twin export?")
-    module.model.load_state_dict({name: _tensor(weights[name], state[name]) for name in state})
+    apply_weights(parent_dir, twins_for(config, len(card.class_names)), config.seed, torch_model=module.model)
     return module
-
-
-def _tensor(array: np.ndarray, like: object) -> object:
-    import torch
-
-    return torch.from_numpy(array.copy()).to(dtype=like.dtype).reshape(like.shape)
 
 
 class _TrainSplit(TensorDataModule):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from twinflow.core import fs
 from twinflow.core.config import TrainingConfig
 from twinflow.core.errors import ConfigError
 from twinflow.core.model_card import SplitMetrics
-from twinflow.trainers.base import Exported, TwinTrainer, check_finite_loss, split_metrics
+from twinflow.trainers.base import Exported, Phase, TwinTrainer, check_finite_loss, split_metrics
 from twinflow.trainers.lightning.data import (
     EVAL_BATCH,
     HeldSplits,
@@ -32,7 +33,7 @@ from twinflow.trainers.lightning.data import (
     TransformedDataModule,
 )
 from twinflow.trainers.lightning.export import export_serving_model
-from twinflow.trainers.lightning.model import Split, TwinClassifier, count_parameters, seed_everything
+from twinflow.trainers.lightning.model import Split, TwinClassifier, count_parameters, freeze_backbone, seed_everything
 from twinflow.trainers.stopwatch import Stopwatch
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ def quiet_lightning() -> None:
     """Lightning's INFO banners (GPU available…, tips) would drown the one line per epoch."""
     for name in ("pytorch_lightning", "lightning_fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A frozen backbone stays in eval() on purpose (batch norm on its running statistics): not a mistake to report.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 STOPWATCH_FILE = "stopwatch.json"
@@ -205,7 +208,9 @@ class LightningTrainer(TwinTrainer):
             learning_rate=config.learning_rate,
             lr_schedule=config.lr_schedule,
             epochs=config.epochs,
+            width_multiplier=config.width_multiplier,
         )
+        self.start_from(torch_model=self.module.model)
         return count_parameters(self.module.model)
 
     def fit(self) -> str:
@@ -219,12 +224,29 @@ class LightningTrainer(TwinTrainer):
             where = f"{config.devices} × {device} ({lightning_strategy(config)})" if config.devices > 1 else device
             parameters = count_parameters(self.module.model)
             print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {where}", flush=True)
-            trainer.fit(self.module, datamodule=_fit_data(self.data, config))
-            if config.devices > 1:  # the epochs ran in the launched processes; rank 0 left its timings
-                stopwatch.load(os.path.join(logs, STOPWATCH_FILE))
-            restore_best(self.module, checkpoint)
+            data = _fit_data(self.data, config)
+            for index, phase in enumerate(self.phases):
+                phase_logs = logs if not index else os.path.join(logs, f"phase-{index + 1}")
+                if index:  # a Trainer per phase: its epochs, its checkpoints, its learning-rate schedule
+                    phase_config = config.model_copy(update={"epochs": phase.epochs})
+                    trainer, checkpoint = make_trainer(phase_config, phase_logs, stopwatch)
+                self._start_phase(phase)
+                trainer.fit(self.module, datamodule=data)
+                if config.devices > 1:  # the epochs ran in the launched processes; rank 0 left its timings
+                    stopwatch.load(os.path.join(phase_logs, STOPWATCH_FILE))
+                restore_best(self.module, checkpoint)
         self.input_mode = self.data.input_mode
         return device
+
+    def _start_phase(self, phase: Phase) -> None:
+        """Which backbone units train (frozen ones stay in eval(): batch norm on its running statistics) and the
+        phase's rate and length, which ``configure_optimizers`` reads."""
+        if self.config.backbone:
+            freeze_backbone(self.module.model, phase.trainable_units, phase.train_batch_norm)
+        if len(self.phases) > 1 or self.config.backbone:
+            print(f"[lightning] phase {phase.name}: {phase.epochs} epochs at {phase.learning_rate:g}", flush=True)
+        self.module.hparams.learning_rate = phase.learning_rate
+        self.module.hparams.epochs = phase.epochs
 
     def evaluate(self) -> tuple[SplitMetrics, SplitMetrics]:
         model = self.module.model.to(self.run_device)
