@@ -72,6 +72,12 @@ class TrainingConfig(_Section):
     fine_tune_lr_factor: float = Field(
         0.1, gt=0, le=1, description="the second phase's learning rate, as a share of --learning-rate"
     )
+    model_module: str | None = Field(
+        None,
+        min_length=1,
+        description="your own model: a .py file or package.module with build_keras(input_shape, num_classes) "
+        "and/or build_torch(input_shape, num_classes) (instead of --architecture)",
+    )
     augment: tuple[Literal["flip", "brightness"], ...] = Field(
         AUGMENTATIONS,
         strict=False,
@@ -117,6 +123,11 @@ class TrainingConfig(_Section):
             raise ValueError(
                 f"weights 'imagenet' are published for backbones ({', '.join(BACKBONES)}), not for {self.architecture}"
             )
+        if self.model_module and (self.weights != "none" or self.fine_tune_blocks):
+            raise ValueError(
+                "--model-module models start from their own initialisation: --weights and "
+                "--fine-tune-blocks are for twinflow's twins"
+            )
         if self.fine_tune_blocks and not backbone:
             raise ValueError(f"fine_tune_blocks is for backbones ({', '.join(BACKBONES)}), not {self.architecture}")
         return self
@@ -124,7 +135,7 @@ class TrainingConfig(_Section):
     @property
     def backbone(self) -> bool:
         """Fed raw pixels (0..255) that the model's own first layer scales, instead of normalised images."""
-        return is_backbone(self.architecture)
+        return is_backbone(self.architecture) and not self.model_module
 
     @field_validator("augment")
     @classmethod

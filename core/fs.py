@@ -76,6 +76,14 @@ def unwritable_local_folder(path: str) -> str | None:
     return None
 
 
+def read_bytes(path: str) -> bytes:
+    if not is_remote(str(path)):  # same result; no TensorFlow to load for a local file
+        with open(path, "rb") as handle:
+            return handle.read()
+    with gfile().GFile(str(path), "rb") as handle:
+        return handle.read()
+
+
 def read_text(path: str) -> str:
     if not is_remote(str(path)):  # same result; no TensorFlow to load for a local file
         with open(path, encoding="utf-8") as handle:

@@ -136,6 +136,7 @@ class ModelCard(_Card):
     architecture: str
     parameters: int = Field(gt=0)
     weights: WeightsRecord | None = Field(None, description="the starting weights (--weights)")
+    model_module: dict[str, str] | None = Field(None, description="--model-module: spec and sha256 of the file")
     training: TrainingSummary
     size_bytes: int = Field(ge=0, description="bytes of the artifact files (see artifact_files)")
     variant: VariantInfo | None = Field(None, description="set on an optimized variant of a float model")

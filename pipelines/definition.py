@@ -24,6 +24,7 @@ from twinflow.core.repeats import node_id, repeat_seed
 from twinflow.model_store.layout import served_version
 from twinflow.pipelines.evaluation import build_eval_config
 from twinflow.schemas import default_schema_path
+from twinflow.trainers.user_model import module_sha256
 
 PREPROCESSING_FN = "twinflow.trainers.preprocessing.preprocessing_fn"
 EVAL_SPLIT = "test"
@@ -47,6 +48,8 @@ def _trainer_config(config: PipelineConfig, training: TrainingConfig) -> dict[st
     """What a Trainer receives: its training config and, for a warm start from what is served (--weights served),
     the serving folder, and the served versions as part of its cache key (a new push means new starting weights)."""
     custom: dict[str, str | dict] = {TRAINING_CONFIG_KEY: training.to_dict()}
+    if training.model_module:  # the module's code is part of what the Trainer's output depends on
+        custom["model_module_sha256"] = module_sha256(training.model_module)
     if training.weights == "served" or training.weights.startswith("served:"):
         custom[SERVING_DIR_KEY] = str(config.serving_dir)
         custom["served_versions"] = _served_versions(config)

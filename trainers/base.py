@@ -198,6 +198,16 @@ class TwinTrainer(abc.ABC):
             self.config.weights, self.framework, (fn_args.custom_config or {}).get(SERVING_DIR_KEY)
         )
         self.weights: WeightsRecord | None = None  # set by build: where the starting weights came from
+        self.user_module = None  # --model-module: your own builders instead of twinflow's twins
+        if self.config.model_module:
+            from twinflow.trainers.user_model import load_user_module
+
+            self.user_module = load_user_module(self.config.model_module)
+            self.architecture = f"module {self.user_module.name}"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.config.image_size, self.config.image_size, self.config.channels
 
     def run(self) -> ModelCard:
         """data → build → fit → evaluate → export → model card, the same in every framework."""
@@ -220,6 +230,9 @@ class TwinTrainer(abc.ABC):
             architecture=self.architecture or self.config.architecture,
             parameters=parameters,
             weights=self.weights,
+            model_module=(
+                {"spec": self.user_module.spec, "sha256": self.user_module.sha256} if self.user_module else None
+            ),
             training=TrainingSummary(
                 config=self.config,
                 device=device,
@@ -252,6 +265,11 @@ class TwinTrainer(abc.ABC):
     def start_from(self, **twin: Any) -> None:
         """Give the twin (``keras_model=`` or ``torch_model=``) the starting weights ``--weights`` names, identical
         in both frameworks, and record where they came from."""
+        if self.user_module is not None:  # its own initialisation, as its builder made it
+            self.weights = WeightsRecord(
+                source="none", kind="the module's own initialisation", seed=self.config.seed, head="the module's own"
+            )
+            return
         from twinflow.trainers.backbones.weights import apply_weights, twins_for
 
         twins = twins_for(self.config, len(self.class_names))

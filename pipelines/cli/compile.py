@@ -53,6 +53,8 @@ def compile_pipeline(args: argparse.Namespace) -> int:
             "compile needs --data-dir (a fixed folder) or --data-root (span folders arriving over time), "
             "or either in --config: where the cluster reads the images"
         )
+    if config.training.model_module:
+        _check_model_module(config.training.model_module)
     image = config.kubeflow.image or os.environ.get(IMAGE_ENV)
     if not image:
         raise ConfigError(f"pass --image (the image built from the Dockerfile) or set {IMAGE_ENV}")
@@ -66,6 +68,24 @@ def compile_pipeline(args: argparse.Namespace) -> int:
     for name, definition in sorted(spec["root"]["inputDefinitions"]["parameters"].items()):
         print(f"  parameter {name} = {definition['defaultValue']!r}")
     return 0
+
+
+def _check_model_module(spec: str) -> None:
+    """On Kubeflow the Trainer step imports ``--model-module`` inside its image: it must be an importable module
+    (a TFX Trainer takes ``run_fn`` or ``module_file``, not both), installed in an image built FROM twinflow's."""
+    from twinflow.trainers.user_model import load_user_module
+
+    if spec.endswith(".py") or os.sep in spec:
+        raise ConfigError(
+            f"--model-module {spec}: a Kubeflow step cannot read a file from this machine; install the module in an "
+            "image built FROM the twinflow image and pass it as package.module (docs: your own model)"
+        )
+    module = load_user_module(spec)
+    print(
+        f"twinflow compile: note: --model-module {spec} ({', '.join(module.frameworks)}) imports here; the Trainer "
+        "image must contain it too",
+        file=sys.stderr,
+    )
 
 
 # The image flag of each framework's Trainer and the Dockerfile build argument of its GPU image.

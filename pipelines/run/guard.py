@@ -189,6 +189,10 @@ def run_fingerprint(config: PipelineConfig, data_fingerprint: str, schema_path: 
     digest.update(data_fingerprint.encode())
     digest.update(fs.read_text(schema_path).encode())
     digest.update(code_fingerprint().encode())
+    if config.training.model_module:  # your model's code is an input too: an edited module trains again
+        from twinflow.trainers.user_model import module_sha256
+
+        digest.update(module_sha256(config.training.model_module).encode())
     return digest.hexdigest()
 
 

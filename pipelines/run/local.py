@@ -149,6 +149,8 @@ def run_local(
     run_input = preflight(config, schema_path)
     listing = run_input.listing
     check_store(config)
+    if config.training.model_module:
+        config = with_model_module(config, len(listing.class_names))
     with exclusive_run(config):
         note = check_redo(config, run_input, redo_span, force) if redo_span is not None else {}
         if only_new_data and not force and not note:
@@ -183,6 +185,27 @@ def run_local(
             fs.gfile().copy(str(path), fs.join(config.pipeline_root, "logs", path.name), overwrite=True)
         record_run(config, fingerprint, report, report_folder, run_input)
         return report
+
+
+def with_model_module(config: PipelineConfig, num_classes: int) -> PipelineConfig:
+    """``--model-module``: its builders checked (imports, tf-keras, output shape), both parameter counts said side by
+    side (and whether they can be twins), and the frameworks narrowed to those it builds, said so."""
+    from twinflow.trainers.user_model import load_user_module, parameter_counts, twins_words
+
+    module = load_user_module(str(config.training.model_module))
+    frameworks = [name for name in config.frameworks if name in module.frameworks]
+    if not frameworks:
+        raise ConfigError(
+            f"--model-module {module.spec} builds {', '.join(module.frameworks)}, and --framework asks for "
+            f"{', '.join(config.frameworks)}: nothing to train"
+        )
+    shape = (config.training.image_size, config.training.image_size, config.training.channels)
+    print("[run] " + twins_words(module, parameter_counts(module, shape, num_classes)), flush=True)
+    if len(frameworks) < len(config.frameworks):
+        left_out = [name for name in config.frameworks if name not in frameworks]
+        print(f"[run] {module.spec} has no builder for {', '.join(left_out)}: training {', '.join(frameworks)} only")
+        config = config.model_copy(update={"framework": ",".join(frameworks)})
+    return config
 
 
 def _keep_runs(config: PipelineConfig) -> None:

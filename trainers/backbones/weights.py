@@ -99,7 +99,17 @@ def cnn_twins(architecture: str, image_size: int, channels: int, num_classes: in
 
 
 def twins_for(config: TrainingConfig, num_classes: int) -> Twins:
-    """The twins a training config names: a backbone's (at its width) or a twin CNN's."""
+    """The twins a training config names: a backbone's (at its width), a twin CNN's, or --model-module's builders."""
+    if config.model_module:
+        from twinflow.trainers import user_model
+
+        module = user_model.load_user_module(config.model_module)
+        shape = (config.image_size, config.image_size, config.channels)
+        return Twins(
+            architecture=f"module {module.name}",
+            build_keras=lambda: user_model.build_keras(module, shape, num_classes),
+            build_torch=lambda: user_model.build_torch(module, shape, num_classes),
+        )
     if config.architecture in BACKBONES:
         shape = (config.image_size, config.image_size, config.channels)
         dropout = BACKBONES[config.architecture].head_dropout
@@ -270,13 +280,13 @@ class _Read:
 def _read_source(source: str, twins: Twins) -> _Read:
     if source == "imagenet":
         path = imagenet_weights_file(twins)
-        data = _read_bytes(path)
+        data = fs.read_bytes(path)
         return _Read("imagenet", "keras", path, _sha256(data), keras_layers=_legacy_h5_layers(data, path))
     if not fs.exists(source):
         raise ConfigError(f"--weights {source}: no such file or folder (expected none, imagenet or a path)")
     if fs.isdir(source):
         return _read_model_folder(source, twins)
-    data = _read_bytes(source)
+    data = fs.read_bytes(source)
     digest = _sha256(data)
     lower = source.lower()
     if lower.endswith(".weights.h5"):
@@ -311,20 +321,12 @@ def _read_model_folder(folder: str, twins: Twins) -> _Read:
     for name in FOLDER_STATE_DICT_FILES:
         path = fs.join(folder, name)
         if fs.exists(path):
-            data = _read_bytes(path)
+            data = fs.read_bytes(path)
             reader = _safetensors if name.endswith(".safetensors") else _torch_state
             return _Read("torch_state_dict", "torch", path, _sha256(data), state=reader(data, path))
     path = fs.join(folder, card.artifact if card.format == "onnx" else ONNX_FILE)
-    data = _read_bytes(path)
+    data = fs.read_bytes(path)
     return _Read("onnx", "torch", path, _sha256(data), state=_onnx_initializers(data))
-
-
-def _read_bytes(path: str) -> bytes:
-    if not fs.is_remote(path):
-        with open(path, "rb") as handle:
-            return handle.read()
-    with fs.gfile().GFile(path, "rb") as handle:
-        return handle.read()
 
 
 def _sha256(data: bytes) -> str:
@@ -335,7 +337,7 @@ def _folder_sha256(folder: str) -> str:
     digest = hashlib.sha256()
     for name in fs.list_files(folder):
         digest.update(name.encode() + b"\0")
-        digest.update(_read_bytes(fs.join(folder, name)))
+        digest.update(fs.read_bytes(fs.join(folder, name)))
     return digest.hexdigest()
 
 

@@ -26,6 +26,7 @@ from twinflow.trainers.keras.data import read_splits
 from twinflow.trainers.keras.export import export_serving_model
 from twinflow.trainers.keras.model import build_model, set_trainable_blocks
 from twinflow.trainers.stopwatch import Stopwatch
+from twinflow.trainers.user_model import build_keras as build_user_keras
 
 # TensorFlow 2.16's AutoGraph skips modules it knows to be graph code (``tensorflow``, ``keras``, …) but not
 # ``tf_keras``, the package TFX 1.16 needs Keras 2 from. So every ``tf.function`` that calls into tf-keras
@@ -135,9 +136,16 @@ class KerasTrainer(TwinTrainer):
         config = self.config
         self.strategy = distribution(config)
         with self.strategy.scope():
-            self.model = build_model(
-                config.architecture, config.image_size, config.channels, len(self.class_names), config.width_multiplier
-            )
+            if self.user_module is not None:
+                self.model = build_user_keras(self.user_module, self.input_shape, len(self.class_names))
+            else:
+                self.model = build_model(
+                    config.architecture,
+                    config.image_size,
+                    config.channels,
+                    len(self.class_names),
+                    config.width_multiplier,
+                )
             self.start_from(keras_model=self.model)
         self.model.summary(print_fn=logging.info)
         return int(self.model.count_params())
@@ -160,7 +168,8 @@ class KerasTrainer(TwinTrainer):
         device = device_name()
         replicas = self.strategy.num_replicas_in_sync
         where = f"{replicas} × {device} (MirroredStrategy)" if replicas > 1 else device
-        print(f"[keras] training {config.architecture} ({model.count_params():,} parameters) on {where}", flush=True)
+        name = self.architecture or config.architecture
+        print(f"[keras] training {name} ({model.count_params():,} parameters) on {where}", flush=True)
         training = self.train_split.dataset(training=True, images_seen=self.images_seen, replicas=replicas, repeat=True)
         done = 0
         for phase in self.phases:

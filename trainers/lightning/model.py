@@ -104,10 +104,16 @@ class TwinClassifier(pl.LightningModule):
         lr_schedule: str = "constant",
         epochs: int = 1,
         width_multiplier: float = 1.0,
+        model: nn.Module | None = None,
     ):
+        """``model``: a network built elsewhere (--model-module) instead of the twin ``architecture`` names."""
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build_model(architecture, image_size, channels, num_classes, width_multiplier)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = (
+            model
+            if model is not None
+            else build_model(architecture, image_size, channels, num_classes, width_multiplier)
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

@@ -39,6 +39,7 @@ def load_twin(parent_dir: str, card: ModelCard, learning_rate: float) -> TwinCla
     from twinflow.trainers.backbones.weights import apply_weights, twins_for
 
     config = card.training.config
+    twins = twins_for(config, len(card.class_names))
     module = TwinClassifier(
         config.architecture,
         config.image_size,
@@ -47,8 +48,9 @@ def load_twin(parent_dir: str, card: ModelCard, learning_rate: float) -> TwinCla
         optimizer=config.optimizer,
         learning_rate=learning_rate,
         width_multiplier=config.width_multiplier,
+        model=twins.build_torch() if config.model_module else None,
     )
-    apply_weights(parent_dir, twins_for(config, len(card.class_names)), config.seed, torch_model=module.model)
+    apply_weights(parent_dir, twins, config.seed, torch_model=module.model)
     return module
 
 

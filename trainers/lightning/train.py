@@ -35,6 +35,7 @@ from twinflow.trainers.lightning.data import (
 from twinflow.trainers.lightning.export import export_serving_model
 from twinflow.trainers.lightning.model import Split, TwinClassifier, count_parameters, freeze_backbone, seed_everything
 from twinflow.trainers.stopwatch import Stopwatch
+from twinflow.trainers.user_model import build_torch as build_user_torch
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import FnArgs
@@ -209,6 +210,11 @@ class LightningTrainer(TwinTrainer):
             lr_schedule=config.lr_schedule,
             epochs=config.epochs,
             width_multiplier=config.width_multiplier,
+            model=(
+                build_user_torch(self.user_module, self.input_shape, len(self.class_names))
+                if self.user_module is not None
+                else None
+            ),
         )
         self.start_from(torch_model=self.module.model)
         return count_parameters(self.module.model)
@@ -223,7 +229,8 @@ class LightningTrainer(TwinTrainer):
             device = device_name(self.run_device)
             where = f"{config.devices} × {device} ({lightning_strategy(config)})" if config.devices > 1 else device
             parameters = count_parameters(self.module.model)
-            print(f"[lightning] training {config.architecture} ({parameters:,} parameters) on {where}", flush=True)
+            name = self.architecture or config.architecture
+            print(f"[lightning] training {name} ({parameters:,} parameters) on {where}", flush=True)
             data = _fit_data(self.data, config)
             for index, phase in enumerate(self.phases):
                 phase_logs = logs if not index else os.path.join(logs, f"phase-{index + 1}")
