@@ -70,3 +70,11 @@ def test_the_readme_is_short_and_its_links_resolve() -> None:
     relative = [target.split("#")[0] for target in targets if not re.match(r"[a-z][a-z0-9+.-]*:|#", target)]
     assert relative, "the README links the docs pages"
     assert [target for target in relative if not (ROOT / target).exists()] == []
+
+
+def test_the_site_index_is_the_readme() -> None:
+    """docs/index.md repeats the README's top (links relative to docs/), so the two say the same until the
+    list of pages."""
+    readme = (ROOT / "README.md").read_text().replace("](docs/", "](")
+    index = (DOCS / "index.md").read_text()
+    assert index.split("\n## Pages\n")[0] == readme.split("\n## Documentation\n")[0]
