@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 DATA ?= work/data/fashion_mnist
 RUN_ARGS ?=
 
-.PHONY: setup data run retrain-demo bench bench-scale bench-gpu test test-fast lint format clean image image-test image-kfp-local
+.PHONY: setup data run retrain-demo bench bench-scale bench-gpu docs test test-fast lint format clean image image-test image-kfp-local
 
 setup:  # GPU=tensorflow or GPU=torch: that framework's CUDA build (one per environment)
 	GPU=$(GPU) bash scripts/setup.sh
@@ -31,7 +31,11 @@ bench-scale: setup
 bench-gpu: data
 	DATA=$(DATA) QUICK=$(QUICK) bash scripts/gpu_bench.sh
 
-test: setup
+# The docs site (mkdocs.yml, docs/), built strictly: a broken link or a missing page fails it.
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir work/site
+
+test: setup docs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -v --durations=25 tests
 
