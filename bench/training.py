@@ -39,6 +39,7 @@ from twinflow.trainers.lightning import model as lightning_model
 from twinflow.trainers.lightning import train as lightning_train
 
 QUICK_PER_CLASS = {"train": 400, "test": 40}
+BACKBONE_IMAGES = 2000  # a backbone trains on this many images (a fixed number, not the whole data) by default
 
 
 def sample_folder(source: Path, target: Path, per_class: dict[str, int]) -> Path:
@@ -58,7 +59,9 @@ def sample_folder(source: Path, target: Path, per_class: dict[str, int]) -> Path
     return target
 
 
-def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = None) -> tuple[dict[str, Any], Any]:
+def transform_output(
+    data_dir: Path, root: Path, beam_args: list[str] | None = None, training: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Any]:
     """Run (or reuse, through TFX's cache) the pipeline's data stages on ``data_dir``: its Transform output."""
     from tfx import v1 as tfx
 
@@ -78,6 +81,7 @@ def transform_output(data_dir: Path, root: Path, beam_args: list[str] | None = N
             "serving_dir": str(root / "serving"),
             "enable_cache": True,
             "beam_args": beam_args or [],
+            **({"training": training} if training else {}),
         }
     )
     listing = preflight(config, str(default_schema_path())).listing
@@ -111,19 +115,23 @@ def bare_keras(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     import numpy as np
     import tensorflow as tf
 
+    from twinflow.trainers.base import brightness_delta
     from twinflow.trainers.keras.model import augment, build_model
 
     tf.keras.utils.set_random_seed(training.seed)
     images, labels = (tf.constant(a) for a in arrays)
-    model = build_model(training.architecture, training.image_size, training.channels, classes)
+    model = build_model(
+        training.architecture, training.image_size, training.channels, classes, training.width_multiplier
+    )
+    delta = brightness_delta(training)
     optimizer = keras_train.optimizer(training)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
     def step(index: tf.Tensor) -> tf.Tensor:
-        x, y = tf.gather(images, index), tf.gather(labels, index)
+        x, y = tf.cast(tf.gather(images, index), tf.float32), tf.gather(labels, index)  # a backbone's: uint8 pixels
         if training.augment:
-            x = augment(x, training.seed, training.augment)
+            x = augment(x, training.seed, training.augment, delta)
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         optimizer.apply_gradients(
@@ -148,6 +156,8 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     """The same step in torch: channels_last model and batches, augmentation, Adam with Keras's epsilon."""
     import torch
 
+    from twinflow.trainers.base import brightness_delta
+
     lightning_model.seed_everything(training.seed)
     images, labels = lightning_data.split_from_nhwc(*arrays)
     module = lightning_model.TwinClassifier(
@@ -157,8 +167,10 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
         classes,
         training.optimizer,
         training.learning_rate,
+        width_multiplier=training.width_multiplier,
     )
     device = _torch_device()
+    delta = brightness_delta(training)
     model, optimizer = module.model.to(device), module.configure_optimizers()
     batches = lightning_data.InMemoryBatches(images, labels, training.batch_size, shuffle=True, seed=training.seed)
     epochs = []
@@ -168,7 +180,7 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             if training.augment:
-                x = lightning_model.augment(x, training.augment)
+                x = lightning_model.augment(x, training.augment, delta)
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -204,6 +216,16 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="epochs per loop (default: 3, quick 4); the first is not counted")
     parser.add_argument("--loops", default="bare_keras,keras,bare_torch,lightning")
     parser.add_argument("--require-gpu", action="store_true", help="stop unless each loop's framework sees a GPU")
+    parser.add_argument("--architecture", default=None, help="a twin CNN or a backbone (default: the config's)")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--channels", type=int, default=None)
+    parser.add_argument("--width-multiplier", type=float, default=None)
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help=f"train on this many images, equally per class (default: all, {BACKBONE_IMAGES:,} for a backbone)",
+    )
     args = parser.parse_args()
     if args.require_gpu and (missing := frameworks_without_gpu(args.loops.split(","))):
         print(f"[bench] --require-gpu: {', '.join(missing)} sees no GPU (CUDA build installed?)", file=sys.stderr)
@@ -214,13 +236,29 @@ def main() -> int:
 
     from twinflow.core.config import TrainingConfig
 
-    mode = "quick" if args.quick else "full"
+    given = {
+        key: value
+        for key, value in {
+            "architecture": args.architecture,
+            "image_size": args.image_size,
+            "channels": args.channels,
+            "width_multiplier": args.width_multiplier,
+        }.items()
+        if value is not None
+    }
+    training = TrainingConfig(epochs=args.epochs or (4 if args.quick else 3), early_stopping_patience=100, **given)
+    images = args.images or (BACKBONE_IMAGES if training.backbone and not args.quick else None)
+    mode = "quick" if args.quick else f"{images}" if images else "full"
     root = args.out / mode
-    data = sample_folder(args.data_dir, root / "data", QUICK_PER_CLASS) if args.quick else args.data_dir
-    output, _ = transform_output(data, root)
+    if args.quick or images:
+        classes_found = len([p for p in (args.data_dir / "train").iterdir() if p.is_dir()])
+        per_class = QUICK_PER_CLASS if args.quick else {"train": -(-images // classes_found), "test": 10}
+        data = sample_folder(args.data_dir, root / "data", per_class)
+    else:
+        data = args.data_dir
+    output, _ = transform_output(data, root, training=training.to_dict())
     arrays = read_arrays(output, "train")
     classes = int(arrays[1].max()) + 1
-    training = TrainingConfig(epochs=args.epochs or (4 if args.quick else 3), early_stopping_patience=100)
     print(f"[bench] {len(arrays[1]):,} training images, {training.epochs} epochs per loop, batch {training.batch_size}")
 
     runs: dict[str, Callable[[], dict[str, Any]]] = {
@@ -240,6 +278,8 @@ def main() -> int:
     ratios = _ratios({k: v["images_per_second"] for k, v in results.items()})
     report = {
         "mode": mode,
+        "architecture": training.architecture,
+        "image_size": training.image_size,
         "training_images": len(arrays[1]),
         "config": training.to_dict(),
         "threads": {"tensorflow": tf.config.threading.get_intra_op_parallelism_threads(), "torch": _torch_threads()},

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from twinflow.core.config import ServingConfig
+from twinflow.core.errors import ConfigError
 from twinflow.serving import tf_serving, v2
 from twinflow.serving.auth import EXEMPT_PATHS, BearerAuth, TokenFile, open_port_warning
 from twinflow.serving.batching import MicroBatcher
@@ -366,4 +367,6 @@ def serve(serving_dir: str, config: ServingConfig, max_image_pixels: int) -> int
         logging.getLogger("uvicorn.access").addFilter(SampledAccessLog(config.access_log_every))
     server.run()
     repository.stop()
-    return 0 if server.started else 3  # as uvicorn.run exits when it cannot listen (a port in use)
+    if not server.started:  # lost the port between the check and the bind
+        raise ConfigError(f"cannot listen on {config.host}:{config.port}: another process took the port")
+    return 0

@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from twinflow.core.errors import ConfigError
 
 log = logging.getLogger("twinflow.serving")
 
@@ -145,3 +148,16 @@ def deadline_protocol(timeouts: ConnectionTimeouts, on_timeout: Callable[[str], 
         (DeadlineProtocol,),
         {"timeouts": timeouts, "on_timeout": staticmethod(on_timeout)},
     )
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind the address once, as uvicorn will (address reuse on), and say in one line why it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {err.strerror or err}; another server is there, or pass --port"
+            ) from None

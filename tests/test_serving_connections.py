@@ -418,3 +418,32 @@ def test_an_open_port_without_authentication_is_warned_about(host: str, authenti
     assert (warning is not None) == warned
     if warning:
         assert f"--host {host}" in warning and "--auth-token-file" in warning
+
+
+def test_a_port_in_use_stops_serve_at_once_with_one_line(tmp_path: Path) -> None:
+    """Exit 2 and one line before any model loads (uvicorn alone exits 3, which means a data gate here)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "twinflow.pipelines.cli",
+                "serve",
+                "--serving-dir",
+                str(tmp_path),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"twinflow serve: error: cannot listen on 127.0.0.1:{port}: Address already in use; another server is there, "
+        "or pass --port"
+    ], result.stderr

@@ -3,7 +3,7 @@
 A trainer is a :class:`TwinTrainer`: the same steps in the same order in every framework (read the
 Transform output, build the twin, fit, evaluate both splits on clean passes, export for serving,
 write the model card), so the twins read as twins and a third framework fills in the same six
-methods (trainers/keras/train.py, trainers/lightning/train.py, tests/frameworks/softmax/train.py).
+methods (trainers/keras/train.py, trainers/lightning/train.py, tests/dummy_framework/train.py).
 Nothing here imports TensorFlow at import time (data-parallel Lightning processes unpickle modules
 that import this one).
 """

@@ -25,6 +25,9 @@ def serve_models(args: argparse.Namespace) -> int:
         from twinflow.serving.auth import TokenFile
 
         TokenFile(config.serving.auth_token_file)
+    from twinflow.serving.connections import check_can_listen
+
+    check_can_listen(config.serving.host, config.serving.port)  # before TensorFlow and any model load
     from twinflow.serving.app import serve
 
     return serve(config.serving_dir, config.serving, config.max_image_pixels)

@@ -1,1 +1,2 @@
-"""Deploy the one pipeline to Kubeflow Pipelines: compile (spec.py), submit and schedule (endpoint.py), CLI (cli.py)."""
+"""Deploy the one pipeline to Kubeflow Pipelines: compile (compiler.py), the spec file (specfile.py), submit and
+schedule (endpoint.py); the verbs are pipelines/cli/compile.py, submit.py and schedule.py."""
