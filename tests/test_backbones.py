@@ -32,7 +32,7 @@ from twinflow.trainers.backbones.torch_mobilenet_v2 import (
     freeze_backbone,
     keras_layer_names,
 )
-from twinflow.trainers.lightning.model import count_parameters
+from twinflow.trainers.lightning.parameters import count_parameters
 
 CLASSES = 4
 TOLERANCE = 1e-4

@@ -21,7 +21,8 @@ from twinflow.trainers.keras import data as keras_data
 from twinflow.trainers.keras import model as keras_twin
 from twinflow.trainers.lightning.data import TransformedDataModule
 from twinflow.trainers.lightning.export import export_onnx
-from twinflow.trainers.lightning.model import TwinClassifier, augment, build_model, count_parameters
+from twinflow.trainers.lightning.model import TwinClassifier, augment, build_model
+from twinflow.trainers.lightning.parameters import count_parameters
 
 CLASSES = ["circle", "square", "stripes"]
 

@@ -184,7 +184,8 @@ def test_calibration_and_pruning_read_the_train_split_only(optimized_run: tuple,
 
     from twinflow.core.config import OptimizationConfig
     from twinflow.pipelines.run.record import read_run
-    from twinflow.trainers import keras_optimize, lightning_optimize
+    from twinflow.trainers.keras import optimize as keras_optimize
+    from twinflow.trainers.lightning import optimize as lightning_optimize
 
     config, _ = optimized_run
     record = read_run(

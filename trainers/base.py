@@ -262,21 +262,10 @@ class TwinTrainer(abc.ABC):
         """Build the twin for ``class_names`` with its starting weights (:meth:`start_from`); return its parameter
         count as Keras counts it."""
 
-    def start_from(self, **twin: Any) -> None:
-        """Give the twin (``keras_model=`` or ``torch_model=``) the starting weights ``--weights`` names, identical
-        in both frameworks, and record where they came from."""
-        if self.user_module is not None:  # its own initialisation, as its builder made it
-            self.weights = WeightsRecord(
-                source="none", kind="the module's own initialisation", seed=self.config.seed, head="the module's own"
-            )
-            return
-        from twinflow.trainers.backbones.weights import apply_weights, twins_for
-
-        twins = twins_for(self.config, len(self.class_names))
-        origin = apply_weights(self.weights_source, twins, self.config.seed, **twin)
-        record = origin.as_card() | {"source": self.config.weights, "note": self.weights_note}
-        self.weights = WeightsRecord.model_validate(record)
-        print(f"[{self.framework}] starting weights: {_words(self.weights)}", flush=True)
+    def start_from(self, weights: WeightsRecord) -> None:
+        """Record where the twin's starting weights came from (trainers.backbones.weights.starting_weights)."""
+        self.weights = weights
+        print(f"[{self.framework}] starting weights: {_words(weights)}", flush=True)
 
     @abc.abstractmethod
     def fit(self) -> str:

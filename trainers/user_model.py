@@ -124,7 +124,7 @@ def _check_output(builder: str, module: UserModule, shape: tuple[int, ...], num_
 
 def parameter_counts(module: UserModule, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, int]:
     """Each framework's parameter count as Keras counts it (the torch side includes batch norm statistics)."""
-    from twinflow.trainers.lightning.model import count_parameters
+    from twinflow.trainers.lightning.parameters import count_parameters
 
     counts = {}
     if "keras" in module.builders:

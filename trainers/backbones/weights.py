@@ -37,7 +37,7 @@ from twinflow.core.architectures import BACKBONES
 from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import ONNX_FILE
 from twinflow.core.errors import ConfigError
-from twinflow.core.model_card import MODEL_CARD_FILE, read_model_card
+from twinflow.core.model_card import MODEL_CARD_FILE, WeightsRecord, read_model_card
 from twinflow.trainers.backbones import mobilenet_v2_spec as spec
 from twinflow.trainers.backbones import port
 
@@ -513,3 +513,17 @@ def _strip_prefix(state: dict[str, np.ndarray], target: dict[str, object]) -> di
         return state
     prefix = prefixes[0]
     return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state.items()}
+
+
+def starting_weights(
+    config: TrainingConfig, class_count: int, source: str, note: str | None, **twin: tf.keras.Model | nn.Module
+) -> WeightsRecord:
+    """Give the twin (``keras_model=`` or ``torch_model=``) the starting weights ``--weights`` names (``source``,
+    resolved: trainers.base.weights_source), identical in both frameworks; the model card's record of them.
+    A --model-module model keeps its own initialisation."""
+    if config.model_module:
+        return WeightsRecord(
+            source="none", kind="the module's own initialisation", seed=config.seed, head="the module's own"
+        )
+    origin = apply_weights(source, twins_for(config, class_count), config.seed, **twin)
+    return WeightsRecord.model_validate(origin.as_card() | {"source": config.weights, "note": note})

@@ -14,6 +14,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from twinflow.core.config import TrainingConfig
 from twinflow.core.contract import SERVING_EXAMPLES_SIGNATURE, SERVING_IMAGE_BYTES_SIGNATURE
 from twinflow.core.model_card import SplitMetrics
+from twinflow.trainers.backbones.weights import starting_weights
 from twinflow.trainers.base import (
     Exported,
     Phase,
@@ -146,7 +147,11 @@ class KerasTrainer(TwinTrainer):
                     len(self.class_names),
                     config.width_multiplier,
                 )
-            self.start_from(keras_model=self.model)
+            self.start_from(
+                starting_weights(
+                    config, len(self.class_names), self.weights_source, self.weights_note, keras_model=self.model
+                )
+            )
         self.model.summary(print_fn=logging.info)
         return int(self.model.count_params())
 

@@ -65,16 +65,6 @@ def _dropout(rate: float) -> list[nn.Module]:
     return [nn.Dropout(rate)] if rate else []
 
 
-def count_parameters(model: nn.Module) -> int:
-    """What Keras's ``count_params`` counts for the same twin: parameters and batch norm's running statistics."""
-    statistics = sum(
-        module.running_mean.numel() + module.running_var.numel()
-        for module in model.modules()
-        if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None
-    )
-    return sum(p.numel() for p in model.parameters()) + statistics
-
-
 def augment(
     images: torch.Tensor, augmentations: tuple[str, ...] = ("flip", "brightness"), brightness: float = BRIGHTNESS_DELTA
 ) -> torch.Tensor:

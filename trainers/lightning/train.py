@@ -33,7 +33,8 @@ from twinflow.trainers.lightning.data import (
     TransformedDataModule,
 )
 from twinflow.trainers.lightning.export import export_serving_model
-from twinflow.trainers.lightning.model import Split, TwinClassifier, count_parameters, freeze_backbone, seed_everything
+from twinflow.trainers.lightning.model import Split, TwinClassifier, freeze_backbone, seed_everything
+from twinflow.trainers.lightning.parameters import count_parameters
 from twinflow.trainers.stopwatch import Stopwatch
 from twinflow.trainers.user_model import build_torch as build_user_torch
 
@@ -216,7 +217,13 @@ class LightningTrainer(TwinTrainer):
                 else None
             ),
         )
-        self.start_from(torch_model=self.module.model)
+        from twinflow.trainers.backbones.weights import starting_weights  # here: it loads TensorFlow
+
+        self.start_from(
+            starting_weights(
+                config, len(self.class_names), self.weights_source, self.weights_note, torch_model=self.module.model
+            )
+        )
         return count_parameters(self.module.model)
 
     def fit(self) -> str:
