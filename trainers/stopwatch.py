@@ -79,6 +79,14 @@ class Stopwatch:
             return 0.0
         return self.epochs[0][0] / self.epochs[0][2]
 
+    def epoch_line(self, epoch: int, epochs: int) -> str:
+        """The line both trainers print as an epoch ends (Keras's verbose=2 line, in twinflow's words)."""
+        images, seconds, steps = self.epochs[-1]
+        logged = self.history[-1].model_dump() if self.history else {}
+        metrics = " - ".join(f"{name}: {logged[name]:.4f}" for name in EPOCH_METRICS if logged.get(name) is not None)
+        speed = images / steps if steps else 0
+        return f"Epoch {epoch}/{epochs} - {seconds:.1f}s - {speed:,.0f} images/s in training steps - {metrics}"
+
     def save(self, path: str) -> None:
         """The epochs so far, for another process (a data-parallel launcher) to ``load``."""
         state = {"epochs": self.epochs, "history": [h.model_dump() for h in self.history]}

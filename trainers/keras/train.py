@@ -49,7 +49,8 @@ def skip_autograph_for_tf_keras() -> None:
 
 
 class _EpochCheck(tf.keras.callbacks.Callback):
-    """Feeds the shared Stopwatch, and stops training on a non-finite loss (as the Lightning twin does).
+    """Feeds the shared Stopwatch, prints one line per epoch and stops on a non-finite loss, as the Lightning twin
+    does.
 
     Epoch-level hooks only: a batch-level hook would make Keras call back into Python
     (and wait for the step) after every step.
@@ -72,6 +73,7 @@ class _EpochCheck(tf.keras.callbacks.Callback):
         seen = int(self._images_seen.numpy())
         self._stopwatch.end_epoch(logs, images=seen - self._counted)
         self._counted = seen
+        print(self._stopwatch.epoch_line(epoch + 1, self.params.get("epochs") or epoch + 1), flush=True)
         check_finite_loss("keras", epoch + 1, float((logs or {}).get("loss", 0.0)), self._config)
 
 
@@ -187,7 +189,7 @@ class KerasTrainer(TwinTrainer):
                 validation_data=self.eval_split.dataset(training=False),
                 initial_epoch=done,
                 epochs=done + phase.epochs,
-                verbose=2,
+                verbose=0,  # _EpochCheck prints the epoch's line, as the Lightning twin's callback does
                 callbacks=[
                     tf.keras.callbacks.EarlyStopping(
                         monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True

@@ -76,17 +76,7 @@ class EpochReport(Callback):
     def _report(self, trainer: pl.Trainer) -> None:
         if self._state_file and trainer.world_size > 1:
             self._stopwatch.save(self._state_file)
-        images, seconds, steps = self._stopwatch.epochs[-1]
-        metrics = " - ".join(
-            f"{name}: {float(trainer.callback_metrics[name]):.4f}"
-            for name in ("loss", "accuracy", "val_loss", "val_accuracy")
-            if name in trainer.callback_metrics
-        )
-        print(
-            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs} - {seconds:.1f}s - "
-            f"{images / steps if steps else 0:,.0f} images/s in training steps - {metrics}",
-            flush=True,
-        )
+        print(self._stopwatch.epoch_line(trainer.current_epoch + 1, trainer.max_epochs), flush=True)
 
 
 def _synchronize(device: torch.device) -> None:
