@@ -121,7 +121,12 @@ def bare_keras(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
     tf.keras.utils.set_random_seed(training.seed)
     images, labels = (tf.constant(a) for a in arrays)
     model = build_model(
-        training.architecture, training.image_size, training.channels, classes, training.width_multiplier
+        training.architecture,
+        training.image_size,
+        training.channels,
+        classes,
+        training.width_multiplier,
+        from_scratch=training.weights == "none",
     )
     delta = brightness_delta(training)
     optimizer = keras_train.optimizer(training)
@@ -168,6 +173,7 @@ def bare_torch(arrays: tuple[Any, Any], training: Any, classes: int) -> dict[str
         training.optimizer,
         training.learning_rate,
         width_multiplier=training.width_multiplier,
+        from_scratch=training.weights == "none",
     )
     device = _torch_device()
     delta = brightness_delta(training)

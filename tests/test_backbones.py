@@ -506,3 +506,20 @@ def test_twins_of_different_architectures_do_not_port(source_twins) -> None:
     del narrower.blocks[16]  # a torch model missing a block: the Keras tensors left over are named
     with pytest.raises(ConfigError, match=r"^port: Keras tensor block_16_expand/kernel has no torch twin"):
         port.keras_to_torch(keras_source, narrower)
+
+
+@pytest.mark.parametrize(("from_scratch", "keras_momentum"), [(True, 0.99), (False, 0.999)])
+def test_batch_norm_momentum_is_the_published_one_unless_everything_trains_from_a_seeded_start(
+    from_scratch: bool, keras_momentum: float
+) -> None:
+    """From a seeded start the running statistics must catch up from mean 0, variance 1: Keras's layer default."""
+    from twinflow.trainers.keras.model import build_model as build_keras
+    from twinflow.trainers.lightning.model import build_model as build_torch
+
+    keras_twin = build_keras("mobilenet_v2", EVEN, 3, CLASSES, 0.35, from_scratch=from_scratch)
+    torch_twin = build_torch("mobilenet_v2", EVEN, 3, CLASSES, 0.35, from_scratch=from_scratch)
+    keras_values = {
+        layer.momentum for layer in keras_twin.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+    }
+    torch_values = {round(m.momentum, 6) for m in torch_twin.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert keras_values == {keras_momentum} and torch_values == {round(1 - keras_momentum, 6)}

@@ -31,6 +31,7 @@ from twinflow.core.model_card import (
     artifact_size,
     write_model_card,
 )
+from twinflow.trainers.backbones import mobilenet_v2_spec as spec
 from twinflow.trainers.stopwatch import Stopwatch
 
 if TYPE_CHECKING:
@@ -42,6 +43,12 @@ if TYPE_CHECKING:
 # uniformly from [-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA].
 BRIGHTNESS_DELTA = 0.2
 PIXEL_HALF_RANGE = 127.5  # a backbone's pixels 0..255 are scaled by its first layer to [-1, 1]: 127.5 levels per unit
+
+
+def bn_momentum(from_scratch: bool) -> float:
+    """A backbone's batch-norm momentum (Keras's convention): as published, or Keras's layer default from a seeded
+    start, where the running statistics must catch up from their initial values (backbones.mobilenet_v2_spec)."""
+    return spec.FROM_SCRATCH_BN_MOMENTUM if from_scratch else spec.KERAS_BN_MOMENTUM
 
 
 def brightness_delta(config: TrainingConfig) -> float:

@@ -21,6 +21,7 @@ def build_keras_mobilenet_v2(
     alpha: float = 1.0,
     dropout: float = 0.2,
     input_dtype: str = "float32",
+    bn_momentum: float = spec.KERAS_BN_MOMENTUM,
 ) -> tf.keras.Model:
     """The Keras twin with fresh (Keras-default) weights; ``weights.apply_weights`` fills them."""
     height, width, channels = input_shape
@@ -36,6 +37,9 @@ def build_keras_mobilenet_v2(
     x = tf.keras.layers.GlobalAveragePooling2D(name=spec.POOL_LAYER)(backbone.output)
     x = tf.keras.layers.Dropout(dropout, name=spec.DROPOUT_LAYER)(x)
     logits = tf.keras.layers.Dense(num_classes, name=spec.HEAD_LAYER)(x)
+    for layer in backbone.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum  # Keras's weight of the running value (torch: 1 - this)
     return tf.keras.Model(image, logits, name=f"mobilenet_v2_{alpha:g}")
 
 

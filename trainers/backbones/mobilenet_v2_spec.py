@@ -18,6 +18,10 @@ from dataclasses import dataclass
 BN_EPSILON = 1e-3
 KERAS_BN_MOMENTUM = 0.999
 TORCH_BN_MOMENTUM = 1 - KERAS_BN_MOMENTUM
+# From a seeded start every batch norm trains, and its running statistics start at mean 0, variance 1: at 0.999
+# they would still be mostly those after a thousand steps, and evaluation (which uses them) would answer near
+# chance for the first epochs. The same network trained from scratch uses Keras's layer default, 0.99.
+FROM_SCRATCH_BN_MOMENTUM = 0.99
 
 # The fixed input normalisation of the published weights (mobilenet_v2.preprocess_input, mode "tf"):
 # uint8-range pixels 0..255 → [-1, 1]. It is the twins' first layer, so it travels with every export.

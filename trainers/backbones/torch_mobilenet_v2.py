@@ -146,6 +146,7 @@ class TorchMobileNetV2(nn.Module):
         dropout: float = 0.2,
         padding: Padding = "keras",
         bn_epsilon: float = spec.BN_EPSILON,
+        bn_momentum: float = spec.KERAS_BN_MOMENTUM,
     ):
         super().__init__()
         height, width, channels = input_shape
@@ -162,6 +163,9 @@ class TorchMobileNetV2(nn.Module):
         self.head_dropout = nn.Dropout(dropout)
         self.logits = nn.Linear(spec.last_conv_filters(alpha), num_classes)
         self.inference_modules: tuple[str, ...] = ()  # paths kept in eval() by train(): see freeze_backbone
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 1 - bn_momentum  # torch weighs the new batch, Keras the running value
         _init_like_keras(self)
 
     @staticmethod

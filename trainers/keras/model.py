@@ -10,18 +10,29 @@ import tensorflow as tf
 
 from twinflow.core.architectures import BACKBONES, architecture
 from twinflow.core.contract import IMAGE_XF_KEY
-from twinflow.trainers.base import BRIGHTNESS_DELTA
+from twinflow.trainers.base import BRIGHTNESS_DELTA, bn_momentum
 
 
 def build_model(
-    arch_name: str, image_size: int, channels: int, num_classes: int, width_multiplier: float = 1.0
+    arch_name: str,
+    image_size: int,
+    channels: int,
+    num_classes: int,
+    width_multiplier: float = 1.0,
+    from_scratch: bool = False,
 ) -> tf.keras.Model:
     """The twin as Keras layers (float32 ``image_xf`` in, logits out: softmax is applied at serving)."""
     if arch_name in BACKBONES:
         from twinflow.trainers.backbones.keras_mobilenet_v2 import build_keras_mobilenet_v2
 
         shape = (image_size, image_size, channels)
-        return build_keras_mobilenet_v2(shape, num_classes, width_multiplier, BACKBONES[arch_name].head_dropout)
+        return build_keras_mobilenet_v2(
+            shape,
+            num_classes,
+            width_multiplier,
+            BACKBONES[arch_name].head_dropout,
+            bn_momentum=bn_momentum(from_scratch),
+        )
     spec = architecture(arch_name)
     layers: list[tf.keras.layers.Layer] = [tf.keras.Input(shape=(image_size, image_size, channels), name=IMAGE_XF_KEY)]
     for filters in spec.conv_filters:

@@ -148,6 +148,7 @@ class KerasTrainer(TwinTrainer):
                     config.channels,
                     len(self.class_names),
                     config.width_multiplier,
+                    from_scratch=config.weights == "none",
                 )
             self.start_from(
                 starting_weights(

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from twinflow.core.architectures import BACKBONES, architecture
-from twinflow.trainers.base import BRIGHTNESS_DELTA, scheduled_learning_rate
+from twinflow.trainers.base import BRIGHTNESS_DELTA, bn_momentum, scheduled_learning_rate
 
 Split = tuple[torch.Tensor, torch.Tensor]  # a batch: (images NCHW float32, labels int64)
 
@@ -25,7 +25,12 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(
-    arch_name: str, image_size: int, channels: int, num_classes: int, width_multiplier: float = 1.0
+    arch_name: str,
+    image_size: int,
+    channels: int,
+    num_classes: int,
+    width_multiplier: float = 1.0,
+    from_scratch: bool = False,
 ) -> nn.Module:
     """The twin as torch layers (NCHW in, logits out), initialized like Keras (a backbone: trainers/backbones/).
 
@@ -39,7 +44,13 @@ def build_model(
         from twinflow.trainers.backbones.torch_mobilenet_v2 import TorchMobileNetV2
 
         shape = (image_size, image_size, channels)
-        return TorchMobileNetV2(shape, num_classes, width_multiplier, BACKBONES[arch_name].head_dropout)
+        return TorchMobileNetV2(
+            shape,
+            num_classes,
+            width_multiplier,
+            BACKBONES[arch_name].head_dropout,
+            bn_momentum=bn_momentum(from_scratch),
+        )
     spec = architecture(arch_name)
     layers: list[nn.Module] = []
     in_channels, size = channels, image_size
@@ -95,6 +106,7 @@ class TwinClassifier(pl.LightningModule):
         epochs: int = 1,
         width_multiplier: float = 1.0,
         model: nn.Module | None = None,
+        from_scratch: bool = False,
     ):
         """``model``: a network built elsewhere (--model-module) instead of the twin ``architecture`` names."""
         super().__init__()
@@ -102,7 +114,7 @@ class TwinClassifier(pl.LightningModule):
         self.model = (
             model
             if model is not None
-            else build_model(architecture, image_size, channels, num_classes, width_multiplier)
+            else build_model(architecture, image_size, channels, num_classes, width_multiplier, from_scratch)
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

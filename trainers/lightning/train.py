@@ -201,6 +201,7 @@ class LightningTrainer(TwinTrainer):
             lr_schedule=config.lr_schedule,
             epochs=config.epochs,
             width_multiplier=config.width_multiplier,
+            from_scratch=config.weights == "none",
             model=(
                 build_user_torch(self.user_module, self.input_shape, len(self.class_names))
                 if self.user_module is not None
