@@ -110,3 +110,17 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((28, 28), 200, dtype=np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_model_magnitude_pruning_cannot_wrap_skips_the_prune_variant_saying_so(
+    tmp_path: Path, tiny_folders: Path, capsys
+) -> None:
+    from twinflow.pipelines.run.local import with_model_module
+
+    overrides = {"training.model_module": str(MODULES / "subclassed.py"), "optimization.variants": ["prune", "int8"]}
+    config = with_model_module(tiny_config(tmp_path, tiny_folders, **overrides), 3)
+    assert config.optimization.variants == ("int8",)
+    assert "its Keras model cannot be magnitude-pruned" in capsys.readouterr().out
+    twin_overrides = {**overrides, "training.model_module": str(MODULES / "twin_module.py")}
+    twins = with_model_module(tiny_config(tmp_path / "twins", tiny_folders, **twin_overrides), 3)
+    assert twins.optimization.variants == ("prune", "int8")

@@ -154,3 +154,14 @@ def module_sha256(spec: str) -> str:
         return ""
     origin = found.origin if found else None
     return hashlib.sha256(fs.read_bytes(origin)).hexdigest() if origin and os.path.isfile(origin) else ""
+
+
+def why_not_prunable(module: UserModule, input_shape: tuple[int, int, int], num_classes: int) -> str | None:
+    """Why tfmot's magnitude pruning cannot wrap the module's Keras model (a subclassed model, say); None if it can."""
+    import tensorflow_model_optimization as tfmot
+
+    try:
+        tfmot.sparsity.keras.prune_low_magnitude(build_keras(module, input_shape, num_classes))
+    except (ValueError, TypeError) as err:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return None

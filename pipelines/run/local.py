@@ -189,8 +189,9 @@ def run_local(
 
 def with_model_module(config: PipelineConfig, num_classes: int) -> PipelineConfig:
     """``--model-module``: its builders checked (imports, tf-keras, output shape), both parameter counts said side by
-    side (and whether they can be twins), and the frameworks narrowed to those it builds, said so."""
-    from twinflow.trainers.user_model import load_user_module, parameter_counts, twins_words
+    side (and whether they can be twins), the frameworks narrowed to those it builds, and a prune variant its Keras
+    model cannot take left out, each said so."""
+    from twinflow.trainers.user_model import load_user_module, parameter_counts, twins_words, why_not_prunable
 
     module = load_user_module(str(config.training.model_module))
     frameworks = [name for name in config.frameworks if name in module.frameworks]
@@ -205,6 +206,11 @@ def with_model_module(config: PipelineConfig, num_classes: int) -> PipelineConfi
         left_out = [name for name in config.frameworks if name not in frameworks]
         print(f"[run] {module.spec} has no builder for {', '.join(left_out)}: training {', '.join(frameworks)} only")
         config = config.model_copy(update={"framework": ",".join(frameworks)})
+    variants = config.optimization.variants
+    if "prune" in variants and "keras" in config.frameworks and (why := why_not_prunable(module, shape, num_classes)):
+        print(f"[run] {module.spec}: its Keras model cannot be magnitude-pruned ({why}): the prune variant is skipped")
+        kept = tuple(v for v in variants if v != "prune")
+        config = config.model_copy(update={"optimization": config.optimization.model_copy(update={"variants": kept})})
     return config
 
 
